@@ -1,0 +1,50 @@
+// Variable: a named, mutable tensor holder, like tf.Variable. Layers own their weights as Variables and
+// optimizers update them in place. Copies of a Variable are handles to the same variable.
+//
+//   Variable w(zeros({784, 128}), "dense/kernel");
+//   Tensor y = matmul(x, w.value());    // reading a trainable variable inside a tape watches it
+//   w.assign_sub(lr * grad);
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/tensor/tensor.h"
+
+namespace gradflow {
+
+class Variable {
+ public:
+  Variable() = default;
+  explicit Variable(Tensor initial_value, std::string name = "Variable", bool trainable = true);
+
+  bool defined() const { return state_ != nullptr; }
+  // The current value; inside a recording tape a trainable variable's read watches it.
+  const Tensor& value() const;
+  operator const Tensor&() const { return value(); }  // NOLINT: lets ops take variables directly
+  const std::string& name() const;
+  bool trainable() const;
+  const Shape& shape() const { return value_unwatched().shape(); }
+  DType dtype() const { return value_unwatched().dtype(); }
+  Device device() const { return value_unwatched().device(); }
+  uint64_t id() const { return value_unwatched().id(); }
+
+  // Overwrite the value in place (same storage and tensor id); shape and dtype must match.
+  void assign(const Tensor& value);
+  void assign_add(const Tensor& delta);
+  void assign_sub(const Tensor& delta);
+
+  // The value without notifying tapes (for optimizers, checkpoints and printing).
+  const Tensor& value_unwatched() const;
+  bool same_as(const Variable& other) const { return state_ == other.state_; }
+
+ private:
+  struct State {
+    Tensor value;
+    std::string name;
+    bool trainable;
+  };
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace gradflow

@@ -1,0 +1,80 @@
+// CPU matmul through OpenBLAS's cblas_sgemm/dgemm, one call per batch element. Transposed views are
+// passed to BLAS as transposes (no copy); other non-row-major layouts are copied first.
+#include <cblas.h>
+
+#include "core/ops/internal.h"
+#include "core/tensor/creation.h"
+
+namespace gradflow {
+namespace {
+
+// How BLAS should read the last two dimensions of an operand: row-major with leading dimension ld,
+// optionally transposed.
+struct GemmOperand {
+  Tensor t;
+  bool transposed;
+  int64_t ld;
+};
+
+GemmOperand as_gemm_operand(const Tensor& x, bool transpose) {
+  int r = x.rank();
+  int64_t rows = x.shape()[r - 2], cols = x.shape()[r - 1];
+  int64_t s_row = x.strides()[r - 2], s_col = x.strides()[r - 1];
+  if ((s_col == 1 || cols == 1) && s_row >= std::max<int64_t>(cols, 1)) return {x, transpose, s_row};
+  if ((s_row == 1 || rows == 1) && s_col >= std::max<int64_t>(rows, 1)) return {x, !transpose, s_col};
+  Tensor c = contiguous_kernel(x);
+  return {c, transpose, std::max<int64_t>(cols, 1)};
+}
+
+template <typename T>
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T* c,
+          int64_t ldc) {
+  auto opa = ta ? CblasTrans : CblasNoTrans;
+  auto opb = tb ? CblasTrans : CblasNoTrans;
+  if constexpr (std::is_same_v<T, float>) {
+    cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+  } else {
+    cblas_dgemm(CblasRowMajor, opa, opb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
+  }
+}
+
+TensorList matmul_kernel(const TensorList& in, const Attrs& attrs, const MetaList& metas) {
+  bool ta = attrs.get<bool>("transpose_a"), tb = attrs.get<bool>("transpose_b");
+  Tensor out = empty(metas[0]);
+  const Shape& os = out.shape();
+  int r = out.rank();
+  int64_t m = os[r - 2], n = os[r - 1];
+  int64_t k = in[0].dim(ta ? -2 : -1);
+  if (out.numel() == 0) return {out};
+  GemmOperand a = as_gemm_operand(in[0], ta), b = as_gemm_operand(in[1], tb);
+  if (k == 0) {
+    copy_into(out, zeros(os, out.dtype()));
+    return {out};
+  }
+  Shape batch(os.begin(), os.end() - 2);
+  Strides sa = broadcast_strides(a.t, os), sb = broadcast_strides(b.t, os);
+  int64_t batches = numel(batch);
+  visit_float("matmul", out.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* pa = static_cast<const T*>(a.t.raw_data());
+    const T* pb = static_cast<const T*>(b.t.raw_data());
+    T* pc = static_cast<T*>(out.raw_data());
+    for (int64_t i = 0; i < batches; ++i) {
+      int64_t oa = 0, ob = 0, rem = i;
+      for (int d = static_cast<int>(batch.size()) - 1; d >= 0; --d) {
+        int64_t idx = rem % batch[d];
+        rem /= batch[d];
+        oa += idx * sa[d];
+        ob += idx * sb[d];
+      }
+      gemm<T>(a.transposed, b.transposed, m, n, k, pa + oa, a.ld, pb + ob, b.ld, pc + i * m * n, n);
+    }
+  });
+  return {out};
+}
+
+}  // namespace
+
+void register_matmul_cpu_kernels(OpRegistry& r) { r.set_kernel("matmul", DeviceType::kCPU, matmul_kernel); }
+
+}  // namespace gradflow

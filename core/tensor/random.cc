@@ -1,0 +1,70 @@
+#include "core/tensor/random.h"
+
+#include "core/tensor/random_math.h"
+
+namespace gradflow {
+
+Generator& global_generator() {
+  static Generator* generator = new Generator(0);
+  return *generator;
+}
+
+void set_seed(uint64_t seed) { global_generator().set_state({seed, 0}); }
+
+RandomStream take_random_stream(std::optional<uint64_t> seed) {
+  if (seed.has_value()) return {*seed, 0};
+  Generator& g = global_generator();
+  return {g.seed(), g.take_stream()};
+}
+
+namespace {
+
+enum class Distribution { kUniform, kNormal, kTruncatedNormal };
+
+// Fills a host buffer element by element; the values depend only on (seed, stream, i), never on the
+// thread that computes them.
+Tensor sample(std::string_view op, Distribution dist, Shape shape, double a, double b, DType dtype, Device device,
+              std::optional<uint64_t> seed) {
+  if (!is_floating(dtype)) throw_unsupported_dtype(op, dtype);
+  RandomStream rs = take_random_stream(seed);
+  Tensor host = empty(std::move(shape), dtype, kCPU);
+  int64_t n = host.numel();
+  visit_all(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (std::is_same_v<T, bool> || std::is_integral_v<T>) {
+      return;
+    } else {
+      T* out = static_cast<T*>(host.raw_data());
+#pragma omp parallel for if (n > 65536)
+      for (int64_t i = 0; i < n; ++i) {
+        double v;
+        switch (dist) {
+          case Distribution::kUniform: v = a + (b - a) * philox::uniform_at(rs.seed, rs.stream, i); break;
+          case Distribution::kNormal: v = a + b * philox::normal_at(rs.seed, rs.stream, i); break;
+          default: v = a + b * philox::truncated_normal_at(rs.seed, rs.stream, i); break;
+        }
+        out[i] = convert<T>(v);
+      }
+    }
+  });
+  return device.is_cpu() ? host : host.to(device);
+}
+
+}  // namespace
+
+Tensor random_uniform(Shape shape, double minval, double maxval, DType dtype, Device device,
+                      std::optional<uint64_t> seed) {
+  return sample("random_uniform", Distribution::kUniform, std::move(shape), minval, maxval, dtype, device, seed);
+}
+
+Tensor random_normal(Shape shape, double mean, double stddev, DType dtype, Device device, std::optional<uint64_t> seed) {
+  return sample("random_normal", Distribution::kNormal, std::move(shape), mean, stddev, dtype, device, seed);
+}
+
+Tensor truncated_normal(Shape shape, double mean, double stddev, DType dtype, Device device,
+                        std::optional<uint64_t> seed) {
+  return sample("truncated_normal", Distribution::kTruncatedNormal, std::move(shape), mean, stddev, dtype, device,
+                seed);
+}
+
+}  // namespace gradflow
