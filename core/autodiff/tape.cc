@@ -117,7 +117,8 @@ std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vect
   absl::flat_hash_set<uint64_t> reached;
   for (const Tensor& src : sources) {
     if (!src.defined()) throw StateError("GradientTape.gradient: a source is an undefined tensor");
-    reached.insert(src.id());
+    // As in TF, a source this tape never watched (nor computed from a watched one) gets no gradient.
+    if (s.tracked.contains(src.id())) reached.insert(src.id());
   }
   std::vector<bool> relevant(s.entries.size(), false);
   for (size_t i = 0; i < s.entries.size(); ++i) {

@@ -1,24 +1,174 @@
-#include "core/gradflow.h"
-
+// Tensor basics: creation, dtypes and conversions, views without copies, devices, printing, random.
 #include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+
+#include "core/gradflow.h"
 
 namespace gradflow {
 namespace {
 
-TEST(Tensor, Smoke) {
+TEST(Tensor, CreationAndMetadata) {
   Tensor x = from_vector<float>({1, 2, 3, 4, 5, 6}, {2, 3});
-  Tensor y = add(x, from_vector<float>({10, 20, 30}));
-  EXPECT_EQ(y.to_vector<float>(), (std::vector<float>{11, 22, 33, 14, 25, 36}));
-  Tensor s = sum(x, {0});
-  EXPECT_EQ(s.to_vector<float>(), (std::vector<float>{5, 7, 9}));
-  Tensor m = matmul(x, x.transpose());
-  EXPECT_EQ(m.to_vector<float>(), (std::vector<float>{14, 32, 32, 77}));
-  std::cout << m << "\n";
-  Variable w(from_vector<double>({1, 2, 3}, {3}), "w");
-  GradientTape tape;
-  Tensor loss = sum(square(w.value()));
-  auto g = tape.gradient(loss, {w});
-  EXPECT_EQ((g[0].to_vector<double>()), (std::vector<double>{2, 4, 6}));
+  EXPECT_EQ(x.shape(), (Shape{2, 3}));
+  EXPECT_EQ(x.strides(), (Strides{3, 1}));
+  EXPECT_EQ(x.dtype(), kF32);
+  EXPECT_EQ(x.device(), kCPU);
+  EXPECT_EQ(x.numel(), 6);
+  EXPECT_EQ(x.dim(-1), 3);
+  EXPECT_TRUE(x.is_contiguous());
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(x.raw_data()) % kCpuAlignment, 0u);
+  EXPECT_EQ((zeros({2}, kI64).to_vector<int64_t>()), (std::vector<int64_t>{0, 0}));
+  EXPECT_EQ((ones({2}, kBool).to_vector<bool>()), (std::vector<bool>{true, true}));
+  EXPECT_EQ((full({3}, 2.5, kF64).to_vector<double>()), (std::vector<double>{2.5, 2.5, 2.5}));
+  EXPECT_EQ((arange(0, 10, 3, kI32).to_vector<int32_t>()), (std::vector<int32_t>{0, 3, 6, 9}));
+  EXPECT_EQ(arange(5, 0, -2).numel(), 3);
+  EXPECT_EQ(scalar(7, kU8).item<int>(), 7);
+  EXPECT_EQ(scalar(3.5).rank(), 0);
+  EXPECT_EQ(zeros({0, 4}).numel(), 0);
+  EXPECT_THROW(from_vector<float>({1, 2, 3}, {2, 2}), ShapeError);
+  EXPECT_THROW(x.item(), ValueError);
+  EXPECT_THROW(empty({-1}), ValueError);
+}
+
+TEST(Tensor, IdsAreUnique) {
+  Tensor a = zeros({2});
+  Tensor b = a.reshape({2, 1});
+  EXPECT_NE(a.id(), b.id());
+  EXPECT_EQ(a.storage(), b.storage());
+}
+
+TEST(Tensor, ViewsShareStorage) {
+  Tensor x = arange(0, 24).reshape({2, 3, 4});
+  Tensor t = x.transpose(0, 2);
+  EXPECT_EQ(t.shape(), (Shape{4, 3, 2}));
+  EXPECT_EQ(t.storage(), x.storage());
+  EXPECT_FALSE(t.is_contiguous());
+  EXPECT_EQ(t.contiguous().to_vector<float>()[1], 12.0f);  // t[0,0,1] = x[1,0,0]
+  Tensor p = x.permute({1, 2, 0});
+  EXPECT_EQ(p.shape(), (Shape{3, 4, 2}));
+  EXPECT_EQ((p.slice(0, 2, 3).slice(1, 3, 4).to_vector<float>()), (std::vector<float>{11, 23}));
+  Tensor s = x.slice(2, 1, 4, 2);  // [:, :, 1::2]
+  EXPECT_EQ(s.storage(), x.storage());
+  EXPECT_EQ((s.slice(0, 0, 1).slice(1, 0, 1).to_vector<float>()), (std::vector<float>{1, 3}));
+  EXPECT_EQ((x.slice(1, -1, -4, -1).slice(0, 0, 1).slice(2, 0, 1).to_vector<float>()), (std::vector<float>{8, 4, 0}));
+  EXPECT_EQ(x.slice(0, 5, 9).numel(), 0);
+  Tensor e = from_vector<float>({1, 2}, {2, 1}).expand({2, 3});
+  EXPECT_EQ(e.strides(), (Strides{1, 0}));
+  EXPECT_EQ((e.to_vector<float>()), (std::vector<float>{1, 1, 1, 2, 2, 2}));
+  Tensor r = x.reshape({4, -1});
+  EXPECT_EQ(r.shape(), (Shape{4, 6}));
+  EXPECT_EQ(r.storage(), x.storage());
+  Tensor rt = t.reshape({-1});  // non-contiguous: copies
+  EXPECT_NE(rt.storage(), x.storage());
+  EXPECT_EQ(rt.to_vector<float>()[1], 12.0f);
+  EXPECT_EQ(x.unsqueeze(0).shape(), (Shape{1, 2, 3, 4}));
+  EXPECT_EQ(x.unsqueeze(-1).squeeze(-1).shape(), x.shape());
+  EXPECT_THROW(x.squeeze(0), ShapeError);
+  EXPECT_THROW(x.reshape({5, -1}), ShapeError);
+  EXPECT_THROW(x.permute({0, 0, 1}), ValueError);
+}
+
+TEST(Tensor, DTypeConversions) {
+  Tensor x = from_vector<float>({-1.5f, 0.0f, 2.25f, 65504.0f});
+  EXPECT_EQ((x.to(kF16).to(kF32).to_vector<float>()), (std::vector<float>{-1.5f, 0.0f, 2.25f, 65504.0f}));
+  EXPECT_EQ((x.to(kBF16).to(kF32).to_vector<float>()), (std::vector<float>{-1.5f, 0.0f, 2.25f, 65536.0f}));
+  EXPECT_EQ((x.to(kI32).to_vector<int32_t>()), (std::vector<int32_t>{-1, 0, 2, 65504}));
+  EXPECT_EQ((x.to(kBool).to_vector<bool>()), (std::vector<bool>{true, false, true, true}));
+  EXPECT_EQ(x.to(kF64).dtype(), kF64);
+  // Half precision edge cases: rounding to nearest even, subnormals, overflow, NaN.
+  EXPECT_EQ(static_cast<float>(Half(1.0f + 1.0f / 2048)), 1.0f);
+  EXPECT_EQ(static_cast<float>(Half(5.960464477539063e-08f)), 5.960464477539063e-08f);
+  EXPECT_TRUE(std::isinf(static_cast<float>(Half(70000.0f))));
+  EXPECT_TRUE(std::isnan(static_cast<float>(Half(NAN))));
+  EXPECT_TRUE(std::isnan(static_cast<float>(BFloat16(NAN))));
+  EXPECT_EQ(static_cast<float>(BFloat16(1.00390625f)), 1.0f);  // tie rounds to even
+  EXPECT_EQ(dtype_from_name("bf16"), kBF16);
+  EXPECT_THROW(dtype_from_name("f8"), ValueError);
+}
+
+TEST(Tensor, HalfArithmeticRunsInFloat) {
+  Tensor a = from_vector<float>({1, 2, 3}).to(kF16);
+  Tensor b = from_vector<float>({0.5f, 0.25f, 4}).to(kBF16);
+  Tensor c = add(a, a);
+  EXPECT_EQ(c.dtype(), kF16);
+  EXPECT_EQ((c.to_vector<float>()), (std::vector<float>{2, 4, 6}));
+  EXPECT_EQ((mul(b, b).to_vector<float>()), (std::vector<float>{0.25f, 0.0625f, 16}));
+  EXPECT_EQ(sum(c).dtype(), kF16);
+  EXPECT_FLOAT_EQ(sum(c).item<float>(), 12);
+}
+
+TEST(Tensor, Devices) {
+  EXPECT_EQ(Device::parse("cpu"), kCPU);
+  EXPECT_EQ(Device::parse("cuda:3"), Device::cuda(3));
+  EXPECT_EQ(Device::parse("cuda"), Device::cuda(0));
+  EXPECT_THROW(Device::parse("tpu"), ValueError);
+  EXPECT_THROW(Device::parse("cuda:x"), ValueError);
+  if (cuda_device_count() == 0) {
+    EXPECT_THROW(zeros({2}).to(Device::cuda(0)), DeviceError);
+  }
+}
+
+TEST(Tensor, NumpyLikePrinting) {
+  EXPECT_EQ(from_vector<float>({1, 2, 3, 4}, {2, 2}).str(),
+            "[[1. 2.]\n [3. 4.]]\nTensor(shape=[2,2], dtype=f32, device=cpu)");
+  EXPECT_EQ(from_vector<int32_t>({1, -20, 3}).str(), "[  1 -20   3]\nTensor(shape=[3], dtype=i32, device=cpu)");
+  EXPECT_EQ(from_vector<bool>({true, false}).str(), "[ True False]\nTensor(shape=[2], dtype=bool, device=cpu)");
+  EXPECT_EQ(scalar(0.5).str(), "0.5\nTensor(shape=[], dtype=f32, device=cpu)");
+  std::string big = arange(0, 2000).str();
+  EXPECT_NE(big.find("[   0.    1.    2. ... 1997. 1998. 1999.]"), std::string::npos) << big;
+  EXPECT_EQ(Tensor().str(), "Tensor(undefined)");
+}
+
+TEST(Random, SameSeedSameNumbersAnyThreadCount) {
+  int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  std::vector<float> one = random_normal({100000}, 0, 1, kF32, kCPU, 42).to_vector<float>();
+  omp_set_num_threads(std::max(2, threads));
+  std::vector<float> many = random_normal({100000}, 0, 1, kF32, kCPU, 42).to_vector<float>();
+  omp_set_num_threads(threads);
+  EXPECT_EQ(one, many);
+  EXPECT_NE(one, random_normal({100000}, 0, 1, kF32, kCPU, 43).to_vector<float>());
+}
+
+TEST(Random, GlobalSeedRepeatsAndStreamsDiffer) {
+  set_seed(7);
+  std::vector<float> a = random_uniform({8}).to_vector<float>();
+  std::vector<float> b = random_uniform({8}).to_vector<float>();
+  set_seed(7);
+  EXPECT_EQ(a, random_uniform({8}).to_vector<float>());
+  EXPECT_NE(a, b);
+  // A prefix of a longer draw is the shorter draw: element i depends only on (seed, stream, i).
+  std::vector<float> longer = random_uniform({16}, 0, 1, kF32, kCPU, 5).to_vector<float>();
+  std::vector<float> shorter = random_uniform({8}, 0, 1, kF32, kCPU, 5).to_vector<float>();
+  EXPECT_TRUE(std::equal(shorter.begin(), shorter.end(), longer.begin()));
+}
+
+TEST(Random, Distributions) {
+  int n = 200000;
+  std::vector<double> u = random_uniform({n}, -2, 3, kF64, kCPU, 1).to_vector<double>();
+  double mean_u = 0;
+  for (double v : u) {
+    ASSERT_GE(v, -2);
+    ASSERT_LT(v, 3);
+    mean_u += v / n;
+  }
+  EXPECT_NEAR(mean_u, 0.5, 0.02);
+  std::vector<double> z = random_normal({n}, 1, 2, kF64, kCPU, 2).to_vector<double>();
+  double m = 0, v = 0;
+  for (double x : z) m += x / n;
+  for (double x : z) v += (x - m) * (x - m) / n;
+  EXPECT_NEAR(m, 1, 0.02);
+  EXPECT_NEAR(std::sqrt(v), 2, 0.02);
+  std::vector<double> t = truncated_normal({n}, 0, 1, kF64, kCPU, 3).to_vector<double>();
+  double tv = 0;
+  for (double x : t) {
+    ASSERT_LE(std::abs(x), 2.0);
+    tv += x * x / n;
+  }
+  EXPECT_NEAR(tv, 0.774, 0.01);  // variance of a standard normal truncated at +-2
+  EXPECT_THROW(random_uniform({2}, 0, 1, kI32), DTypeError);
 }
 
 }  // namespace
