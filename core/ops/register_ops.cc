@@ -10,6 +10,7 @@ void register_all_ops(OpRegistry& registry) {
   register_matmul_ops(registry);
   register_nn_ops(registry);
   register_index_ops(registry);
+  register_conv_ops(registry);
 
   register_copy_cpu_kernels(registry);
   register_elementwise_cpu_kernels(registry);
@@ -17,6 +18,7 @@ void register_all_ops(OpRegistry& registry) {
   register_matmul_cpu_kernels(registry);
   register_nn_cpu_kernels(registry);
   register_index_cpu_kernels(registry);
+  register_conv_cpu_kernels(registry);
 
 #if GRADFLOW_WITH_CUDA
   register_cuda_kernels(registry);

@@ -2,6 +2,10 @@
 
 #include "core/tensor/random_math.h"
 
+#if GRADFLOW_WITH_CUDA
+#include "core/tensor/cuda/fill.h"
+#endif
+
 namespace gradflow {
 
 Generator& global_generator() {
@@ -27,6 +31,17 @@ Tensor sample(std::string_view op, Distribution dist, Shape shape, double a, dou
               std::optional<uint64_t> seed) {
   if (!is_floating(dtype)) throw_unsupported_dtype(op, dtype);
   RandomStream rs = take_random_stream(seed);
+#if GRADFLOW_WITH_CUDA
+  if (device.is_cuda()) {  // the same numbers, drawn on the device
+    Tensor out = empty(std::move(shape), dtype, device);
+    cuda::fill_random(out,
+                      dist == Distribution::kUniform  ? cuda::Distribution::kUniform
+                      : dist == Distribution::kNormal ? cuda::Distribution::kNormal
+                                                      : cuda::Distribution::kTruncatedNormal,
+                      a, b, rs.seed, rs.stream);
+    return out;
+  }
+#endif
   Tensor host = empty(std::move(shape), dtype, kCPU);
   int64_t n = host.numel();
   visit_all(dtype, [&](auto tag) {
@@ -35,7 +50,7 @@ Tensor sample(std::string_view op, Distribution dist, Shape shape, double a, dou
       return;
     } else {
       T* out = static_cast<T*>(host.raw_data());
-#pragma omp parallel for if (n > 65536)
+#pragma omp parallel for if (n > (1 << 18))
       for (int64_t i = 0; i < n; ++i) {
         double v;
         switch (dist) {

@@ -2,6 +2,7 @@
 // ValueError naming it, never an out-of-bounds read.
 #include <cstring>
 
+#include "core/ops/cpu/strided_loop.h"
 #include "core/ops/internal.h"
 #include "core/tensor/creation.h"
 
@@ -42,7 +43,7 @@ TensorList gather_kernel(const TensorList& in, const Attrs& a, const MetaList& m
   const char* src = static_cast<const char*>(params.raw_data());
   char* dst = static_cast<char*>(out.raw_data());
   int64_t k = static_cast<int64_t>(ids.size());
-#pragma omp parallel for if (s.outer * k * s.inner > (1 << 16))
+#pragma omp parallel for if (s.outer * k * s.inner > cpu::kParallelGrain)
   for (int64_t o = 0; o < s.outer; ++o) {
     for (int64_t j = 0; j < k; ++j) {
       std::memcpy(dst + (o * k + j) * row_bytes, src + (o * s.n + ids[j]) * row_bytes, row_bytes);
@@ -63,7 +64,7 @@ TensorList scatter_add_kernel(const TensorList& in, const Attrs& a, const MetaLi
     const T* pu = static_cast<const T*>(updates.raw_data());
     T* po = static_cast<T*>(out.raw_data());
     // Parallel over outer slices only: rows of one slice may repeat an index.
-#pragma omp parallel for if (s.outer > 1 && s.outer * k * s.inner > (1 << 16))
+#pragma omp parallel for if (s.outer > 1 && s.outer * k * s.inner > cpu::kParallelGrain)
     for (int64_t o = 0; o < s.outer; ++o) {
       for (int64_t j = 0; j < k; ++j) {
         const T* row = pu + (o * k + j) * s.inner;

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/ops/cpu/strided_loop.h"
 #include "core/ops/internal.h"
 
 namespace gradflow {
@@ -51,7 +52,7 @@ TensorList softmax_kernel(const TensorList& in, const Attrs& a, const MetaList& 
     using T = typename decltype(tag)::type;
     const T* px = static_cast<const T*>(r.x.raw_data());
     T* py = static_cast<T*>(y.raw_data());
-#pragma omp parallel for if (outer * n > (1 << 16))
+#pragma omp parallel for if (outer * n > cpu::kParallelGrain)
     for (int64_t o = 0; o < outer; ++o) {
       const T* row = px + o * n;
       T* out = py + o * n;

@@ -5,6 +5,7 @@
 #include <limits>
 #include <numeric>
 
+#include "core/ops/cpu/strided_loop.h"
 #include "core/ops/internal.h"
 
 namespace gradflow {
@@ -85,7 +86,7 @@ void run_reduce(const Plan& p, T* out, R r) {
   const T* x = static_cast<const T*>(p.x.raw_data());
   const int64_t outer = p.outer, n = p.reduced;
   if (p.trailing) {
-#pragma omp parallel for if (outer > 1 && outer * n > (1 << 16))
+#pragma omp parallel for if (outer > 1 && outer * n > cpu::kParallelGrain)
     for (int64_t o = 0; o < outer; ++o) {
       auto acc = r.init();
       const T* row = x + o * n;
@@ -128,7 +129,7 @@ TensorList logsumexp_kernel(const TensorList& in, const Attrs& a, const MetaList
     using T = typename decltype(tag)::type;
     const T* px = static_cast<const T*>(p.x.raw_data());
     T* po = static_cast<T*>(out.raw_data());
-#pragma omp parallel for if (p.outer > 1 && p.outer * p.reduced > (1 << 16))
+#pragma omp parallel for if (p.outer > 1 && p.outer * p.reduced > cpu::kParallelGrain)
     for (int64_t o = 0; o < p.outer; ++o) {
       const T* row = px + o * p.reduced;
       T hi = -std::numeric_limits<T>::infinity();
