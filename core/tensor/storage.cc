@@ -1,6 +1,8 @@
 #include "core/tensor/storage.h"
 
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <cstring>
 #include <new>
 
@@ -13,16 +15,67 @@
 namespace gradflow {
 namespace {
 
+// Small blocks come straight from the C allocator. Large blocks (>= 1 MiB) are cached after free, keyed
+// by their rounded size: an op that allocates a fresh 64 MiB output each step otherwise pays for mmap,
+// page faults and zeroing every time, which halves the bandwidth of memory-bound ops. The cache holds
+// at most kMaxCachedBytes; beyond that, freed blocks go back to the system.
 class CpuAllocator final : public Allocator {
  public:
+  static constexpr size_t kLargeBlock = size_t{1} << 20;
+  static constexpr size_t kLargeRounding = size_t{1} << 16;
+  static constexpr size_t kMaxCachedBytes = size_t{1} << 30;
+
   void* allocate(size_t nbytes) override {
     if (nbytes == 0) return nullptr;
-    size_t rounded = (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
+    size_t rounded = round(nbytes);
+    if (rounded >= kLargeBlock) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = cache_.find(rounded);
+      if (it != cache_.end()) {
+        void* p = it->second;
+        cache_.erase(it);
+        cached_bytes_ -= rounded;
+        return p;
+      }
+    }
     void* p = std::aligned_alloc(kCpuAlignment, rounded);
-    if (p == nullptr) throw std::bad_alloc();
+    if (p == nullptr) {
+      release_cache();
+      p = std::aligned_alloc(kCpuAlignment, rounded);
+      if (p == nullptr) throw std::bad_alloc();
+    }
     return p;
   }
-  void deallocate(void* ptr, size_t) override { std::free(ptr); }
+
+  void deallocate(void* ptr, size_t nbytes) override {
+    if (ptr == nullptr) return;
+    size_t rounded = round(nbytes);
+    if (rounded >= kLargeBlock) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (cached_bytes_ + rounded <= kMaxCachedBytes) {
+        cache_.emplace(rounded, ptr);
+        cached_bytes_ += rounded;
+        return;
+      }
+    }
+    std::free(ptr);
+  }
+
+ private:
+  static size_t round(size_t nbytes) {
+    size_t unit = nbytes >= kLargeBlock ? kLargeRounding : kCpuAlignment;
+    return (nbytes + unit - 1) / unit * unit;
+  }
+  void release_cache() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [size, p] : cache_) std::free(p);
+    cache_.clear();
+    cached_bytes_ = 0;
+  }
+
+  std::mutex mutex_;
+  std::multimap<size_t, void*> cache_;
+  size_t cached_bytes_ = 0;
 };
 
 }  // namespace

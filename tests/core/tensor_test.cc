@@ -32,6 +32,18 @@ TEST(Tensor, CreationAndMetadata) {
   EXPECT_THROW(empty({-1}), ValueError);
 }
 
+TEST(Tensor, LargeCpuBlocksAreReusedAfterFree) {
+  void* first;
+  {
+    Tensor big = empty({1 << 20});  // 4 MiB
+    first = big.raw_data();
+  }
+  Tensor again = empty({1 << 20});
+  EXPECT_EQ(again.raw_data(), first);
+  Tensor other = empty({1 << 20});  // the cached block is taken: a new one
+  EXPECT_NE(other.raw_data(), first);
+}
+
 TEST(Tensor, IdsAreUnique) {
   Tensor a = zeros({2});
   Tensor b = a.reshape({2, 1});
