@@ -3,6 +3,10 @@
 #include <cmath>
 #include <cstring>
 
+#if GRADFLOW_WITH_CUDA
+#include "core/tensor/cuda/fill.h"
+#endif
+
 namespace gradflow {
 
 template <typename T>
@@ -27,6 +31,13 @@ template Tensor from_vector<Half>(const std::vector<Half>&, Shape, Device);
 template Tensor from_vector<BFloat16>(const std::vector<BFloat16>&, Shape, Device);
 
 Tensor full(Shape shape, double value, DType dtype, Device device) {
+#if GRADFLOW_WITH_CUDA
+  if (device.is_cuda()) {  // filled on the device, no host buffer or copy
+    Tensor out = empty(std::move(shape), dtype, device);
+    cuda::fill(out, value);
+    return out;
+  }
+#endif
   Tensor host = empty(std::move(shape), dtype, kCPU);
   int64_t n = host.numel();
   visit_all(dtype, [&](auto tag) {
@@ -49,6 +60,13 @@ Tensor arange(double start, double stop, double step, DType dtype, Device device
   if (step == 0) throw ValueError("arange: step must not be 0");
   double span = std::ceil((stop - start) / step);
   int64_t n = span > 0 ? static_cast<int64_t>(span) : 0;
+#if GRADFLOW_WITH_CUDA
+  if (device.is_cuda()) {
+    Tensor out = empty({n}, dtype, device);
+    cuda::fill_arange(out, start, step);
+    return out;
+  }
+#endif
   Tensor host = empty({n}, dtype, kCPU);
   visit_all(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
