@@ -242,6 +242,11 @@ Tensor Tensor::contiguous() const {
   return run_op1(op, {*this});
 }
 
+Tensor Tensor::clone() const {
+  static const OpDef& op = op_def("contiguous");
+  return run_op1(op, {*this});
+}
+
 Tensor Tensor::to(DType dtype) const {
   if (dtype == this->dtype()) return *this;
   static const OpDef& op = op_def("cast");

@@ -82,6 +82,7 @@ class Tensor {
   Tensor unsqueeze(int64_t axis) const;
   Tensor flatten() const { return reshape({-1}); }
   Tensor contiguous() const;  // this tensor when already contiguous, else a row-major copy
+  Tensor clone() const;       // always a new row-major copy (differentiable)
   Tensor to(Device device) const;
   Tensor to(DType dtype) const;
   Tensor cpu() const { return to(kCPU); }

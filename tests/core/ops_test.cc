@@ -90,6 +90,10 @@ TEST(Ops, Reductions) {
   EXPECT_EQ(f32(sum(zeros({0, 3}), {0})), (std::vector<float>{0, 0, 0}));
   EXPECT_TRUE(std::isnan(mean(zeros({0})).item<float>()));
   EXPECT_EQ(sum(from_vector<int32_t>({1, 2, 3})).item<int>(), 6);
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(max(vec({-kInf, -kInf}, {2})).item<float>(), -kInf);
+  EXPECT_EQ(min(vec({kInf}, {1})).item<float>(), kInf);
+  EXPECT_EQ(max(from_vector<int32_t>({-5, -7})).item<int>(), -5);
   EXPECT_EQ(f32(sum_to(ones({2, 3, 4}), {3, 1})), (std::vector<float>{8, 8, 8}));
   // A large sum is exact in double accumulation and independent of thread count.
   EXPECT_FLOAT_EQ(sum(ones({1 << 20})).item<float>(), 1 << 20);

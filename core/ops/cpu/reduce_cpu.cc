@@ -30,14 +30,19 @@ struct MeanR : SumR<T> {
 template <typename T>
 struct MaxR {
   using Acc = T;
-  Acc init() const { return std::numeric_limits<T>::lowest(); }
+  // -inf for floats, so the max of an all -inf input is -inf rather than -FLT_MAX.
+  Acc init() const {
+    return std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::lowest();
+  }
   Acc step(Acc a, T v) const { return (v > a || v != v) && a == a ? v : a; }  // NaN wins
   T finish(Acc a, int64_t) const { return a; }
 };
 template <typename T>
 struct MinR {
   using Acc = T;
-  Acc init() const { return std::numeric_limits<T>::max(); }
+  Acc init() const {
+    return std::numeric_limits<T>::has_infinity ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::max();
+  }
   Acc step(Acc a, T v) const { return (v < a || v != v) && a == a ? v : a; }
   T finish(Acc a, int64_t) const { return a; }
 };
