@@ -1,4 +1,5 @@
-// Everything a gradflow program needs from the core: tensors, ops, random numbers and autodiff.
+// Everything a gradflow program needs from the core: tensors, ops, random numbers, autodiff, layers,
+// models, training, optimizers, losses and metrics.
 #pragma once
 
 #include "core/autodiff/tape.h"
@@ -7,3 +8,11 @@
 #include "core/tensor/creation.h"
 #include "core/tensor/random.h"
 #include "core/tensor/tensor.h"
+#include "core/tensor/threads.h"
+#include "core/data/idx.h"
+#include "core/nn/callbacks.h"
+#include "core/nn/layers.h"
+#include "core/nn/model.h"
+#include "core/nn/training.h"
+#include "core/optim/optimizers.h"
+#include "core/optim/schedules.h"

@@ -1,7 +1,7 @@
 // The seed's model (Flatten, Dense(128, relu), Dropout(0.2), Dense(10, softmax); Adam; sparse
-// categorical cross-entropy; batch 32) on Fashion-MNIST, written with the core alone: tensors, ops and a
-// GradientTape custom training loop. The Keras-style API (Sequential, compile, fit) will replace the
-// hand-written layers and optimizer here.
+// categorical cross-entropy; batch 32) on Fashion-MNIST, written with the core alone: tensors, ops, a
+// GradientTape custom training loop and optimizers::Adam (core/optim). The Keras-style API (Sequential,
+// compile, fit) will replace the hand-written layers here.
 //
 //   build/bin/fashion_mnist_tape --epochs 1
 //   ... test_loss=0.4200 test_accuracy=0.8480
@@ -16,6 +16,7 @@
 
 #include "core/data/idx.h"
 #include "core/gradflow.h"
+#include "core/optim/optimizers.h"
 
 using namespace gradflow;
 
@@ -38,35 +39,7 @@ Variable glorot(int64_t in, int64_t out, const std::string& name) {
   return Variable(random_uniform({in, out}, -limit, limit), name);
 }
 
-class Adam {
- public:
-  explicit Adam(double lr) : lr_(lr) {}
-  void apply(const std::vector<Tensor>& grads, std::vector<Variable>& vars) {
-    autodiff::SuspendRecording no_record;
-    if (m_.empty()) {
-      for (const Variable& v : vars) {
-        m_.emplace_back(zeros_like(v.value_unwatched()), v.name() + "/adam_m", false);
-        v_.emplace_back(zeros_like(v.value_unwatched()), v.name() + "/adam_v", false);
-      }
-    }
-    ++step_;
-    double lr_t = lr_ * std::sqrt(1 - std::pow(kBeta2, step_)) / (1 - std::pow(kBeta1, step_));
-    for (size_t i = 0; i < vars.size(); ++i) {
-      const Tensor& g = grads[i];
-      m_[i].assign(m_[i].value_unwatched() * kBeta1 + g * (1 - kBeta1));
-      v_[i].assign(v_[i].value_unwatched() * kBeta2 + square(g) * (1 - kBeta2));
-      vars[i].assign_sub(m_[i].value_unwatched() * lr_t / (sqrt(v_[i].value_unwatched()) + kEpsilon));
-    }
-  }
-
- private:
-  static constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEpsilon = 1e-7;
-  double lr_;
-  int step_ = 0;
-  std::vector<Variable> m_, v_;
-};
-
-struct Model {
+struct SeedModel {
   Variable w1 = glorot(784, 128, "dense/kernel");
   Variable b1{zeros({128}), "dense/bias"};
   Variable w2 = glorot(128, 10, "dense_1/kernel");
@@ -81,7 +54,7 @@ struct Model {
 };
 
 // Mean loss and accuracy over a split, in batches of 1000.
-std::pair<double, double> evaluate(const Model& model, const Split& data) {
+std::pair<double, double> evaluate(const SeedModel& model, const Split& data) {
   int64_t n = data.images.dim(0);
   double loss = 0, correct = 0;
   for (int64_t start = 0; start < n; start += 1000) {
@@ -103,6 +76,8 @@ int main(int argc, char** argv) {
   uint64_t seed = 42;
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   std::string metrics_json;
+  int threads = 0;
+  app.add_option("--threads", threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
   app.add_option("--epochs", epochs, "passes over the training set")->check(CLI::PositiveNumber);
   app.add_option("--batch-size", batch_size, "examples per step")->check(CLI::PositiveNumber);
   app.add_option("--seed", seed, "seed of initial weights, dropout and shuffling");
@@ -111,12 +86,13 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   try {
+    if (threads > 0) set_num_threads(threads);
     set_seed(seed);
     Split train = load(data_dir, "train");
     Split test = load(data_dir, "t10k");
-    Model model;
+    SeedModel model;
     std::vector<Variable> vars = model.trainable_variables();
-    Adam optimizer(1e-3);
+    optimizers::Adam optimizer({.learning_rate = 1e-3});
     std::vector<int64_t> order(train.images.dim(0));
     std::iota(order.begin(), order.end(), 0);
     std::mt19937_64 shuffle_rng(seed);
@@ -133,7 +109,7 @@ int main(int argc, char** argv) {
         GradientTape tape;
         Tensor loss = mean(sparse_softmax_cross_entropy_with_logits(y, model.logits(x, true)));
         std::vector<Tensor> grads = tape.gradient(loss, std::vector<GradSource>(vars.begin(), vars.end()));
-        optimizer.apply(grads, vars);
+        optimizer.apply_gradients(grads, vars);
         loss_sum += loss.item();
       }
       double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

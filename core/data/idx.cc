@@ -20,7 +20,7 @@ absl::StatusOr<std::vector<unsigned char>> read_all(const std::string& path) {
   int n;
   while ((n = gzread(f, buf, sizeof buf)) > 0) data.insert(data.end(), buf, buf + n);
   int err = 0;
-  const char* msg = n < 0 ? gzerror(f, &err) : nullptr;
+  std::string msg = n < 0 ? gzerror(f, &err) : "";  // copied: gzclose frees zlib's message
   gzclose(f);
   if (n < 0) return absl::DataLossError(str_cat(path, ": read failed: ", msg));
   return data;

@@ -7,7 +7,6 @@
 // scattering patch gradients back onto the input. A 1x1 kernel with stride 1 needs no col: x already
 // is it. Gathering and scattering use OpenMP over the batch; the GEMMs (OpenBLAS, multithreaded
 // itself) run outside parallel regions. Pooling kernels are plain loops, OpenMP over the batch.
-#include <cblas.h>
 
 #include <algorithm>
 #include <cmath>
@@ -17,6 +16,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/ops/cpu/gemm.h"
 #include "core/ops/internal.h"
 
 namespace gradflow {
@@ -64,25 +64,7 @@ Geometry make_geometry(const Shape& x_shape, const Shape& out_shape, int64_t k_h
   return g;
 }
 
-// C[m,n] = A[m,k] B[k,n] + beta C (row-major, op() applied per flag), tolerating empty dimensions.
-template <typename T>
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb,
-          T beta, T* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {  // C = beta C, leaving BLAS's handling of an empty inner dimension aside
-    for (int64_t i = 0; i < m; ++i) {
-      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
-    }
-    return;
-  }
-  auto opa = ta ? CblasTrans : CblasNoTrans;
-  auto opb = tb ? CblasTrans : CblasNoTrans;
-  if constexpr (std::is_same_v<T, float>) {
-    cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc);
-  } else {
-    cblas_dgemm(CblasRowMajor, opa, opb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
-  }
-}
+using cpu::gemm;
 
 // Images per im2col chunk (at least one).
 int64_t chunk_images(const Geometry& g) {
@@ -158,7 +140,7 @@ TensorList conv2d_kernel(const TensorList& in, const Attrs& attrs, const MetaLis
     const T* pk = static_cast<const T*>(kernel.raw_data());
     T* po = static_cast<T*>(out.raw_data());
     if (g.pointwise()) {
-      gemm<T>(false, false, g.batch * rows, f, p, px, p, pk, f, T(0), po, f);
+      gemm(false, false, g.batch * rows, f, p, px, p, pk, f, T(0), po, f);
       return;
     }
     int64_t chunk = chunk_images(g);
@@ -166,7 +148,7 @@ TensorList conv2d_kernel(const TensorList& in, const Attrs& attrs, const MetaLis
     for (int64_t b0 = 0; b0 < g.batch; b0 += chunk) {
       int64_t nb = std::min(chunk, g.batch - b0);
       im2col(px, col.data(), g, b0, nb);
-      gemm<T>(false, false, nb * rows, f, p, col.data(), p, pk, f, T(0), po + b0 * rows * f, f);
+      gemm(false, false, nb * rows, f, p, col.data(), p, pk, f, T(0), po + b0 * rows * f, f);
     }
   });
   return {out};
@@ -185,7 +167,7 @@ TensorList conv2d_backprop_input_kernel(const TensorList& in, const Attrs& attrs
     const T* pk = static_cast<const T*>(kernel.raw_data());
     T* pdx = static_cast<T*>(dx.raw_data());
     if (g.pointwise()) {
-      gemm<T>(false, true, g.batch * rows, p, f, pg, f, pk, f, T(0), pdx, p);
+      gemm(false, true, g.batch * rows, p, f, pg, f, pk, f, T(0), pdx, p);
       return;
     }
     std::fill_n(pdx, dx.numel(), T(0));
@@ -193,7 +175,7 @@ TensorList conv2d_backprop_input_kernel(const TensorList& in, const Attrs& attrs
     std::vector<T> col(chunk * rows * p);
     for (int64_t b0 = 0; b0 < g.batch; b0 += chunk) {
       int64_t nb = std::min(chunk, g.batch - b0);
-      gemm<T>(false, true, nb * rows, p, f, pg + b0 * rows * f, f, pk, f, T(0), col.data(), p);
+      gemm(false, true, nb * rows, p, f, pg + b0 * rows * f, f, pk, f, T(0), col.data(), p);
       col2im(col.data(), pdx, g, b0, nb);
     }
   });
@@ -213,7 +195,7 @@ TensorList conv2d_backprop_filter_kernel(const TensorList& in, const Attrs& attr
     T* pdk = static_cast<T*>(dk.raw_data());
     std::fill_n(pdk, dk.numel(), T(0));
     if (g.pointwise()) {
-      gemm<T>(true, false, p, f, g.batch * rows, px, p, pg, f, T(0), pdk, f);
+      gemm(true, false, p, f, g.batch * rows, px, p, pg, f, T(0), pdk, f);
       return;
     }
     int64_t chunk = chunk_images(g);
@@ -221,7 +203,7 @@ TensorList conv2d_backprop_filter_kernel(const TensorList& in, const Attrs& attr
     for (int64_t b0 = 0; b0 < g.batch; b0 += chunk) {
       int64_t nb = std::min(chunk, g.batch - b0);
       im2col(px, col.data(), g, b0, nb);
-      gemm<T>(true, false, p, f, nb * rows, col.data(), p, pg + b0 * rows * f, f, T(1), pdk, f);
+      gemm(true, false, p, f, nb * rows, col.data(), p, pg + b0 * rows * f, f, T(1), pdk, f);
     }
   });
   return {dk};

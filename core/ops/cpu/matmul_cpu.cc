@@ -1,7 +1,6 @@
-// CPU matmul through OpenBLAS's cblas_sgemm/dgemm, one call per batch element. Transposed views are
+// CPU matmul through cpu::gemm (oneDNN for f32, OpenBLAS for f64), one call per batch element. Transposed views are
 // passed to BLAS as transposes (no copy); other non-row-major layouts are copied first.
-#include <cblas.h>
-
+#include "core/ops/cpu/gemm.h"
 #include "core/ops/internal.h"
 #include "core/tensor/creation.h"
 
@@ -24,18 +23,6 @@ GemmOperand as_gemm_operand(const Tensor& x, bool transpose) {
   if ((s_row == 1 || rows == 1) && s_col >= std::max<int64_t>(rows, 1)) return {x, !transpose, s_col};
   Tensor c = contiguous_kernel(x);
   return {c, transpose, std::max<int64_t>(cols, 1)};
-}
-
-template <typename T>
-void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, int64_t ldb, T* c,
-          int64_t ldc) {
-  auto opa = ta ? CblasTrans : CblasNoTrans;
-  auto opb = tb ? CblasTrans : CblasNoTrans;
-  if constexpr (std::is_same_v<T, float>) {
-    cblas_sgemm(CblasRowMajor, opa, opb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
-  } else {
-    cblas_dgemm(CblasRowMajor, opa, opb, m, n, k, 1.0, a, lda, b, ldb, 0.0, c, ldc);
-  }
 }
 
 TensorList matmul_kernel(const TensorList& in, const Attrs& attrs, const MetaList& metas) {
@@ -67,7 +54,7 @@ TensorList matmul_kernel(const TensorList& in, const Attrs& attrs, const MetaLis
         oa += idx * sa[d];
         ob += idx * sb[d];
       }
-      gemm<T>(a.transposed, b.transposed, m, n, k, pa + oa, a.ld, pb + ob, b.ld, pc + i * m * n, n);
+      cpu::gemm(a.transposed, b.transposed, m, n, k, pa + oa, a.ld, pb + ob, b.ld, T(0), pc + i * m * n, n);
     }
   });
   return {out};

@@ -1,0 +1,81 @@
+// Keras-style callbacks for fit/evaluate: hooks at the start and end of training, epochs and batches,
+// with the current logs (loss and metric values by name).
+//
+//   model.fit(x, y, {.epochs = 20, .validation_data = {{x_val, y_val}},
+//                    .callbacks = {EarlyStopping({.monitor = "val_loss", .patience = 2})}});
+#pragma once
+
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace gradflow {
+
+class ModelImpl;
+using Logs = std::map<std::string, double>;
+
+class Callback {
+ public:
+  virtual ~Callback() = default;
+  virtual void set_model(ModelImpl* model) { model_ = model; }
+  virtual void set_params(int epochs, int64_t steps) {
+    epochs_ = epochs;
+    steps_ = steps;
+  }
+  virtual void on_train_begin(const Logs& logs) {}
+  virtual void on_train_end(const Logs& logs) {}
+  virtual void on_epoch_begin(int epoch, const Logs& logs) {}
+  virtual void on_epoch_end(int epoch, const Logs& logs) {}
+  virtual void on_train_batch_begin(int64_t batch, const Logs& logs) {}
+  virtual void on_train_batch_end(int64_t batch, const Logs& logs) {}
+  virtual void on_test_begin(const Logs& logs) {}
+  virtual void on_test_end(const Logs& logs) {}
+  virtual void on_test_batch_end(int64_t batch, const Logs& logs) {}
+
+ protected:
+  ModelImpl* model_ = nullptr;
+  int epochs_ = 0;
+  int64_t steps_ = 0;
+};
+using CallbackPtr = std::shared_ptr<Callback>;
+
+// The Keras progress bar (verbose=1): updated in place on a terminal, one line per epoch otherwise;
+// verbose=2 prints one line per epoch without a bar.
+//   1875/1875 [==============================] - 2s 1ms/step - loss: 0.4977 - accuracy: 0.8251
+CallbackPtr ProgbarLogger(int verbose = 1, std::ostream* out = nullptr, std::optional<bool> interactive = std::nullopt);
+
+struct EarlyStoppingOptions {
+  std::string monitor = "val_loss";
+  double min_delta = 0;
+  int patience = 0;
+  std::string mode = "auto";  // "min", "max", or "auto" (max for accuracy-like names)
+  std::optional<double> baseline;
+  bool restore_best_weights = false;
+};
+CallbackPtr EarlyStopping(EarlyStoppingOptions options = {});
+
+// schedule(epoch, current_lr) -> new lr, applied at the start of each epoch.
+CallbackPtr LearningRateScheduler(std::function<double(int epoch, double lr)> schedule);
+
+// One row per epoch: epoch, then the logs' keys in sorted order.
+CallbackPtr CSVLogger(std::string filename, char separator = ',', bool append = false);
+
+struct TensorBoardOptions {
+  std::string log_dir = "logs";
+  // "epoch": scalars once per epoch; a number N: also batch-level scalars every N steps.
+  std::string update_freq = "epoch";
+  int histogram_freq = 0;  // every N epochs, a histogram of each weight (0: never)
+  bool write_graph = true;
+};
+// Keras' TensorBoard callback: event files under log_dir/train and log_dir/validation with epoch_loss,
+// epoch_<metric> (and batch_* with a numeric update_freq), weight histograms and the layer graph.
+CallbackPtr TensorBoard(TensorBoardOptions options = {});
+
+// Formats one Keras log value (" - loss: 0.4977").
+std::string format_logs(const Logs& logs);
+
+}  // namespace gradflow

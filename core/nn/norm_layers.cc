@@ -1,0 +1,152 @@
+// BatchNormalization and LayerNormalization over the last axis.
+#include "core/autodiff/tape.h"
+#include "core/nn/layers.h"
+#include "core/ops/ops.h"
+
+namespace gradflow {
+namespace {
+
+class BatchNormalizationImpl : public LayerImpl {
+ public:
+  explicit BatchNormalizationImpl(BatchNormalizationOptions o)
+      : LayerImpl("batch_normalization", o.name), options_(std::move(o)) {
+    if (!(options_.momentum >= 0 && options_.momentum <= 1)) {
+      throw ValueError(str_cat("BatchNormalization: momentum ", options_.momentum, " is not in [0, 1]"));
+    }
+  }
+
+ protected:
+  void build(const std::vector<Shape>& shapes) override {
+    int64_t c = shapes.at(0).back();
+    gamma_ = add_weight("gamma", {c}, initializers::ones(), options_.scale);
+    beta_ = add_weight("beta", {c}, initializers::zeros(), options_.center);
+    moving_mean_ = add_weight("moving_mean", {c}, initializers::zeros(), false);
+    moving_variance_ = add_weight("moving_variance", {c}, initializers::ones(), false);
+  }
+  Tensor call(const Tensor& x, bool training) override {
+    if (!training) {
+      return batch_norm_inference(x, moving_mean_.value(), moving_variance_.value(), gamma_.value(), beta_.value(),
+                                  options_.epsilon);
+    }
+    BatchNormResult r = batch_norm_training(x, gamma_.value(), beta_.value(), options_.epsilon);
+    autodiff::SuspendRecording no_record;
+    double m = options_.momentum;
+    moving_mean_.assign(moving_mean_.value_unwatched() * m + r.batch_mean * (1 - m));
+    moving_variance_.assign(moving_variance_.value_unwatched() * m + r.batch_variance * (1 - m));
+    return r.y;
+  }
+
+ private:
+  BatchNormalizationOptions options_;
+  Variable gamma_, beta_, moving_mean_, moving_variance_;
+};
+
+class LayerNormalizationImpl : public LayerImpl {
+ public:
+  explicit LayerNormalizationImpl(LayerNormalizationOptions o)
+      : LayerImpl("layer_normalization", o.name), options_(std::move(o)) {}
+
+ protected:
+  void build(const std::vector<Shape>& shapes) override {
+    int64_t c = shapes.at(0).back();
+    gamma_ = add_weight("gamma", {c}, initializers::ones(), options_.scale);
+    beta_ = add_weight("beta", {c}, initializers::zeros(), options_.center);
+  }
+  Tensor call(const Tensor& x, bool) override {
+    return layer_norm(x, gamma_.value(), beta_.value(), options_.epsilon);
+  }
+
+ private:
+  LayerNormalizationOptions options_;
+  Variable gamma_, beta_;
+};
+
+class EmbeddingImpl : public LayerImpl {
+ public:
+  EmbeddingImpl(int64_t input_dim, int64_t output_dim, EmbeddingOptions o)
+      : LayerImpl("embedding", o.name), input_dim_(input_dim), output_dim_(output_dim), options_(std::move(o)) {
+    if (input_dim <= 0 || output_dim <= 0) {
+      throw ValueError(str_cat("Embedding: input_dim and output_dim must be positive, got ", input_dim, " and ",
+                               output_dim));
+    }
+  }
+
+ protected:
+  void build(const std::vector<Shape>&) override {
+    embeddings_ = add_weight("embeddings", {input_dim_, output_dim_}, initializers::get(options_.embeddings_initializer));
+  }
+  Tensor call(const Tensor& ids, bool) override {
+    Tensor int_ids = is_floating(ids.dtype()) ? ids.to(kI64) : ids;
+    return embedding_lookup(embeddings_.value(), int_ids);
+  }
+
+ private:
+  int64_t input_dim_, output_dim_;
+  EmbeddingOptions options_;
+  Variable embeddings_;
+};
+
+class LSTMImpl : public LayerImpl {
+ public:
+  LSTMImpl(int64_t units, LSTMOptions o) : LayerImpl("lstm", o.name), units_(units), options_(std::move(o)) {
+    if (units <= 0) throw ValueError(str_cat("LSTM: units must be positive, got ", units));
+    apply_activation(options_.activation, zeros({1}));
+    apply_activation(options_.recurrent_activation, zeros({1}));
+  }
+
+ protected:
+  void build(const std::vector<Shape>& shapes) override {
+    const Shape& s = shapes.at(0);
+    if (s.size() != 3) throw ShapeError(str_cat(name(), ": LSTM needs [batch, time, features], got ", shape_str(s)));
+    kernel_ = add_weight("kernel", {s[2], 4 * units_}, initializers::glorot_uniform());
+    recurrent_kernel_ = add_weight("recurrent_kernel", {units_, 4 * units_}, initializers::orthogonal());
+    int64_t u = units_;
+    Initializer bias_init = options_.unit_forget_bias
+                                ? Initializer([u](const Shape&, DType d) {
+                                    return concat({zeros({u}, d), ones({u}, d), zeros({2 * u}, d)});
+                                  })
+                                : initializers::zeros();
+    bias_ = add_weight("bias", {4 * units_}, bias_init);
+  }
+  // Gates in Keras' order: input, forget, cell, output.
+  Tensor call(const Tensor& x, bool) override {
+    int64_t batch = x.dim(0), steps = x.dim(1);
+    Tensor projected = add(matmul(x.reshape({batch * steps, x.dim(2)}), kernel_.value()), bias_.value())
+                           .reshape({batch, steps, 4 * units_});
+    Tensor h = zeros({batch, units_}, x.dtype(), x.device());
+    Tensor c = h;
+    std::vector<Tensor> outputs;
+    for (int64_t t = 0; t < steps; ++t) {
+      Tensor z = add(projected.slice(1, t, t + 1).squeeze(1), matmul(h, recurrent_kernel_.value()));
+      std::vector<Tensor> g = split(z, 4, 1);
+      Tensor i = apply_activation(options_.recurrent_activation, g[0]);
+      Tensor f = apply_activation(options_.recurrent_activation, g[1]);
+      Tensor candidate = apply_activation(options_.activation, g[2]);
+      Tensor o = apply_activation(options_.recurrent_activation, g[3]);
+      c = add(mul(f, c), mul(i, candidate));
+      h = mul(o, apply_activation(options_.activation, c));
+      if (options_.return_sequences) outputs.push_back(h);
+    }
+    return options_.return_sequences ? stack(outputs, 1) : h;
+  }
+
+ private:
+  int64_t units_;
+  LSTMOptions options_;
+  Variable kernel_, recurrent_kernel_, bias_;
+};
+
+}  // namespace
+
+Layer BatchNormalization(BatchNormalizationOptions options) {
+  return Layer(std::make_shared<BatchNormalizationImpl>(std::move(options)));
+}
+Layer LayerNormalization(LayerNormalizationOptions options) {
+  return Layer(std::make_shared<LayerNormalizationImpl>(std::move(options)));
+}
+Layer Embedding(int64_t input_dim, int64_t output_dim, EmbeddingOptions options) {
+  return Layer(std::make_shared<EmbeddingImpl>(input_dim, output_dim, std::move(options)));
+}
+Layer LSTM(int64_t units, LSTMOptions options) { return Layer(std::make_shared<LSTMImpl>(units, std::move(options))); }
+
+}  // namespace gradflow

@@ -1,0 +1,276 @@
+// compile / fit / evaluate / predict over in-memory tensors.
+#include "core/nn/training.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "core/autodiff/tape.h"
+#include "core/ops/ops.h"
+
+namespace gradflow {
+
+OptimizerSpec::OptimizerSpec(const char* name) : optimizer(optimizers::make_optimizer(name)) {}
+LossSpec::LossSpec(const char* n) : loss(losses::make_loss(n)), name(n) {}
+
+double current_learning_rate(const TrainingConfig& t) { return t.optimizer->learning_rate(); }
+void set_learning_rate(TrainingConfig& t, double lr) { t.optimizer->set_learning_rate(optimizers::LearningRate(lr)); }
+
+namespace {
+
+TrainingConfig& config(ModelImpl& model) {
+  if (!model.training) {
+    throw StateError(str_cat(model.name(), ": call compile(model, optimizer, loss, metrics) before fit/evaluate"));
+  }
+  return *model.training;
+}
+
+void check_pair(const std::string& where, const Tensor& x, const Tensor& y) {
+  if (x.rank() == 0 || y.rank() == 0 || x.dim(0) != y.dim(0)) {
+    throw ShapeError(str_cat(where, ": x ", shape_str(x.shape()), " and y ", shape_str(y.shape()),
+                             " must have the same number of examples (first dimension)"));
+  }
+}
+
+// Mean of the per-batch losses weighted by batch size, as Keras reports the epoch loss.
+struct RunningMean {
+  double total = 0, count = 0;
+  void add(double value, double weight) {
+    total += value * weight;
+    count += weight;
+  }
+  double result() const { return count == 0 ? 0 : total / count; }
+};
+
+Logs metric_logs(const TrainingConfig& t, const RunningMean& loss, const std::string& prefix = "") {
+  Logs logs{{prefix + "loss", loss.result()}};
+  for (const auto& m : t.metrics) logs[prefix + m->name()] = m->result();
+  return logs;
+}
+
+void reset_metrics(TrainingConfig& t) {
+  for (const auto& m : t.metrics) m->reset_state();
+}
+
+void update_metrics(TrainingConfig& t, const Tensor& y, const Tensor& y_pred) {
+  autodiff::SuspendRecording no_record;
+  for (const auto& m : t.metrics) m->update_state(y, y_pred);
+}
+
+// The epoch's example order: a permutation drawn from the global Philox generator when shuffling.
+std::vector<int64_t> epoch_order(int64_t n, bool shuffle) {
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  if (!shuffle || n < 2) return order;
+  std::vector<double> keys = random_uniform({n}, 0, 1, kF64).to_vector<double>();
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return keys[a] < keys[b]; });
+  return order;
+}
+
+Tensor rows(const Tensor& t, const std::vector<int64_t>& order, int64_t lo, int64_t hi, bool contiguous_range) {
+  if (contiguous_range) return t.slice(0, order[lo], order[lo] + (hi - lo));
+  return gather(t, from_vector<int64_t>(std::vector<int64_t>(order.begin() + lo, order.begin() + hi)));
+}
+
+}  // namespace
+
+void compile(Model& model, OptimizerSpec optimizer, LossSpec loss, std::vector<MetricSpec> metrics) {
+  auto t = std::make_unique<TrainingConfig>();
+  t->optimizer = std::move(optimizer.optimizer);
+  t->loss = std::move(loss.loss);
+  std::string loss_name = loss.name.empty() ? t->loss->name() : loss.name;
+  for (MetricSpec& m : metrics) {
+    t->metrics.push_back(m.metric ? m.metric : std::shared_ptr<metrics::Metric>(metrics::make_metric(m.name, loss_name)));
+  }
+  model.impl().training = std::move(t);
+}
+
+Logs train_step(ModelImpl& model, const Tensor& x, const Tensor& y) {
+  TrainingConfig& t = config(model);
+  std::vector<Variable> vars = model.trainable_variables();
+  GradientTape tape;
+  Tensor y_pred = model.forward({x}, true).at(0);
+  Tensor loss = (*t.loss)(y, y_pred);
+  std::vector<Tensor> grads = tape.gradient(loss, std::vector<GradSource>(vars.begin(), vars.end()));
+  t.optimizer->apply_gradients(grads, vars);
+  update_metrics(t, y, y_pred);
+  return {{"loss", loss.item()}};
+}
+
+Logs evaluate(Model& model, const Tensor& x, const Tensor& y, const EvaluateOptions& options) {
+  check_pair("evaluate", x, y);
+  if (options.batch_size <= 0) throw ValueError(str_cat("evaluate: batch_size must be positive, got ", options.batch_size));
+  ModelImpl& m = model.impl();
+  TrainingConfig& t = config(m);
+  reset_metrics(t);
+  for (const auto& cb : options.callbacks) cb->set_model(&m);
+  for (const auto& cb : options.callbacks) cb->on_test_begin({});
+  autodiff::SuspendRecording no_record;
+  RunningMean loss;
+  int64_t n = x.dim(0);
+  for (int64_t lo = 0, batch = 0; lo < n; lo += options.batch_size, ++batch) {
+    int64_t hi = std::min(n, lo + options.batch_size);
+    Tensor xb = x.slice(0, lo, hi), yb = y.slice(0, lo, hi);
+    Tensor y_pred = m.forward({xb}, false).at(0);
+    loss.add((*t.loss)(yb, y_pred).item(), static_cast<double>(hi - lo));
+    update_metrics(t, yb, y_pred);
+    for (const auto& cb : options.callbacks) cb->on_test_batch_end(batch, metric_logs(t, loss));
+  }
+  Logs logs = metric_logs(t, loss);
+  for (const auto& cb : options.callbacks) cb->on_test_end(logs);
+  return logs;
+}
+
+namespace {
+
+// Yields the batches of one epoch; nullopt ends it.
+using NextBatch = std::function<std::optional<std::pair<Tensor, Tensor>>()>;
+
+// The epoch loop shared by fit over tensors and over datasets. steps < 0: unknown until the data ends.
+History fit_loop(Model& model, const std::function<NextBatch(int epoch)>& epoch_batches, int64_t steps,
+                 const FitOptions& options) {
+  if (options.epochs < 0) throw ValueError(str_cat("fit: epochs must not be negative, got ", options.epochs));
+  ModelImpl& m = model.impl();
+  TrainingConfig& t = config(m);
+  std::vector<CallbackPtr> callbacks = options.callbacks;
+  if (options.verbose > 0) callbacks.insert(callbacks.begin(), ProgbarLogger(options.verbose));
+  for (const auto& cb : callbacks) {
+    cb->set_model(&m);
+    cb->set_params(options.epochs, steps);
+  }
+  t.stop_training = false;
+  History history;
+  for (const auto& cb : callbacks) cb->on_train_begin({});
+  for (int epoch = options.initial_epoch; epoch < options.epochs && !t.stop_training; ++epoch) {
+    for (const auto& cb : callbacks) cb->on_epoch_begin(epoch, {});
+    reset_metrics(t);
+    RunningMean loss;
+    NextBatch next = epoch_batches(epoch);
+    int64_t step = 0;
+    while (auto batch = next()) {
+      auto& [xb, yb] = *batch;
+      check_pair("fit", xb, yb);
+      for (const auto& cb : callbacks) cb->on_train_batch_begin(step, {});
+      loss.add(train_step(m, xb, yb).at("loss"), static_cast<double>(xb.dim(0)));
+      Logs logs = metric_logs(t, loss);
+      for (const auto& cb : callbacks) cb->on_train_batch_end(step, logs);
+      ++step;
+    }
+    Logs logs = metric_logs(t, loss);
+    if (options.validation_data) {
+      Logs val = evaluate(model, options.validation_data->x, options.validation_data->y,
+                          {.batch_size = options.batch_size});
+      for (const auto& [k, v] : val) logs["val_" + k] = v;
+    }
+    if (options.validation_dataset) {
+      for (const auto& [k, v] : evaluate(model, *options.validation_dataset)) logs["val_" + k] = v;
+    }
+    for (const auto& cb : callbacks) cb->on_epoch_end(epoch, logs);
+    history.epoch.push_back(epoch);
+    for (const auto& [k, v] : logs) history.history[k].push_back(v);
+  }
+  for (const auto& cb : callbacks) cb->on_train_end({});
+  return history;
+}
+
+std::pair<Tensor, Tensor> as_pair(const std::string& where, const Element& e) {
+  if (e.size() != 2) {
+    throw ValueError(str_cat(where, ": dataset elements must be (x, y) pairs, got ", e.size(), " components"));
+  }
+  return {e[0], e[1]};
+}
+
+}  // namespace
+
+History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& options) {
+  check_pair("fit", x, y);
+  if (options.batch_size <= 0) throw ValueError(str_cat("fit: batch_size must be positive, got ", options.batch_size));
+  int64_t n = x.dim(0), bs = options.batch_size;
+  int64_t steps = (n + bs - 1) / bs;
+  return fit_loop(
+      model,
+      [&](int) -> NextBatch {
+        auto order = std::make_shared<std::vector<int64_t>>(epoch_order(n, options.shuffle));
+        auto lo = std::make_shared<int64_t>(0);
+        return [=, &x, &y]() -> std::optional<std::pair<Tensor, Tensor>> {
+          if (*lo >= n) return std::nullopt;
+          int64_t hi = std::min(n, *lo + bs);
+          std::pair<Tensor, Tensor> batch{rows(x, *order, *lo, hi, !options.shuffle),
+                                          rows(y, *order, *lo, hi, !options.shuffle)};
+          *lo = hi;
+          return batch;
+        };
+      },
+      steps, options);
+}
+
+History fit(Model& model, const Dataset& dataset, const FitOptions& options) {
+  int64_t card = dataset.cardinality();
+  if (card == Dataset::kInfinite) {
+    throw ValueError("fit: the dataset is infinite (repeat() without a count); take() a number of batches per epoch");
+  }
+  return fit_loop(
+      model,
+      [&](int) -> NextBatch {
+        auto it = std::make_shared<Iterator>(dataset.make_iterator());
+        return [it]() -> std::optional<std::pair<Tensor, Tensor>> {
+          std::optional<Element> e = it->next();
+          if (!e) return std::nullopt;
+          return as_pair("fit", *e);
+        };
+      },
+      card >= 0 ? card : -1, options);
+}
+
+Logs evaluate(Model& model, const Dataset& dataset, const EvaluateOptions& options) {
+  ModelImpl& m = model.impl();
+  TrainingConfig& t = config(m);
+  reset_metrics(t);
+  for (const auto& cb : options.callbacks) cb->set_model(&m);
+  for (const auto& cb : options.callbacks) cb->on_test_begin({});
+  autodiff::SuspendRecording no_record;
+  RunningMean loss;
+  int64_t batch = 0;
+  for (const Element& e : dataset) {
+    auto [xb, yb] = as_pair("evaluate", e);
+    check_pair("evaluate", xb, yb);
+    Tensor y_pred = m.forward({xb}, false).at(0);
+    loss.add((*t.loss)(yb, y_pred).item(), static_cast<double>(xb.dim(0)));
+    update_metrics(t, yb, y_pred);
+    for (const auto& cb : options.callbacks) cb->on_test_batch_end(batch++, metric_logs(t, loss));
+  }
+  Logs logs = metric_logs(t, loss);
+  for (const auto& cb : options.callbacks) cb->on_test_end(logs);
+  return logs;
+}
+
+Tensor predict(Model& model, const Tensor& x, int64_t batch_size) {
+  if (batch_size <= 0) throw ValueError(str_cat("predict: batch_size must be positive, got ", batch_size));
+  autodiff::SuspendRecording no_record;
+  std::vector<Tensor> parts;
+  for (int64_t lo = 0; lo < x.dim(0); lo += batch_size) {
+    parts.push_back(model.impl().forward({x.slice(0, lo, std::min(x.dim(0), lo + batch_size))}, false).at(0));
+  }
+  if (parts.empty()) throw ValueError("predict: x has no examples");
+  return parts.size() == 1 ? parts[0] : concat(parts, 0);
+}
+
+}  // namespace gradflow
+
+namespace gradflow {
+
+void Model::compile(OptimizerSpec optimizer, LossSpec loss, std::vector<MetricSpec> metrics) {
+  gradflow::compile(*this, std::move(optimizer), std::move(loss), std::move(metrics));
+}
+History Model::fit(const Tensor& x, const Tensor& y, const FitOptions& options) {
+  return gradflow::fit(*this, x, y, options);
+}
+History Model::fit(const Dataset& dataset, const FitOptions& options) { return gradflow::fit(*this, dataset, options); }
+Logs Model::evaluate(const Dataset& dataset, const EvaluateOptions& options) {
+  return gradflow::evaluate(*this, dataset, options);
+}
+Logs Model::evaluate(const Tensor& x, const Tensor& y, const EvaluateOptions& options) {
+  return gradflow::evaluate(*this, x, y, options);
+}
+Tensor Model::predict(const Tensor& x, int64_t batch_size) { return gradflow::predict(*this, x, batch_size); }
+
+}  // namespace gradflow

@@ -1,0 +1,166 @@
+#include "core/optim/optimizer.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <limits>
+
+#include "core/autodiff/tape.h"
+#include "core/ops/ops.h"
+#include "core/optim/fused.h"
+#include "core/optim/optimizers.h"
+#include "core/tensor/error.h"
+
+namespace gradflow::optimizers {
+namespace {
+
+// The squared L2 norm of g, in double; a host loop for contiguous f32/f64 CPU tensors.
+double squared_norm(const Tensor& g) {
+  auto host = [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* p = g.data<T>();
+    double total = 0;
+    for (int64_t i = 0, n = g.numel(); i < n; ++i) total += static_cast<double>(p[i]) * static_cast<double>(p[i]);
+    return total;
+  };
+  if (internal::host_contiguous(g, kF32)) return host(TypeTag<float>{});
+  if (internal::host_contiguous(g, kF64)) return host(TypeTag<double>{});
+  return sum(square(g.to(kF64))).item();
+}
+
+// Keras' clip_by_norm factor: norm <= limit keeps the gradient, else it is scaled to norm == limit.
+double clip_factor(double norm, double limit) { return limit / std::max(norm, limit); }
+
+std::string describe(const Tensor& t) {
+  return str_cat(shape_str(t.shape()), " ", dtype_name(t.dtype()), " ", t.device().str());
+}
+
+}  // namespace
+
+Optimizer::Optimizer(BaseOptions base, std::vector<SlotSpec> slots)
+    : base_(std::move(base)), learning_rate_(base_.learning_rate), slot_specs_(std::move(slots)) {
+  int clip_options = base_.clipnorm.has_value() + base_.clipvalue.has_value() + base_.global_clipnorm.has_value();
+  GF_CHECK(clip_options <= 1, ValueError, base_.name,
+           ": only one of clipnorm, clipvalue and global_clipnorm can be set");
+  for (const auto& [option, value] : {std::pair{"clipnorm", base_.clipnorm}, std::pair{"clipvalue", base_.clipvalue},
+                                      std::pair{"global_clipnorm", base_.global_clipnorm}}) {
+    GF_CHECK(!value || *value > 0, ValueError, base_.name, ": ", option, " must be > 0, got ", value.value_or(0));
+  }
+  iterations_ = Variable(scalar(0, kI64), "iteration", /*trainable=*/false);
+}
+
+int64_t Optimizer::iterations() const { return *iterations_.value_unwatched().data<int64_t>(); }
+
+double Optimizer::learning_rate() const { return learning_rate_.at(iterations()); }
+
+void Optimizer::check_gradient(const Tensor& grad, const Variable& var) const {
+  const Tensor& value = var.value_unwatched();
+  auto what = [&] {
+    return str_cat(base_.name, ".apply_gradients: gradient ", describe(grad), " for variable '", var.name(), "' ",
+                   describe(value));
+  };
+  GF_CHECK(grad.shape() == value.shape(), ShapeError, what(), ": shapes differ");
+  GF_CHECK(grad.dtype() == value.dtype(), DTypeError, what(), ": dtypes differ");
+  GF_CHECK(grad.device() == value.device(), DeviceError, what(), ": devices differ");
+}
+
+const Optimizer::Entry& Optimizer::entry_for(const Variable& var) {
+  auto found = index_.find(var.id());
+  if (found != index_.end()) return entries_[found->second];
+  const Tensor& value = var.value_unwatched();
+  Entry entry{var, {}};
+  for (const SlotSpec& spec : slot_specs_) {
+    entry.slots.emplace_back(full(value.shape(), spec.initial_value, value.dtype(), value.device()),
+                             str_cat(var.name(), "/", spec.name), /*trainable=*/false);
+  }
+  index_.emplace(var.id(), entries_.size());
+  entries_.push_back(std::move(entry));
+  return entries_.back();
+}
+
+void Optimizer::build(const std::vector<Variable>& vars) {
+  for (const Variable& var : vars) entry_for(var);
+}
+
+void Optimizer::apply_gradients(const std::vector<Tensor>& grads, const std::vector<Variable>& vars) {
+  GF_CHECK(grads.size() == vars.size(), ValueError, base_.name, ".apply_gradients: ", grads.size(),
+           " gradients for ", vars.size(), " variables");
+  autodiff::SuspendRecording no_record;
+  std::vector<size_t> present;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (!grads[i].defined()) continue;  // Keras skips a None gradient
+    check_gradient(grads[i], vars[i]);
+    present.push_back(i);
+  }
+  GF_CHECK(!present.empty(), ValueError, base_.name, ".apply_gradients: no gradients provided for any variable");
+
+  Step step;
+  step.t = iterations() + 1;
+  step.lr = learning_rate();
+  step.clipvalue = base_.clipvalue.value_or(std::numeric_limits<double>::infinity());
+  step.decay = base_.weight_decay ? *base_.weight_decay * step.lr : 0.0;
+  if (base_.global_clipnorm) {
+    double total = 0;
+    for (size_t i : present) total += squared_norm(grads[i]);
+    step.grad_scale = clip_factor(std::sqrt(total), *base_.global_clipnorm);
+  }
+  for (size_t i : present) {
+    Step own = step;
+    if (base_.clipnorm) own.grad_scale = clip_factor(std::sqrt(squared_norm(grads[i])), *base_.clipnorm);
+    update_step(grads[i], vars[i], entry_for(vars[i]).slots, own);
+  }
+  *iterations_.value_unwatched().data<int64_t>() += 1;
+}
+
+Tensor Optimizer::clipped_gradient(const Tensor& grad, const Step& step) {
+  Tensor g = step.grad_scale == 1 ? grad : grad * step.grad_scale;
+  return std::isfinite(step.clipvalue) ? clip(g, -step.clipvalue, step.clipvalue) : g;
+}
+
+void Optimizer::apply_weight_decay(Variable var, const Step& step) {
+  if (step.decay == 0) return;
+  const Tensor& value = var.value_unwatched();
+  var.assign(value - value * step.decay);
+}
+
+std::map<std::string, double> Optimizer::get_config() const {
+  std::map<std::string, double> config{{"learning_rate", learning_rate()}};
+  if (base_.weight_decay) config["weight_decay"] = *base_.weight_decay;
+  if (base_.clipnorm) config["clipnorm"] = *base_.clipnorm;
+  if (base_.clipvalue) config["clipvalue"] = *base_.clipvalue;
+  if (base_.global_clipnorm) config["global_clipnorm"] = *base_.global_clipnorm;
+  return config;
+}
+
+std::vector<Variable> Optimizer::variables() const {
+  std::vector<Variable> out{iterations_};
+  for (const Entry& entry : entries_) out.insert(out.end(), entry.slots.begin(), entry.slots.end());
+  return out;
+}
+
+Variable Optimizer::get_slot(const Variable& var, std::string_view slot) const {
+  auto found = index_.find(var.id());
+  GF_CHECK(found != index_.end(), StateError, base_.name, ".get_slot: variable '", var.name(),
+           "' has no slots yet (call build() or apply_gradients() first)");
+  for (size_t k = 0; k < slot_specs_.size(); ++k) {
+    if (slot_specs_[k].name == slot) return entries_[found->second].slots[k];
+  }
+  std::string known;
+  for (const SlotSpec& spec : slot_specs_) known += (known.empty() ? "" : ", ") + spec.name;
+  throw StateError(str_cat(base_.name, ".get_slot: no slot '", std::string(slot), "' (slots: ",
+                           known.empty() ? "none" : known, ")"));
+}
+
+std::unique_ptr<Optimizer> make_optimizer(std::string_view name) {
+  std::string key(name);
+  std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (key == "sgd") return std::make_unique<SGD>();
+  if (key == "adam") return std::make_unique<Adam>();
+  if (key == "adamw") return std::make_unique<AdamW>();
+  if (key == "rmsprop") return std::make_unique<RMSprop>();
+  if (key == "adagrad") return std::make_unique<Adagrad>();
+  throw ValueError(str_cat("make_optimizer: unknown optimizer '", std::string(name),
+                           "' (known: sgd, adam, adamw, rmsprop, adagrad)"));
+}
+
+}  // namespace gradflow::optimizers

@@ -1,0 +1,165 @@
+// compile/fit/evaluate/predict, History, callbacks and the Keras progress bar.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/gradflow.h"
+
+namespace gradflow {
+namespace {
+
+// Two Gaussian blobs per class in 2-D: learnable to ~100% by a small MLP.
+std::pair<Tensor, Tensor> blobs(int64_t n, uint64_t seed) {
+  Tensor labels = (random_uniform({n}, 0, 1, kF32, kCPU, seed) * 3.0).to(kI64);
+  Tensor centers = from_vector<float>({-2, -2, 2, 2, -2, 2}, {3, 2});
+  Tensor x = gather(centers, labels) + random_normal({n, 2}, 0, 0.5, kF32, kCPU, seed + 1);
+  return {x, labels};
+}
+
+Sequential small_model() {
+  return Sequential({Dense(16, {.activation = "relu", .input_shape = Shape{2}}), Dense(3, {.activation = "softmax"})});
+}
+
+class TrainingTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    reset_layer_names();
+    set_seed(3);
+  }
+};
+
+TEST_F(TrainingTest, FitLearnsAndReportsHistory) {
+  auto [x, y] = blobs(512, 10);
+  auto [xv, yv] = blobs(128, 20);
+  Sequential model = small_model();
+  model.compile(std::make_shared<optimizers::Adam>(optimizers::AdamOptions{.learning_rate = 0.01}),
+                "sparse_categorical_crossentropy", {"accuracy"});
+  History h = model.fit(x, y, {.epochs = 5, .batch_size = 32, .validation_data = ValidationData{xv, yv}, .verbose = 0});
+  EXPECT_EQ(h.epoch, (std::vector<int>{0, 1, 2, 3, 4}));
+  ASSERT_EQ(h.history["loss"].size(), 5u);
+  EXPECT_LT(h.history["loss"].back(), h.history["loss"].front());
+  EXPECT_GT(h.history["accuracy"].back(), 0.95);
+  EXPECT_GT(h.history["val_accuracy"].back(), 0.95);
+  Logs r = model.evaluate(xv, yv);
+  EXPECT_NEAR(r["accuracy"], h.history["val_accuracy"].back(), 1e-9);
+  Tensor p = model.predict(xv, 50);
+  EXPECT_EQ(p.shape(), (Shape{128, 3}));
+  EXPECT_NEAR(mean(equal(argmax(p, 1), yv).to(kF32)).item(), r["accuracy"], 1e-6);
+}
+
+TEST_F(TrainingTest, FitOnADatasetMatchesFitOnTensorsWithoutShuffle) {
+  auto [x, y] = blobs(96, 30);
+  set_seed(5);
+  Sequential a = small_model();
+  a.compile("sgd", "sparse_categorical_crossentropy", {"accuracy"});
+  History ha = a.fit(x, y, {.epochs = 2, .batch_size = 32, .shuffle = false, .verbose = 0});
+  reset_layer_names();
+  set_seed(5);
+  Sequential b = small_model();
+  b.compile("sgd", "sparse_categorical_crossentropy", {"accuracy"});
+  History hb = b.fit(Dataset::from_tensor_slices({x, y}).batch(32), {.epochs = 2, .verbose = 0});
+  EXPECT_EQ(ha.history["loss"], hb.history["loss"]);
+  std::vector<Variable> va = a.trainable_variables(), vb = b.trainable_variables();
+  for (size_t i = 0; i < va.size(); ++i) {
+    EXPECT_EQ(va[i].value().to_vector<float>(), vb[i].value().to_vector<float>()) << va[i].name();
+  }
+  EXPECT_NEAR(b.evaluate(Dataset::from_tensor_slices({x, y}).batch(10))["loss"], a.evaluate(x, y)["loss"], 1e-5);
+}
+
+TEST_F(TrainingTest, ErrorsNameTheProblem) {
+  Sequential model = small_model();
+  EXPECT_THROW(model.fit(zeros({4, 2}), zeros({4}, kI64)), StateError);  // not compiled
+  model.compile("adam", "sparse_categorical_crossentropy");
+  EXPECT_THROW(model.fit(zeros({4, 2}), zeros({5}, kI64), {.verbose = 0}), ShapeError);
+  EXPECT_THROW(model.fit(zeros({4, 2}), zeros({4}, kI64), {.batch_size = 0, .verbose = 0}), ValueError);
+  EXPECT_THROW(model.compile("adamx", "mse"), ValueError);
+  EXPECT_THROW(model.fit(Dataset::from_tensor_slices({zeros({4, 2}), zeros({4}, kI64)}).repeat(), {.verbose = 0}),
+               ValueError);
+}
+
+TEST_F(TrainingTest, EarlyStoppingStopsAndRestoresBestWeights) {
+  auto [x, y] = blobs(64, 40);
+  Sequential model = small_model();
+  // A learning rate so large that the validation loss soon stops improving.
+  model.compile(std::make_shared<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 5.0}),
+                "sparse_categorical_crossentropy");
+  History h = model.fit(x, y, {.epochs = 50, .validation_data = ValidationData{x, y},
+                               .callbacks = {EarlyStopping({.monitor = "val_loss", .patience = 2,
+                                                            .restore_best_weights = true})},
+                               .verbose = 0});
+  ASSERT_LT(h.epoch.size(), 50u);
+  const std::vector<double>& val = h.history["val_loss"];
+  double best = *std::min_element(val.begin(), val.end());
+  EXPECT_NEAR(model.evaluate(x, y)["loss"], best, 1e-5);
+  EXPECT_THROW(EarlyStopping({.mode = "sideways"}), ValueError);
+}
+
+TEST_F(TrainingTest, LearningRateSchedulerAndCsvLogger) {
+  auto [x, y] = blobs(64, 50);
+  Sequential model = small_model();
+  model.compile("sgd", "sparse_categorical_crossentropy", {"accuracy"});
+  std::string csv = (std::filesystem::temp_directory_path() / "gradflow_training_test.csv").string();
+  std::vector<double> seen;
+  model.fit(x, y, {.epochs = 3,
+                   .callbacks = {LearningRateScheduler([&](int epoch, double lr) {
+                                   seen.push_back(lr);
+                                   return 0.1 / (epoch + 1);
+                                 }),
+                                 CSVLogger(csv)},
+                   .verbose = 0});
+  EXPECT_NEAR(seen[0], 0.01, 1e-12);  // SGD's default
+  EXPECT_NEAR(seen[1], 0.1, 1e-12);
+  EXPECT_NEAR(seen[2], 0.05, 1e-12);
+  std::ifstream in(csv);
+  std::string header, row;
+  std::getline(in, header);
+  EXPECT_EQ(header, "epoch,accuracy,loss");
+  int rows = 0;
+  while (std::getline(in, row)) ++rows;
+  EXPECT_EQ(rows, 3);
+}
+
+TEST_F(TrainingTest, ProgressBarInKerasFormat) {
+  auto [x, y] = blobs(64, 60);
+  Sequential model = small_model();
+  model.compile("adam", "sparse_categorical_crossentropy", {"accuracy"});
+  std::ostringstream line_mode, tty_mode;
+  double predicted = mean(equal(argmax(model.predict(x), 1), y).to(kF32)).item();
+  EXPECT_NEAR(model.evaluate(x, y)["accuracy"], predicted, 1e-6);
+  model.fit(x, y, {.epochs = 1, .batch_size = 16, .callbacks = {ProgbarLogger(1, &line_mode, false)}, .verbose = 0});
+  std::string s = line_mode.str();
+  // "Epoch 1/1\n4/4 [==============================] - 0s 1ms/step - loss: 1.0764 - accuracy: 0.4219\n"
+  EXPECT_EQ(s.rfind("Epoch 1/1\n4/4 [==============================] - 0s ", 0), 0u) << s;
+  EXPECT_NE(s.find("step - loss: "), std::string::npos) << s;
+  EXPECT_NE(s.find(" - accuracy: "), std::string::npos) << s;
+  EXPECT_EQ(std::count(s.begin(), s.end(), '\n'), 2);
+  model.fit(x, y, {.epochs = 1, .batch_size = 16, .callbacks = {ProgbarLogger(1, &tty_mode, true)}, .verbose = 0});
+  std::string t = tty_mode.str();
+  EXPECT_NE(t.find("\r1/4 [======>.......................] - ETA: "), std::string::npos) << t;
+  EXPECT_NE(t.find("\r4/4 [==============================] - 0s "), std::string::npos) << t;
+  std::ostringstream verbose2;
+  model.fit(x, y, {.epochs = 1, .batch_size = 16, .callbacks = {ProgbarLogger(2, &verbose2)}, .verbose = 0});
+  EXPECT_EQ(verbose2.str().rfind("Epoch 1/1\n4/4 - 0s - loss: ", 0), 0u) << verbose2.str();
+}
+
+TEST_F(TrainingTest, CustomLoopWithTheSameLayersAndOptimizer) {
+  auto [x, y] = blobs(256, 70);
+  Sequential model = small_model();
+  optimizers::Adam adam({.learning_rate = 0.01});
+  losses::SparseCategoricalCrossentropy loss_fn;
+  double first = 0, last = 0;
+  for (int step = 0; step < 60; ++step) {
+    Tensor xb = x.slice(0, (step % 8) * 32, (step % 8 + 1) * 32), yb = y.slice(0, (step % 8) * 32, (step % 8 + 1) * 32);
+    GradientTape tape;
+    Tensor loss = loss_fn(yb, model(xb, true));
+    std::vector<Variable> vars = model.trainable_variables();
+    adam.apply_gradients(tape.gradient(loss, std::vector<GradSource>(vars.begin(), vars.end())), vars);
+    (step == 0 ? first : last) = loss.item();
+  }
+  EXPECT_LT(last, first / 3);
+}
+
+}  // namespace
+}  // namespace gradflow
