@@ -7,6 +7,7 @@
 //   ...
 //   test_loss=0.3400 test_accuracy=0.8780
 #include <CLI/CLI.hpp>
+#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <omp.h>
@@ -51,13 +52,16 @@ int main(int argc, char** argv) {
     model.compile(std::make_shared<optimizers::Adam>(), "sparse_categorical_crossentropy", {"accuracy"});
     std::vector<CallbackPtr> callbacks;
     if (!logdir.empty()) callbacks.push_back(TensorBoard({.log_dir = logdir}));
+    auto start = std::chrono::steady_clock::now();
     model.fit(x_train, y_train, {.epochs = epochs, .batch_size = batch_size, .callbacks = callbacks, .verbose = verbose});
+    double seconds_per_epoch = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / epochs;
     Logs result = model.evaluate(x_test, y_test);
 
     std::printf("test_loss=%.4f test_accuracy=%.4f\n", result["loss"], result["accuracy"]);
     if (!metrics_json.empty()) {
       std::ofstream out(metrics_json);
-      out << "{\"test_loss\": " << result["loss"] << ", \"test_accuracy\": " << result["accuracy"] << "}\n";
+      out << "{\"test_loss\": " << result["loss"] << ", \"test_accuracy\": " << result["accuracy"]
+          << ", \"seconds_per_epoch\": " << seconds_per_epoch << "}\n";
       if (!out) throw Error(str_cat(metrics_json, ": cannot write metrics"));
     }
   } catch (const Error& e) {

@@ -64,7 +64,13 @@ Iterator::Iterator(std::shared_ptr<const data_internal::DatasetNode> node,
                    std::unique_ptr<data_internal::IteratorImpl> impl)
     : node_(std::move(node)), impl_(std::move(impl)) {}
 Iterator::Iterator(Iterator&&) noexcept = default;
-Iterator& Iterator::operator=(Iterator&&) noexcept = default;
+Iterator& Iterator::operator=(Iterator&& other) noexcept {
+  if (this == &other) return *this;
+  impl_.reset();  // stop the old pass while the nodes it reads are still alive
+  node_ = std::move(other.node_);
+  impl_ = std::move(other.impl_);
+  return *this;
+}
 Iterator::~Iterator() = default;
 
 std::optional<Element> Iterator::next() {

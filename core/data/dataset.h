@@ -126,6 +126,7 @@ class Iterator {
  private:
   friend class Dataset;
   Iterator(std::shared_ptr<const data_internal::DatasetNode> node, std::unique_ptr<data_internal::IteratorImpl> impl);
+  // node_ before impl_: destroyed after it, since impl_'s threads read the nodes until they stop.
   std::shared_ptr<const data_internal::DatasetNode> node_;
   std::unique_ptr<data_internal::IteratorImpl> impl_;
 };

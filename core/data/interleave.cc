@@ -21,8 +21,9 @@ namespace {
 
 using InterleaveFn = std::function<Dataset(const Element&)>;
 
+// `it` is declared after `dataset` so it is destroyed first: its threads may still read the nodes.
 struct Slot {
-  std::optional<Element> input;  // the input element the slot's dataset came from
+  std::optional<Element> input;    // the input element the slot's dataset came from
   std::optional<Dataset> dataset;  // keeps the dataset's nodes alive while its iterator runs
   std::unique_ptr<IteratorImpl> it;  // null: the slot is empty
   std::deque<Result> buffer;       // read ahead by workers
@@ -62,6 +63,7 @@ class InterleaveIterator : public IteratorImpl {
           if (++block_index_ == block_length_) next_in_cycle();
           return unwrap(std::move(r));
         }
+        slot.it.reset();  // before its dataset goes
         slot = Slot();
         --num_open_;
         next_in_cycle();

@@ -104,6 +104,19 @@ TEST(DataThreads, NeverConsumedIteratorsShutDown) {
   SUCCEED();
 }
 
+// Assigning over an iterator stops its threads before its (here temporary) dataset goes away.
+TEST(DataThreads, ReassignedIteratorStopsFirst) {
+  Iterator it = Dataset::range(1000).map([](Element e) { return e; }, {.num_parallel_calls = 2}).prefetch(4)
+                    .make_iterator();
+  for (int round = 0; round < 20; ++round) {
+    it.next();
+    it = Dataset::from_tensors({scalar(round)}).repeat().map([](Element e) { return e; }, {.num_parallel_calls = 2})
+             .prefetch(4)
+             .make_iterator();
+  }
+  EXPECT_EQ(it.next()->at(0).item<int64_t>(), 19);
+}
+
 // Saving pauses the background threads mid-flight; the resumed remainder is exact.
 TEST(DataThreads, SaveWhileThreadsRun) {
   auto build = [] {

@@ -1,0 +1,62 @@
+#!/usr/bin/python3
+"""The seed's model in PyTorch, the peer for bench/seed_model_vs_pytorch.sh.
+
+Flatten, Linear(784,128)+ReLU, Dropout(0.2), Linear(128,10); Adam(lr=1e-3, eps=1e-7, as Keras); cross-entropy;
+shuffled batches; one thread. Prints one JSON line: seconds_per_epoch, test_loss, test_accuracy.
+Run with Debian's python3-torch: /usr/bin/python3 bench/pytorch_seed_model.py --epochs 1 --batch-size 32
+"""
+import argparse
+import gzip
+import json
+import time
+
+import numpy as np
+import torch
+
+
+def read_idx(path):
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    rank = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(42)
+    d = args.data_dir
+    x = torch.tensor(read_idx(f"{d}/train-images-idx3-ubyte.gz"), dtype=torch.float32).reshape(-1, 784) / 255
+    y = torch.tensor(read_idx(f"{d}/train-labels-idx1-ubyte.gz"), dtype=torch.int64)
+    xt = torch.tensor(read_idx(f"{d}/t10k-images-idx3-ubyte.gz"), dtype=torch.float32).reshape(-1, 784) / 255
+    yt = torch.tensor(read_idx(f"{d}/t10k-labels-idx1-ubyte.gz"), dtype=torch.int64)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                                torch.nn.Linear(128, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    start = time.perf_counter()
+    for _ in range(args.epochs):
+        model.train()
+        order = torch.randperm(x.shape[0])
+        for i in range(0, x.shape[0], args.batch_size):
+            idx = order[i:i + args.batch_size]
+            opt.zero_grad()
+            loss = loss_fn(model(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+    seconds = (time.perf_counter() - start) / args.epochs
+    model.eval()
+    with torch.no_grad():
+        logits = model(xt)
+        test_loss = loss_fn(logits, yt).item()
+        acc = (logits.argmax(1) == yt).float().mean().item()
+    print(json.dumps({"seconds_per_epoch": seconds, "test_loss": test_loss, "test_accuracy": acc}))
+
+
+if __name__ == "__main__":
+    main()
