@@ -9,6 +9,7 @@
 #include "core/tensor/random.h"
 #include "core/tensor/tensor.h"
 #include "core/tensor/threads.h"
+#include "core/data/dataset.h"
 #include "core/data/idx.h"
 #include "core/nn/callbacks.h"
 #include "core/nn/layers.h"

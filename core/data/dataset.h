@@ -195,6 +195,7 @@ class Dataset {
   // gives each worker a subset of them to build its own pipeline from; others shard by element.
   std::vector<std::string> source_files() const;
 
+  // For sources and transformations defined in core/data (data_internal's nodes): not user API.
   explicit Dataset(std::shared_ptr<const data_internal::DatasetNode> node);
   const std::shared_ptr<const data_internal::DatasetNode>& node() const { return node_; }
 
