@@ -1,29 +1,12 @@
 // CPU matmul through cpu::gemm (oneDNN for f32, OpenBLAS for f64), one call per batch element. Transposed views are
 // passed to BLAS as transposes (no copy); other non-row-major layouts are copied first.
 #include "core/ops/cpu/gemm.h"
+#include "core/ops/gemm_operand.h"
 #include "core/ops/internal.h"
 #include "core/tensor/creation.h"
 
 namespace gradflow {
 namespace {
-
-// How BLAS should read the last two dimensions of an operand: row-major with leading dimension ld,
-// optionally transposed.
-struct GemmOperand {
-  Tensor t;
-  bool transposed;
-  int64_t ld;
-};
-
-GemmOperand as_gemm_operand(const Tensor& x, bool transpose) {
-  int r = x.rank();
-  int64_t rows = x.shape()[r - 2], cols = x.shape()[r - 1];
-  int64_t s_row = x.strides()[r - 2], s_col = x.strides()[r - 1];
-  if ((s_col == 1 || cols == 1) && s_row >= std::max<int64_t>(cols, 1)) return {x, transpose, s_row};
-  if ((s_row == 1 || rows == 1) && s_col >= std::max<int64_t>(rows, 1)) return {x, !transpose, s_col};
-  Tensor c = contiguous_kernel(x);
-  return {c, transpose, std::max<int64_t>(cols, 1)};
-}
 
 TensorList matmul_kernel(const TensorList& in, const Attrs& attrs, const MetaList& metas) {
   bool ta = attrs.get<bool>("transpose_a"), tb = attrs.get<bool>("transpose_b");

@@ -13,6 +13,7 @@
 
 #include "core/ops/cuda/cuda_kernels.h"
 #include "core/ops/cuda/handle_pool.h"
+#include "core/ops/gemm_operand.h"
 #include "core/ops/internal.h"
 #include "core/tensor/cuda/fill.h"
 #include "core/tensor/cuda/launch.h"
@@ -34,23 +35,6 @@ cublasHandle_t create_cublas(int device) {
   check_cublas(cublasCreate(&h), str_cat("cublasCreate on cuda:", device));
   check_cublas(cublasSetStream(h, s), "cublasSetStream");
   return h;
-}
-
-// How cuBLAS should read the last two dimensions of an operand: row-major with leading dimension ld,
-// optionally transposed.
-struct GemmOperand {
-  Tensor t;
-  bool transposed;
-  int64_t ld;
-};
-
-GemmOperand as_gemm_operand(const Tensor& x, bool transpose) {
-  int r = x.rank();
-  int64_t rows = x.shape()[r - 2], cols = x.shape()[r - 1];
-  int64_t s_row = x.strides()[r - 2], s_col = x.strides()[r - 1];
-  if ((s_col == 1 || cols == 1) && s_row >= std::max<int64_t>(cols, 1)) return {x, transpose, s_row};
-  if ((s_row == 1 || rows == 1) && s_col >= std::max<int64_t>(rows, 1)) return {x, !transpose, s_col};
-  return {contiguous_kernel(x), transpose, std::max<int64_t>(cols, 1)};
 }
 
 // The stride between consecutive batches (row-major over `batch`) when batch i starts at i * stride.
