@@ -36,7 +36,7 @@ struct SummaryWriterOptions {
 // A node of the graph that layer_graph() draws.
 struct GraphNode {
   std::string name;                          // "dense_1/MatMul": "/" groups nodes into collapsible scopes
-  std::string op;                            // "Dense", "MatMul", "Placeholder", ...
+  std::string op;                            // "Dense", "MatMul", "InputLayer", ...
   std::vector<std::string> inputs;           // names of the nodes feeding this one
   std::map<std::string, std::string> attrs;  // shown on the node's card ("units": "128")
 };

@@ -16,7 +16,7 @@ namespace gradflow {
 
 struct LayerNode;
 
-// A placeholder for a layer output: shape without the batch axis, dtype, and the node that makes it.
+// A symbolic stand-in for a layer output: shape without the batch axis, dtype, and the node making it.
 class SymbolicTensor {
  public:
   SymbolicTensor(std::shared_ptr<LayerNode> node, int index, Shape shape, DType dtype)

@@ -58,7 +58,7 @@ class TensorBoardCallback : public Callback {
  private:
   // One node per layer, fed by the layers before it (the model's graph at layer granularity).
   std::vector<GraphNode> layer_graph() const {
-    std::vector<GraphNode> nodes{{.name = "input", .op = "Placeholder"}};
+    std::vector<GraphNode> nodes{{.name = "input", .op = "InputLayer"}};
     std::string previous = "input";
     for (const Layer& l : model_->layers()) {
       GraphNode n{.name = l.name(), .op = keras_class_name(l.impl().type_name()), .inputs = {previous}};
