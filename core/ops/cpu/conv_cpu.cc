@@ -5,7 +5,7 @@
 // hangs over the padding), and the kernel [kernel_h, kernel_w, in_channels, filters] read as a
 // [patch, filters] matrix multiplies it. The backprops are the two transposed products, with col2im
 // scattering patch gradients back onto the input. A 1x1 kernel with stride 1 needs no col: x already
-// is it. Gathering and scattering use OpenMP over the batch; the GEMMs (OpenBLAS, multithreaded
+// is it. Gathering and scattering use OpenMP over the batch; the GEMMs (cpu::gemm, multithreaded
 // itself) run outside parallel regions. Pooling kernels are plain loops, OpenMP over the batch.
 
 #include <algorithm>
