@@ -27,7 +27,7 @@ class ModelImpl : public LayerImpl {
   // Per-layer output shapes (without batch) for summary(); empty when not yet known.
   virtual std::vector<std::vector<Shape>> layer_output_shapes() const = 0;
   std::vector<std::shared_ptr<LayerImpl>> sublayers() const override;
-  std::string summary() const;
+  virtual std::string summary() const;
 
   std::unique_ptr<TrainingConfig> training;  // set by compile()
 
@@ -55,6 +55,8 @@ class FunctionalImpl : public ModelImpl {
   std::vector<Tensor> forward(const std::vector<Tensor>& inputs, bool training) override;
   std::vector<Layer> layers() const override;
   std::vector<std::vector<Shape>> layer_output_shapes() const override;
+  // Keras' functional table: input layers and a "Connected to" column.
+  std::string summary() const override;
 
  private:
   std::vector<SymbolicTensor> inputs_, outputs_;

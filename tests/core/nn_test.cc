@@ -154,11 +154,34 @@ TEST_F(NnTest, FunctionalModelWithTwoInputsAndOutputs) {
   EXPECT_EQ(out[1].shape(), (Shape{5, 3}));
   EXPECT_EQ(model.layers().size(), 3u);
   EXPECT_EQ(model.trainable_variables().size(), 6u);
-  EXPECT_NE(model.summary().find("score (Dense)               (None, 1)"), std::string::npos) << model.summary();
+  EXPECT_NE(model.summary().find(" score (Dense)                  (None, 1)            4           ['shared[0][0]']"),
+            std::string::npos)
+      << model.summary();
   EXPECT_THROW(model({ones({5, 4})}), ValueError);
   EXPECT_THROW(model({ones({5, 3}), ones({5, 2})}), ShapeError);
   SymbolicTensor stray = Input({2});
   EXPECT_THROW(Model({image}, {Dense(1)(stray)}), ValueError);
+}
+
+TEST_F(NnTest, FunctionalSummaryHasInputLayersAndConnections) {
+  SymbolicTensor in = Input({4}, kF32, "features");
+  Layer shared = Dense(3, {.name = "shared"});
+  SymbolicTensor twice = shared(Dense(3, {.name = "pre"})(in));  // shared is applied twice
+  Model model({in}, {Dense(1, {.name = "out"})(shared(twice))}, "functional_model");
+  std::string rule(98, '_'), bold(98, '='), blank(98, ' ');
+  EXPECT_EQ(model.summary(),
+            "Model: \"functional_model\"\n" + rule + "\n" +
+                " Layer (type)                   Output Shape         Param #     Connected to                     \n" +
+                bold + "\n" +
+                " features (InputLayer)          [(None, 4)]          0           []                               \n" +
+                blank + "\n" +
+                " pre (Dense)                    (None, 3)            15          ['features[0][0]']               \n" +
+                blank + "\n" +
+                " shared (Dense)                 (None, 3)            12          ['pre[0][0]', 'shared[0][0]']    \n" +
+                blank + "\n" +
+                " out (Dense)                    (None, 1)            4           ['shared[1][0]']                 \n" +
+                blank + "\n" + bold + "\n" + "Total params: 31\nTrainable params: 31\nNon-trainable params: 0\n" +
+                rule + "\n");
 }
 
 TEST_F(NnTest, ModelsNestAsLayers) {
