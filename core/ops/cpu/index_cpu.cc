@@ -3,35 +3,12 @@
 #include <cstring>
 
 #include "core/ops/cpu/strided_loop.h"
+#include "core/ops/index_layout.h"
 #include "core/ops/internal.h"
 #include "core/tensor/creation.h"
 
 namespace gradflow {
 namespace {
-
-// params viewed as [outer, n, inner] around `axis`.
-struct AxisSplit {
-  int64_t outer = 1, n = 1, inner = 1;
-};
-AxisSplit split_at(const Shape& shape, int axis) {
-  AxisSplit s;
-  for (int d = 0; d < static_cast<int>(shape.size()); ++d) {
-    if (d < axis) s.outer *= shape[d];
-    else if (d == axis) s.n = shape[d];
-    else s.inner *= shape[d];
-  }
-  return s;
-}
-
-std::vector<int64_t> checked_indices(std::string_view op, const Tensor& indices, int64_t n) {
-  std::vector<int64_t> ids = indices.to_vector<int64_t>();
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= n) {
-      throw ValueError(str_cat(op, ": index ", ids[i], " at position ", i, " is outside [0, ", n, ")"));
-    }
-  }
-  return ids;
-}
 
 TensorList gather_kernel(const TensorList& in, const Attrs& a, const MetaList& m) {
   Tensor params = in[0].is_contiguous() ? in[0] : contiguous_kernel(in[0]);

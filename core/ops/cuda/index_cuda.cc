@@ -2,6 +2,7 @@
 // first, as on the CPU, so a bad index is a ValueError naming it and never an out-of-bounds access.
 #include "core/ops/cuda/copy_kernels.h"
 #include "core/ops/cuda/cuda_kernels.h"
+#include "core/ops/index_layout.h"
 #include "core/ops/internal.h"
 #include "core/tensor/cuda/fill.h"
 #include "core/tensor/cuda/launch.h"
@@ -9,31 +10,9 @@
 namespace gradflow::cuda {
 namespace {
 
-// A shape viewed as [outer, n, inner] around `axis`.
-struct AxisSplit {
-  int64_t outer = 1, n = 1, inner = 1;
-};
-AxisSplit split_at(const Shape& shape, int axis) {
-  AxisSplit s;
-  for (int d = 0; d < static_cast<int>(shape.size()); ++d) {
-    if (d < axis)
-      s.outer *= shape[d];
-    else if (d == axis)
-      s.n = shape[d];
-    else
-      s.inner *= shape[d];
-  }
-  return s;
-}
-
-// The indices as a contiguous i64 tensor on their device, after checking each lies in [0, n).
-Tensor checked_indices(std::string_view op, const Tensor& indices, int64_t n) {
-  std::vector<int64_t> ids = indices.to_vector<int64_t>();
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= n) {
-      throw ValueError(str_cat(op, ": index ", ids[i], " at position ", i, " is outside [0, ", n, ")"));
-    }
-  }
+// The indices as a contiguous i64 tensor on their device, after the shared host-side range check.
+Tensor device_indices(std::string_view op, const Tensor& indices, int64_t n) {
+  gradflow::checked_indices(op, indices, n);
   return indices.dtype() == kI64 && indices.is_contiguous() ? indices : cast_kernel(indices, kI64);
 }
 
@@ -43,7 +22,7 @@ TensorList gather_kernel(const TensorList& in, const Attrs& attrs, const MetaLis
   Tensor params = in[0].is_contiguous() ? in[0] : contiguous_kernel(in[0]);
   int axis = normalize_axis("gather", attrs.get<int64_t>("axis"), params.rank());
   AxisSplit s = split_at(params.shape(), axis);
-  Tensor ids = checked_indices("gather", in[1], s.n);
+  Tensor ids = device_indices("gather", in[1], s.n);
   Tensor out = empty(metas[0]);
   KernelScope scope(out.device());
   check(launch_gather(scope.stream(), dtype_size(params.dtype()), out.raw_data(), params.raw_data(),
@@ -58,7 +37,7 @@ TensorList scatter_add_kernel(const TensorList& in, const Attrs& attrs, const Me
   if (dtype == kBool) throw_unsupported_dtype("scatter_add", dtype);
   int axis = normalize_axis("scatter_add", attrs.get<int64_t>("axis"), static_cast<int>(meta.shape.size()));
   AxisSplit s = split_at(meta.shape, axis);
-  Tensor ids = checked_indices("scatter_add", in[1], s.n);
+  Tensor ids = device_indices("scatter_add", in[1], s.n);
   // f16/bf16 accumulate in an f32 buffer (as the CPU does) and are rounded once at the end.
   DType acc_dtype = is_half(dtype) ? kF32 : dtype;
   Tensor updates = in[0].dtype() == acc_dtype && in[0].is_contiguous() ? in[0] : cast_kernel(in[0], acc_dtype);
