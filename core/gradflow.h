@@ -8,6 +8,7 @@
 #include "core/tensor/creation.h"
 #include "core/tensor/random.h"
 #include "core/tensor/tensor.h"
+#include "core/tensor/denormals.h"
 #include "core/tensor/threads.h"
 #include "core/data/dataset.h"
 #include "core/data/idx.h"

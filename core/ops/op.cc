@@ -2,6 +2,7 @@
 
 #include "core/autodiff/tape.h"
 #include "core/ops/internal.h"
+#include "core/tensor/denormals.h"
 
 namespace gradflow {
 
@@ -97,6 +98,7 @@ KernelFn kernel_for(const OpDef& op, Device device) {
 }
 
 TensorList run_op(const OpDef& op, const TensorList& inputs, const Attrs& attrs) {
+  internal::DenormalFlushScope flush_denormals;
   Device device = common_device(op, inputs);
   MetaList metas = op.infer(inputs, attrs);
   for (TensorMeta& m : metas) m.device = device;

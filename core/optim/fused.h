@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/autodiff/variable.h"
+#include "core/tensor/denormals.h"
 #include "core/tensor/tensor.h"
 
 namespace gradflow::optimizers::internal {
@@ -35,6 +36,7 @@ bool dispatch_fused(const Tensor& grad, const Variable& var, const std::vector<V
     return std::all_of(slots.begin(), slots.end(),
                        [&](const Variable& s) { return host_contiguous(s.value_unwatched(), dtype); });
   };
+  ::gradflow::internal::DenormalFlushScope flush_denormals;
   if (eligible(kF32)) {
     f(TypeTag<float>{});
     return true;

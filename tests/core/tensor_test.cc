@@ -4,6 +4,10 @@
 
 #include <cmath>
 
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
 #include "core/gradflow.h"
 
 namespace gradflow {
@@ -182,6 +186,33 @@ TEST(Random, Distributions) {
   EXPECT_NEAR(tv, 0.774, 0.01);  // variance of a standard normal truncated at +-2
   EXPECT_THROW(random_uniform({2}, 0, 1, kI32), DTypeError);
 }
+
+#if defined(__x86_64__)
+// 1e-38 * 0.01 is a denormal; flushed, it is 0. The tensor is large enough for every OpenMP worker to take
+// a share, so a worker that was missed shows up as a nonzero element.
+TEST(Denormals, FlushedInOpsAndOpenMPWorkersAndRestoredAfter) {
+  ASSERT_TRUE(flush_denormal_enabled());
+  const int64_t n = int64_t{1} << 21;
+  const unsigned kFlushBits = 0x8040;  // FTZ and DAZ; the other bits hold sticky exception flags
+  unsigned caller_mode = _mm_getcsr() & kFlushBits;
+  std::vector<float> out = (full({n}, 1e-38, kF32) * 0.01).to_vector<float>();
+  EXPECT_EQ(_mm_getcsr() & kFlushBits, caller_mode) << "the caller's floating-point mode must be restored";
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(out[i], 0.0f) << "element " << i << " was not flushed";
+
+  ASSERT_TRUE(set_flush_denormal(false));
+  out = (full({n}, 1e-38, kF32) * 0.01).to_vector<float>();
+  set_flush_denormal(true);
+  for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(out[i], 1e-40f, 1e-42f) << "element " << i;
+}
+
+TEST(Denormals, FlushedInFusedOptimizerUpdates) {
+  Variable w(full({1 << 20}, 1e-38, kF32), "w");
+  optimizers::SGD sgd({.learning_rate = 0.99});
+  sgd.apply_gradients({full({1 << 20}, 1e-38, kF32)}, {w});  // 1e-38 - 0.99e-38: a denormal
+  std::vector<float> v = w.value().to_vector<float>();
+  for (size_t i = 0; i < v.size(); ++i) ASSERT_EQ(v[i], 0.0f) << "element " << i;
+}
+#endif
 
 }  // namespace
 }  // namespace gradflow
