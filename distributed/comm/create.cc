@@ -1,0 +1,122 @@
+// create_communicator(): picks the backend, gives the communicator its own keys in the store, and builds
+// the engine (which is the rendezvous).
+#include <memory>
+
+#include "distributed/comm/communicator.h"
+#include "distributed/comm/engine.h"
+#include "distributed/comm/engine_communicator.h"
+#include "distributed/store/prefix_store.h"
+
+namespace gradflow::distributed {
+
+std::string_view backend_name(Backend backend) {
+  switch (backend) {
+    case Backend::kAuto: return "auto";
+    case Backend::kMpi: return "mpi";
+    case Backend::kGloo: return "gloo";
+    case Backend::kNccl: return "nccl";
+  }
+  return "?";
+}
+
+std::string_view reduce_op_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::kSum: return "sum";
+    case ReduceOp::kAvg: return "avg";
+    case ReduceOp::kMin: return "min";
+    case ReduceOp::kMax: return "max";
+    case ReduceOp::kProd: return "prod";
+  }
+  return "?";
+}
+
+Backend parse_backend(std::string_view name) {
+  for (Backend b : {Backend::kAuto, Backend::kMpi, Backend::kGloo, Backend::kNccl}) {
+    if (name == backend_name(b)) return b;
+  }
+  throw ValueError(str_cat("unknown collective backend \"", name, "\" (expected mpi, gloo, nccl or auto)"));
+}
+
+bool backend_built(Backend backend) {
+  switch (backend) {
+    case Backend::kAuto: return true;
+#ifdef GRADFLOW_HAVE_MPI
+    case Backend::kMpi: return true;
+#endif
+#ifdef GRADFLOW_HAVE_GLOO
+    case Backend::kGloo: return true;
+#endif
+#ifdef GRADFLOW_HAVE_NCCL
+    case Backend::kNccl: return true;
+#endif
+    default: return false;
+  }
+}
+
+namespace {
+
+Backend resolve(const CommunicatorOptions& options) {
+  if (options.backend != Backend::kAuto) return options.backend;
+  if (options.cuda_device >= 0 && backend_built(Backend::kNccl)) return Backend::kNccl;
+  if (options.mpi_launched && backend_built(Backend::kMpi)) return Backend::kMpi;
+  return Backend::kGloo;
+}
+
+std::unique_ptr<Engine> make_engine(Backend backend, const EngineConfig& config) {
+  switch (backend) {
+#ifdef GRADFLOW_HAVE_MPI
+    case Backend::kMpi: return make_mpi_engine(config);
+#endif
+#ifdef GRADFLOW_HAVE_GLOO
+    case Backend::kGloo: return make_gloo_engine(config);
+#endif
+#ifdef GRADFLOW_HAVE_NCCL
+    case Backend::kNccl: return make_nccl_engine(config);
+#endif
+    default:
+      throw DeviceError(str_cat("the ", backend_name(backend), " backend: gradflow was built without it (",
+                                backend == Backend::kNccl ? "needs CUDA and NCCL" : "install its -dev package",
+                                " and rebuild)"));
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Communicator> create_communicator(const CommunicatorOptions& options) {
+  if (options.size < 1 || options.rank < 0 || options.rank >= options.size) {
+    throw ValueError(str_cat("create_communicator: rank ", options.rank, " of size ", options.size,
+                             " is not a rank of the job"));
+  }
+  if (options.timeout.count() <= 0 || options.heartbeat.count() <= 0) {
+    throw ValueError("create_communicator: timeout and heartbeat must be positive");
+  }
+  Backend backend = resolve(options);
+  if (!options.store && backend != Backend::kMpi) {
+    throw ValueError(str_cat("create_communicator: the ", backend_name(backend),
+                             " backend needs a store (CommunicatorOptions::store) for its rendezvous"));
+  }
+  CommSettings settings{.options = options};
+  std::shared_ptr<Store> engine_store;
+  if (options.store) {
+    // Each rank numbers the communicators it creates; all ranks create them in the same order, so the
+    // n-th communicator of every rank shares the keys under "gradflow/comm<n>" and no other.
+    absl::StatusOr<int64_t> n = options.store->add(str_cat("gradflow/communicators/rank", options.rank), 1);
+    if (!n.ok()) {
+      throw CollectiveError(CollectiveFailure::kEngine, str_cat("create_communicator: the store failed: ",
+                                                                n.status().ToString()));
+    }
+    settings.job_store = std::make_shared<PrefixStore>(str_cat("gradflow/comm", *n), options.store);
+    settings.comm_store = settings.job_store;
+    engine_store = std::make_shared<PrefixStore>("engine", settings.job_store);
+  }
+  EngineConfig config{.rank = options.rank,
+                      .size = options.size,
+                      .store = engine_store,
+                      .timeout = options.timeout,
+                      .cuda_device = options.cuda_device,
+                      .address = options.address};
+  settings.options.backend = backend;
+  return std::make_unique<EngineCommunicator>(make_engine(backend, config), std::move(settings));
+}
+
+}  // namespace gradflow::distributed

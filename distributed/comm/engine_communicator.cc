@@ -1,0 +1,408 @@
+#include "distributed/comm/engine_communicator.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "core/ops/ops.h"
+#include "core/tensor/creation.h"
+#include "distributed/store/prefix_store.h"
+
+namespace gradflow::distributed {
+namespace {
+
+// "[128,10] f32", or "2 tensors: [128,10] f32, [10] f32".
+std::string describe(const std::vector<Tensor>& tensors) {
+  std::string text = tensors.size() == 1 ? "" : str_cat(tensors.size(), " tensors: ");
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    text += str_cat(i == 0 ? "" : ", ", shape_str(tensors[i].shape()), " ", dtype_name(tensors[i].dtype()));
+  }
+  return text;
+}
+
+int64_t rows(const Tensor& t) { return t.rank() == 0 ? 1 : t.dim(0); }
+int64_t row_size(const Tensor& t) {
+  int64_t n = 1;
+  for (int i = 1; i < t.rank(); ++i) n *= t.dim(i);
+  return n;
+}
+
+// t's shape with axis 0 replaced by n (a scalar becomes [n]).
+Shape with_rows(const Tensor& t, int64_t n) {
+  Shape s = t.shape();
+  if (s.empty()) return Shape{n};
+  s[0] = n;
+  return s;
+}
+
+Tensor empty_flat(int64_t n, DType dtype, Device device) { return empty(Shape{n}, dtype, device); }
+
+// The contiguous input tensors flattened into one buffer (no copy when there is one).
+Tensor pack(const std::vector<Tensor>& parts) {
+  if (parts.size() == 1) return parts[0].reshape({-1});
+  std::vector<Tensor> flat;
+  for (const Tensor& p : parts) flat.push_back(p.reshape({-1}));
+  return concat(flat, 0);
+}
+
+}  // namespace
+
+EngineCommunicator::EngineCommunicator(std::unique_ptr<Engine> engine, CommSettings settings)
+    : engine_(std::move(engine)),
+      settings_(std::move(settings)),
+      own_device_(engine_->backend() == Backend::kNccl ? Device::cuda(settings_.options.cuda_device) : kCPU) {
+  const CommunicatorOptions& o = settings_.options;
+  runner_ = std::make_unique<OpRunner>(RunnerConfig{
+      .rank = engine_->rank(),
+      .size = engine_->size(),
+      .backend = std::string(backend_name(engine_->backend())),
+      .job_store = settings_.job_store,
+      .comm_store = settings_.comm_store,
+      .watch_for_dead_ranks = settings_.root && engine_->rank() == 0,
+      .debug = o.debug,
+      .heartbeat = o.heartbeat,
+      .dead_after = o.dead_after,
+  });
+}
+
+EngineCommunicator::~EngineCommunicator() { runner_.reset(); }
+
+Device EngineCommunicator::work_device(const Tensor& t) const {
+  return engine_->supports_device(t.device()) ? t.device() : kCPU;
+}
+
+Tensor EngineCommunicator::staged(const Tensor& t) const { return t.to(work_device(t)).contiguous(); }
+
+Timeout EngineCommunicator::op_timeout(const std::optional<Timeout>& timeout) const {
+  return timeout.value_or(settings_.options.timeout);
+}
+
+// The engine gets a little longer than the op: the watchdog reports the timeout first (naming the ranks
+// that did not arrive), and an engine that honours timeouts returns before the watchdog would end the
+// process for being stuck.
+Timeout EngineCommunicator::engine_timeout(Timeout op) const { return op + std::chrono::milliseconds(1500); }
+
+void EngineCommunicator::check_rank(const char* what, int value) const {
+  if (value < 0 || value >= size()) {
+    throw ValueError(str_cat(what, " must be a rank of this communicator (0..", size() - 1, "), got ", value));
+  }
+}
+
+EngineCommunicator::ReducePlan EngineCommunicator::plan_reduction(const char* op_name, DType dtype,
+                                                                  ReduceOp op) const {
+  if (op == ReduceOp::kAvg && !is_floating(dtype)) {
+    throw ValueError(str_cat(op_name, ": avg needs a floating dtype, got ", dtype_name(dtype)));
+  }
+  if (dtype == kBool) {
+    bool any = op == ReduceOp::kSum || op == ReduceOp::kMax;
+    return {kU8, any ? ReduceOp::kMax : ReduceOp::kMin, false};
+  }
+  bool divide = op == ReduceOp::kAvg && !engine_->native_avg();
+  ReduceOp engine_op = divide ? ReduceOp::kSum : op;
+  DType wire = dtype;
+  if (!engine_->supports_reduction(wire, engine_op) && is_half(dtype)) wire = kF32;
+  if (!engine_->supports_reduction(wire, engine_op)) {
+    throw ValueError(str_cat(op_name, ": the ", backend_name(backend()), " backend cannot reduce ",
+                             dtype_name(dtype), " with ", reduce_op_name(op)));
+  }
+  return {wire, engine_op, divide};
+}
+
+WorkPtr EngineCommunicator::submit(std::string name, std::string signature, bool collective,
+                                   const std::optional<Timeout>& timeout, bool async,
+                                   std::function<std::vector<Tensor>(Timeout)> body) {
+  Timeout op = op_timeout(timeout);
+  Timeout engine = engine_timeout(op);
+  return runner_->submit(OpRunner::Op{std::move(name), std::move(signature), collective, op, async,
+                                      [body = std::move(body), engine] { return body(engine); }});
+}
+
+// Reduces same-dtype tensors packed into one buffer; returns the packed result (on root only when !all).
+Tensor EngineCommunicator::reduce_packed(const std::vector<Tensor>& tensors, ReducePlan plan, ReduceOp op, int root,
+                                         Timeout timeout, bool all) {
+  std::vector<Tensor> parts;
+  for (const Tensor& t : tensors) parts.push_back(staged(t).to(plan.wire));
+  Tensor in = pack(parts).contiguous();
+  Tensor out = empty_flat(in.numel(), plan.wire, in.device());
+  if (all) {
+    engine_->all_reduce(in.raw_data(), out.raw_data(), in.numel(), plan.wire, plan.op, timeout);
+  } else {
+    engine_->reduce(in.raw_data(), out.raw_data(), in.numel(), plan.wire, plan.op, root, timeout);
+  }
+  if (plan.divide && op == ReduceOp::kAvg) out = out / static_cast<double>(size());
+  return out;
+}
+
+namespace {
+// Splits a packed result back into tensors shaped and typed like `like`, on their devices.
+std::vector<Tensor> unpack(const Tensor& packed, const std::vector<Tensor>& like) {
+  std::vector<Tensor> out;
+  int64_t offset = 0;
+  for (const Tensor& t : like) {
+    Tensor part = packed.slice(0, offset, offset + t.numel()).reshape(t.shape());
+    out.push_back(part.to(t.dtype()).to(t.device()));
+    offset += t.numel();
+  }
+  return out;
+}
+
+// The indices of `tensors` grouped by dtype, in order of first appearance: one engine call per group.
+std::vector<std::vector<size_t>> groups_by_dtype(const std::vector<Tensor>& tensors) {
+  std::vector<std::vector<size_t>> groups;
+  std::vector<DType> dtypes;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    auto it = std::find(dtypes.begin(), dtypes.end(), tensors[i].dtype());
+    if (it == dtypes.end()) {
+      dtypes.push_back(tensors[i].dtype());
+      groups.push_back({i});
+    } else {
+      groups[it - dtypes.begin()].push_back(i);
+    }
+  }
+  return groups;
+}
+
+std::vector<Tensor> pick(const std::vector<Tensor>& tensors, const std::vector<size_t>& indices) {
+  std::vector<Tensor> out;
+  for (size_t i : indices) out.push_back(tensors[i]);
+  return out;
+}
+
+void check_list(const char* op, const std::vector<Tensor>& tensors) {
+  if (tensors.empty()) throw ValueError(str_cat(op, ": needs at least one tensor"));
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (!tensors[i].defined()) throw ValueError(str_cat(op, ": tensor ", i, " is undefined"));
+  }
+}
+}  // namespace
+
+WorkPtr EngineCommunicator::all_reduce(std::vector<Tensor> tensors, const AllReduceOptions& options) {
+  check_list("all_reduce", tensors);
+  std::vector<std::vector<size_t>> groups = groups_by_dtype(tensors);
+  std::vector<ReducePlan> plans;
+  for (const auto& g : groups) plans.push_back(plan_reduction("all_reduce", tensors[g[0]].dtype(), options.op));
+  std::string signature = str_cat("all_reduce(", describe(tensors), ", ", reduce_op_name(options.op), ")");
+  return submit("all_reduce", signature, true, options.timeout, options.async_op,
+                [this, tensors = std::move(tensors), groups, plans, op = options.op](Timeout timeout) {
+                  std::vector<Tensor> result(tensors.size());
+                  for (size_t g = 0; g < groups.size(); ++g) {
+                    std::vector<Tensor> group = pick(tensors, groups[g]);
+                    Tensor packed = reduce_packed(group, plans[g], op, 0, timeout, true);
+                    std::vector<Tensor> parts = unpack(packed, group);
+                    for (size_t i = 0; i < parts.size(); ++i) result[groups[g][i]] = parts[i];
+                  }
+                  return result;
+                });
+}
+
+WorkPtr EngineCommunicator::reduce(std::vector<Tensor> tensors, const ReduceOptions& options) {
+  check_list("reduce", tensors);
+  check_rank("reduce: root", options.root);
+  std::vector<std::vector<size_t>> groups = groups_by_dtype(tensors);
+  std::vector<ReducePlan> plans;
+  for (const auto& g : groups) plans.push_back(plan_reduction("reduce", tensors[g[0]].dtype(), options.op));
+  std::string signature =
+      str_cat("reduce(", describe(tensors), ", ", reduce_op_name(options.op), ", root ", options.root, ")");
+  return submit("reduce", signature, true, options.timeout, options.async_op,
+                [this, tensors = std::move(tensors), groups, plans, options](Timeout timeout) {
+                  std::vector<Tensor> result = tensors;
+                  for (size_t g = 0; g < groups.size(); ++g) {
+                    std::vector<Tensor> group = pick(tensors, groups[g]);
+                    Tensor packed = reduce_packed(group, plans[g], options.op, options.root, timeout, false);
+                    if (rank() != options.root) continue;
+                    std::vector<Tensor> parts = unpack(packed, group);
+                    for (size_t i = 0; i < parts.size(); ++i) result[groups[g][i]] = parts[i];
+                  }
+                  return result;
+                });
+}
+
+WorkPtr EngineCommunicator::broadcast(std::vector<Tensor> tensors, const BroadcastOptions& options) {
+  check_list("broadcast", tensors);
+  check_rank("broadcast: root", options.root);
+  std::vector<std::vector<size_t>> groups = groups_by_dtype(tensors);
+  std::string signature = str_cat("broadcast(", describe(tensors), ", root ", options.root, ")");
+  return submit("broadcast", signature, true, options.timeout, options.async_op,
+                [this, tensors = std::move(tensors), groups, root = options.root](Timeout timeout) {
+                  std::vector<Tensor> result = tensors;
+                  for (const auto& g : groups) {
+                    std::vector<Tensor> group = pick(tensors, g);
+                    Device device = work_device(group[0]);
+                    DType dtype = group[0].dtype();
+                    Tensor buffer;
+                    if (rank() == root) {
+                      std::vector<Tensor> parts;
+                      for (const Tensor& t : group) parts.push_back(t.to(device).contiguous());
+                      buffer = pack(parts).contiguous();  // only read by the engine on the root
+                    } else {
+                      int64_t n = 0;
+                      for (const Tensor& t : group) n += t.numel();
+                      buffer = empty_flat(n, dtype, device);
+                    }
+                    engine_->broadcast(buffer.raw_data(), buffer.numel(), dtype, root, timeout);
+                    if (rank() == root) continue;
+                    std::vector<Tensor> parts = unpack(buffer, group);
+                    for (size_t i = 0; i < parts.size(); ++i) result[g[i]] = parts[i];
+                  }
+                  return result;
+                });
+}
+
+std::vector<int64_t> EngineCommunicator::exchange_counts(int64_t mine, Device device, Timeout timeout,
+                                                         bool all_to_all_splits, const std::vector<int64_t>& splits) {
+  std::vector<int64_t> ones(size(), 1);
+  Tensor in = (all_to_all_splits ? from_vector<int64_t>(splits) : from_vector<int64_t>({mine})).to(device);
+  Tensor out = empty_flat(size(), kI64, device);
+  if (all_to_all_splits) {
+    engine_->all_to_all(in.raw_data(), ones, out.raw_data(), ones, kI64, timeout);
+  } else {
+    engine_->all_gather(in.raw_data(), out.raw_data(), ones, kI64, timeout);
+  }
+  return out.to(kCPU).to_vector<int64_t>();
+}
+
+WorkPtr EngineCommunicator::all_gather(const Tensor& input, const AllGatherOptions& options) {
+  check_list("all_gather", {input});
+  std::string signature = str_cat("all_gather(", describe({input}), ")");
+  return submit("all_gather", signature, true, options.timeout, options.async_op, [this, input](Timeout timeout) {
+    Tensor in = staged(input);
+    Tensor out = empty_flat(in.numel() * size(), in.dtype(), in.device());
+    engine_->all_gather(in.raw_data(), out.raw_data(), std::vector<int64_t>(size(), in.numel()), in.dtype(), timeout);
+    return std::vector<Tensor>{out.reshape(with_rows(input, rows(input) * size())).to(input.device())};
+  });
+}
+
+WorkPtr EngineCommunicator::all_gather_v(const Tensor& input, const AllGatherOptions& options) {
+  check_list("all_gather_v", {input});
+  if (input.rank() == 0) throw ValueError("all_gather_v: needs a tensor with at least one axis, got a scalar");
+  std::string signature = str_cat("all_gather_v(", dtype_name(input.dtype()), " rows of ",
+                                  shape_str(with_rows(input, 1)), ")");
+  return submit("all_gather_v", signature, true, options.timeout, options.async_op, [this, input](Timeout timeout) {
+    Tensor in = staged(input);
+    std::vector<int64_t> counts = exchange_counts(rows(input), in.device(), timeout, false, {});
+    int64_t total_rows = engine_internal::total(counts);
+    for (int64_t& c : counts) c *= row_size(input);
+    Tensor out = empty_flat(engine_internal::total(counts), in.dtype(), in.device());
+    engine_->all_gather(in.raw_data(), out.raw_data(), counts, in.dtype(), timeout);
+    return std::vector<Tensor>{out.reshape(with_rows(input, total_rows)).to(input.device())};
+  });
+}
+
+WorkPtr EngineCommunicator::reduce_scatter(const Tensor& input, const ReduceScatterOptions& options) {
+  check_list("reduce_scatter", {input});
+  if (input.rank() == 0) throw ValueError("reduce_scatter: needs a tensor with at least one axis, got a scalar");
+  ReducePlan plan = plan_reduction("reduce_scatter", input.dtype(), options.op);
+  std::string signature =
+      str_cat("reduce_scatter(", describe({input}), ", ", reduce_op_name(options.op), ")");
+  return submit("reduce_scatter", signature, true, options.timeout, options.async_op,
+                [this, input, plan, op = options.op](Timeout timeout) {
+                  Tensor in = staged(input).to(plan.wire);
+                  int64_t n = size(), d0 = rows(input);
+                  std::vector<int64_t> counts(n);
+                  for (int64_t r = 0; r < n; ++r) counts[r] = (d0 / n + (r < d0 % n ? 1 : 0)) * row_size(input);
+                  Tensor out = empty_flat(counts[rank()], plan.wire, in.device());
+                  engine_->reduce_scatter(in.raw_data(), out.raw_data(), counts, plan.wire, plan.op, timeout);
+                  if (plan.divide && op == ReduceOp::kAvg) out = out / static_cast<double>(n);
+                  int64_t my_rows = d0 / n + (rank() < d0 % n ? 1 : 0);
+                  return std::vector<Tensor>{
+                      out.reshape(with_rows(input, my_rows)).to(input.dtype()).to(input.device())};
+                });
+}
+
+WorkPtr EngineCommunicator::all_to_all(const Tensor& input, const AllToAllOptions& options) {
+  check_list("all_to_all", {input});
+  if (input.rank() == 0) throw ValueError("all_to_all: needs a tensor with at least one axis, got a scalar");
+  std::vector<int64_t> splits = options.input_splits;
+  bool exchange = !splits.empty();
+  if (splits.empty()) {
+    if (rows(input) % size() != 0) {
+      throw ValueError(str_cat("all_to_all: axis 0 (", rows(input), ") does not divide into ", size(),
+                               " equal parts; pass input_splits"));
+    }
+    splits.assign(size(), rows(input) / size());
+  } else if (static_cast<int>(splits.size()) != size() || engine_internal::total(splits) != rows(input) ||
+             std::any_of(splits.begin(), splits.end(), [](int64_t s) { return s < 0; })) {
+    throw ValueError(str_cat("all_to_all: input_splits must hold ", size(), " non-negative row counts summing to ",
+                             rows(input), ", got ", splits.size(), " summing to ", engine_internal::total(splits)));
+  }
+  std::string signature = str_cat("all_to_all(", dtype_name(input.dtype()), " rows of ",
+                                  shape_str(with_rows(input, 1)), ")");
+  return submit("all_to_all", signature, true, options.timeout, options.async_op,
+                [this, input, splits, exchange](Timeout timeout) {
+                  Tensor in = staged(input);
+                  std::vector<int64_t> recv_rows =
+                      exchange ? exchange_counts(0, in.device(), timeout, true, splits) : splits;
+                  std::vector<int64_t> send = splits, recv = recv_rows;
+                  for (int64_t& c : send) c *= row_size(input);
+                  for (int64_t& c : recv) c *= row_size(input);
+                  Tensor out = empty_flat(engine_internal::total(recv), in.dtype(), in.device());
+                  engine_->all_to_all(in.raw_data(), send, out.raw_data(), recv, in.dtype(), timeout);
+                  return std::vector<Tensor>{
+                      out.reshape(with_rows(input, engine_internal::total(recv_rows))).to(input.device())};
+                });
+}
+
+WorkPtr EngineCommunicator::barrier(const BarrierOptions& options) {
+  return submit("barrier", "barrier()", true, options.timeout, options.async_op, [this](Timeout timeout) {
+    engine_->barrier(timeout);
+    return std::vector<Tensor>{};
+  });
+}
+
+WorkPtr EngineCommunicator::send(const Tensor& tensor, int dst, const PointToPointOptions& options) {
+  check_list("send", {tensor});
+  check_rank("send: dst", dst);
+  if (dst == rank()) throw ValueError(str_cat("send: rank ", dst, " cannot send to itself"));
+  std::string signature = str_cat("send(", describe({tensor}), " to rank ", dst, ", tag ", options.tag, ")");
+  return submit("send", signature, false, options.timeout, options.async_op,
+                [this, tensor, dst, tag = options.tag](Timeout timeout) {
+                  Tensor in = staged(tensor);
+                  engine_->send(in.raw_data(), in.numel(), in.dtype(), dst, tag, timeout);
+                  return std::vector<Tensor>{};
+                });
+}
+
+WorkPtr EngineCommunicator::recv(Shape shape, DType dtype, int src, const PointToPointOptions& options) {
+  check_rank("recv: src", src);
+  if (src == rank()) throw ValueError(str_cat("recv: rank ", src, " cannot receive from itself"));
+  std::string signature =
+      str_cat("recv(", shape_str(shape), " ", dtype_name(dtype), " from rank ", src, ", tag ", options.tag, ")");
+  return submit("recv", signature, false, options.timeout, options.async_op,
+                [this, shape, dtype, src, tag = options.tag](Timeout timeout) {
+                  Device device = engine_->supports_device(own_device_) ? own_device_ : kCPU;
+                  Tensor out = empty(shape, dtype, device);
+                  engine_->recv(out.raw_data(), out.numel(), dtype, src, tag, timeout);
+                  return std::vector<Tensor>{out.to(own_device_)};
+                });
+}
+
+std::unique_ptr<Communicator> EngineCommunicator::split(int color, int key) {
+  Tensor mine = from_vector<int64_t>({color, key}, Shape{1, 2});
+  std::vector<int64_t> all = all_gather(mine, {})->result()[0].to(kCPU).to_vector<int64_t>();
+  std::vector<int> members;
+  for (int r = 0; r < size(); ++r) {
+    if (color >= 0 && all[2 * r] == color) members.push_back(r);
+  }
+  std::stable_sort(members.begin(), members.end(), [&](int a, int b) { return all[2 * a + 1] < all[2 * b + 1]; });
+  int new_rank = static_cast<int>(std::find(members.begin(), members.end(), rank()) - members.begin());
+  int index = ++splits_;  // the same on every rank: split() is collective and ordered
+  CommSettings sub = settings_;
+  sub.root = false;
+  if (settings_.comm_store) {
+    sub.comm_store = std::make_shared<PrefixStore>(str_cat("split", index, "/color", color), settings_.comm_store);
+  }
+  auto engine = std::make_shared<std::unique_ptr<Engine>>();
+  std::shared_ptr<Store> engine_store =
+      sub.comm_store ? std::make_shared<PrefixStore>("engine", sub.comm_store) : nullptr;
+  submit("split", str_cat("split()"), true, std::nullopt, false, [&, engine](Timeout) {
+    *engine = engine_->split(color, members, new_rank, engine_store);
+    return std::vector<Tensor>{};
+  })->wait();
+  if (color < 0) return nullptr;
+  return std::make_unique<EngineCommunicator>(std::move(*engine), std::move(sub));
+}
+
+void EngineCommunicator::abort(const std::string& reason) {
+  runner_->abort(CollectiveFailure::kAborted, str_cat("aborted by rank ", rank(), ": ", reason), true);
+}
+
+}  // namespace gradflow::distributed

@@ -1,0 +1,74 @@
+// EngineCommunicator: the one Communicator implementation, over any Engine. It checks the inputs (bad
+// ones throw ValueError at the call, naming the value), packs lists of tensors into one buffer per dtype,
+// stages tensors the engine cannot reach through host memory, converts dtypes the engine cannot reduce,
+// and hands each op to its OpRunner, which numbers it, runs it and watches it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "distributed/comm/communicator.h"
+#include "distributed/comm/engine.h"
+#include "distributed/comm/op_runner.h"
+
+namespace gradflow::distributed {
+
+struct CommSettings {
+  CommunicatorOptions options;       // timeouts, debug, heartbeat (rank and size come from the engine)
+  std::shared_ptr<Store> job_store;  // the root communicator's prefixed store; null without a store
+  std::shared_ptr<Store> comm_store; // this communicator's keys; the root's is job_store
+  bool root = true;                  // not made by split()
+};
+
+class EngineCommunicator : public Communicator {
+ public:
+  EngineCommunicator(std::unique_ptr<Engine> engine, CommSettings settings);
+  ~EngineCommunicator() override;
+
+  int rank() const override { return engine_->rank(); }
+  int size() const override { return engine_->size(); }
+  Backend backend() const override { return engine_->backend(); }
+
+  WorkPtr all_reduce(std::vector<Tensor> tensors, const AllReduceOptions& options) override;
+  WorkPtr broadcast(std::vector<Tensor> tensors, const BroadcastOptions& options) override;
+  WorkPtr reduce(std::vector<Tensor> tensors, const ReduceOptions& options) override;
+  WorkPtr all_gather(const Tensor& input, const AllGatherOptions& options) override;
+  WorkPtr all_gather_v(const Tensor& input, const AllGatherOptions& options) override;
+  WorkPtr reduce_scatter(const Tensor& input, const ReduceScatterOptions& options) override;
+  WorkPtr all_to_all(const Tensor& input, const AllToAllOptions& options) override;
+  WorkPtr barrier(const BarrierOptions& options) override;
+  WorkPtr send(const Tensor& tensor, int dst, const PointToPointOptions& options) override;
+  WorkPtr recv(Shape shape, DType dtype, int src, const PointToPointOptions& options) override;
+  std::unique_ptr<Communicator> split(int color, int key) override;
+  void abort(const std::string& reason) override;
+
+ private:
+  // How a reduction reaches the engine: the dtype on the wire, the engine's op, and whether kAvg is
+  // finished here by dividing by the size.
+  struct ReducePlan {
+    DType wire;
+    ReduceOp op;
+    bool divide;
+  };
+  ReducePlan plan_reduction(const char* op_name, DType dtype, ReduceOp op) const;
+  Device work_device(const Tensor& t) const;
+  Tensor staged(const Tensor& t) const;  // contiguous, on a device the engine reaches
+  Timeout op_timeout(const std::optional<Timeout>& timeout) const;
+  Timeout engine_timeout(Timeout op_timeout) const;
+  std::vector<int64_t> exchange_counts(int64_t mine, Device device, Timeout timeout, bool all_to_all_splits,
+                                       const std::vector<int64_t>& splits);
+  Tensor reduce_packed(const std::vector<Tensor>& tensors, ReducePlan plan, ReduceOp op, int root,
+                       Timeout timeout, bool all);
+  WorkPtr submit(std::string name, std::string signature, bool collective, const std::optional<Timeout>& timeout,
+                 bool async, std::function<std::vector<Tensor>(Timeout)> body);
+  void check_rank(const char* what, int value) const;
+
+  std::unique_ptr<Engine> engine_;
+  CommSettings settings_;
+  Device own_device_;  // where recv() puts its result
+  int splits_ = 0;
+  std::unique_ptr<OpRunner> runner_;  // last: stopped before the engine goes away
+};
+
+}  // namespace gradflow::distributed

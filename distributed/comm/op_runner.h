@@ -1,0 +1,130 @@
+// OpRunner: runs a communicator's ops one at a time in call order, and makes sure none hangs silently.
+//
+// An op runs on the calling thread when nothing is queued or running and the call is not async (the
+// engine is then called with nothing in between), otherwise on the runner's progress thread. Collectives
+// are numbered 1, 2, ... in call order (the same numbers on every rank); point-to-point ops have their
+// own numbers.
+//
+// The monitor thread, every `heartbeat`:
+//   - publishes this rank's progress to the store ("progress/<rank>" = "<seq> <tick> <op>"), which is both
+//     its heartbeat and what a timed-out rank reads to name the ranks that did not arrive;
+//   - fails the running op when its timeout has passed (kTimeout);
+//   - looks for a failure notice ("abort", set by whichever rank failed first) and fails everything
+//     pending with it (kPeerFailure); on rank 0 of a job it also declares dead a rank whose heartbeat
+//     stopped for `dead_after`, and publishes that;
+//   - once failed, ends the process (after printing the error) if an engine call is still stuck after a
+//     short grace: an engine blocked in a collective with a dead peer would otherwise hang forever.
+// With debug on, each collective first checks through the store that every rank is calling the same op.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "distributed/comm/communicator.h"
+#include "distributed/comm/work.h"
+
+namespace gradflow::distributed {
+
+struct RunnerConfig {
+  int rank = 0;
+  int size = 1;
+  std::string backend;                // for messages
+  std::shared_ptr<Store> job_store;   // the job-wide failure notice lives here; may be null (MPI)
+  std::shared_ptr<Store> comm_store;  // this communicator's keys (progress, debug); null iff job_store is
+  bool watch_for_dead_ranks = false;  // rank 0 of a root communicator
+  bool debug = false;
+  Timeout heartbeat = std::chrono::milliseconds(200);
+  Timeout dead_after = std::chrono::seconds(5);
+  Timeout exit_grace = std::chrono::seconds(3);
+};
+
+class OpRunner {
+ public:
+  struct Op {
+    std::string name;       // "all_reduce"
+    std::string signature;  // "all_reduce([128,10] f32, sum)": compared across ranks in debug mode
+    bool collective = true;
+    Timeout timeout = kDefaultCollectiveTimeout;
+    bool async = false;
+    std::function<std::vector<Tensor>()> body;  // calls the engine; throws CollectiveError on failure
+  };
+
+  explicit OpRunner(RunnerConfig config);
+  // Fails every op still queued with kAborted; waits for a running one (bounded by its timeout).
+  ~OpRunner();
+  OpRunner(const OpRunner&) = delete;
+  OpRunner& operator=(const OpRunner&) = delete;
+
+  WorkPtr submit(Op op);
+
+  // Fails the running and queued ops and every later one with `reason`; with publish, tells the other
+  // ranks (the first notice in the job wins).
+  void abort(CollectiveFailure kind, const std::string& reason, bool publish);
+
+ private:
+  struct Queued {
+    Op op;
+    int64_t seq;
+    std::shared_ptr<WorkImpl> work;
+  };
+  // Lets a Work that outlives its runner call back safely (self is cleared by the destructor).
+  struct Anchor {
+    explicit Anchor(OpRunner* runner) : self(runner) {}
+    std::mutex mu;
+    OpRunner* self;
+  };
+  struct Failure {
+    CollectiveFailure kind;
+    std::string reason;  // the first failure, as its rank described it
+  };
+  struct Running {
+    int64_t seq;
+    bool collective;
+    std::string signature;
+    Timeout timeout;
+    std::chrono::steady_clock::time_point deadline;
+    std::shared_ptr<WorkImpl> work;
+  };
+
+  void execute(Queued& q);
+  void progress_loop();
+  void monitor_loop();
+  void monitor_tick(int64_t tick);
+  void check_dead_ranks(std::chrono::steady_clock::time_point now);
+  void time_out(int64_t seq, bool collective);
+  CollectiveError error_for(const std::string& label, const Failure& failure, bool ran) const;
+  void debug_check(const Queued& q);
+  std::string missing_ranks(int64_t seq);
+  static std::string label(int64_t seq, bool collective, const std::string& signature);
+  [[noreturn]] void end_process(const std::string& why);
+
+  const RunnerConfig config_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Queued> queue_;
+  bool busy_ = false;  // an op is executing (inline or on the progress thread)
+  bool stopping_ = false;
+  int64_t collective_seq_ = 0, p2p_seq_ = 0;
+  int64_t started_seq_ = 0;         // the last collective that began executing here
+  std::string started_op_;          // its name
+  std::optional<Running> running_;  // the op inside the engine now
+  std::optional<Failure> failure_;
+  std::optional<std::chrono::steady_clock::time_point> failed_at_;
+  // Rank 0's view of each rank's heartbeat: last value seen and when it changed.
+  std::vector<std::pair<std::string, std::chrono::steady_clock::time_point>> heartbeats_;
+  std::shared_ptr<Anchor> anchor_;
+  std::condition_variable monitor_cv_;
+  bool monitor_stop_ = false;
+  std::thread progress_;
+  std::thread monitor_;
+};
+
+}  // namespace gradflow::distributed

@@ -1,0 +1,193 @@
+// The communicator with N ranks as N threads in one process, over Gloo (TCP between the threads) with a
+// TcpStore or a FileStore for the rendezvous: every op, dtype, reduce op and size, then the failure cases
+// (a rank that never calls, mismatched collectives in debug mode), which must end fast with the error
+// the issue describes on every rank.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <thread>
+
+#include "distributed/comm/communicator.h"
+#include "distributed/store/file_store.h"
+#include "distributed/store/tcp_store.h"
+#include "tests/distributed/collective_checks.h"
+
+namespace gradflow::distributed {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+enum class StoreKind { kTcp, kFile };
+
+class World {
+ public:
+  World(int size, StoreKind kind) : size_(size) {
+    std::string pattern = (std::filesystem::temp_directory_path() / "gradflow_comm_XXXXXX").string();
+    EXPECT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    for (int rank = 0; rank < size; ++rank) {
+      if (kind == StoreKind::kFile) {
+        stores_.push_back(*FileStore::create({.path = dir_, .timeout = 30s, .poll_interval = 2ms}));
+      } else {
+        auto store = TcpStore::create({.port = port_, .is_server = rank == 0, .job_token = "t", .timeout = 30s});
+        EXPECT_TRUE(store.ok()) << store.status();
+        if (rank == 0) port_ = (*store)->port();
+        stores_.push_back(std::move(*store));
+      }
+    }
+  }
+  ~World() { std::filesystem::remove_all(dir_); }
+
+  // Runs body(comm) on one thread per rank, each with its own Gloo communicator.
+  // A rank that fails an assertion stops calling; the others then fail at the timeout instead of hanging.
+  void run(const std::function<void(Communicator&)>& body, CommunicatorOptions base = {.timeout = 60s}) {
+    std::vector<std::thread> threads;
+    for (int rank = 0; rank < size_; ++rank) {
+      threads.emplace_back([&, rank] {
+        CommunicatorOptions o = base;
+        o.backend = Backend::kGloo;
+        o.rank = rank;
+        o.size = size_;
+        o.store = stores_[rank];
+        o.address = "127.0.0.1";
+        try {
+          std::unique_ptr<Communicator> comm = create_communicator(o);
+          body(*comm);
+        } catch (const std::exception& e) {
+          ADD_FAILURE() << "rank " << rank << ": " << e.what();
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+
+ private:
+  int size_;
+  uint16_t port_ = 0;
+  std::string dir_;
+  std::vector<std::shared_ptr<Store>> stores_;
+};
+
+class GlooThreads : public ::testing::TestWithParam<std::tuple<int, StoreKind>> {};
+
+TEST_P(GlooThreads, EveryOpDtypeReduceOpAndSize) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  auto [size, kind] = GetParam();
+  World world(size, kind);
+  world.run([](Communicator& comm) { testing::check_everything(comm); });
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, GlooThreads,
+                         ::testing::Values(std::make_tuple(1, StoreKind::kFile), std::make_tuple(2, StoreKind::kTcp),
+                                           std::make_tuple(3, StoreKind::kFile), std::make_tuple(4, StoreKind::kTcp)),
+                         [](const auto& info) {
+                           return str_cat(std::get<0>(info.param), "Ranks",
+                                          std::get<1>(info.param) == StoreKind::kTcp ? "Tcp" : "File");
+                         });
+
+TEST(GlooThreadsLarge, AllReduce64MiBAndOddSizes) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  World world(2, StoreKind::kTcp);
+  world.run([](Communicator& comm) {
+    testing::check_all_reduce_large(comm, (int64_t{1} << 20) + 3);
+    testing::check_all_reduce_large(comm, int64_t{16} << 20);  // 64 MiB of f32
+  });
+}
+
+TEST(GlooThreadsFailure, RankThatNeverCallsIsNamedAndEveryRankFailsFast) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  World world(3, StoreKind::kTcp);
+  world.run([](Communicator& comm) {
+    comm.barrier()->wait();
+    Clock::time_point start = Clock::now();
+    if (comm.rank() == 2) {
+      // Never calls the all_reduce; learns of the failure through the store.
+      std::this_thread::sleep_for(2500ms);
+      try {
+        comm.barrier()->wait();
+        ADD_FAILURE() << "rank 2's next op should fail";
+      } catch (const CollectiveError& e) {
+        EXPECT_NE(std::string(e.what()).find("ranks that did not arrive: 2 (last started #1 barrier)"), std::string::npos)
+            << e.what();
+      }
+      return;
+    }
+    try {
+      comm.all_reduce({full({4}, 1.0)}, {.timeout = 1000ms})->wait();
+      ADD_FAILURE() << "rank " << comm.rank() << ": the all_reduce should time out";
+    } catch (const CollectiveError& e) {
+      std::string what = e.what();
+      EXPECT_NE(what.find("all_reduce([4] f32, sum) #2"), std::string::npos) << what;
+      EXPECT_NE(what.find("ranks that did not arrive: 2 (last started #1 barrier)"), std::string::npos) << what;
+      EXPECT_LT(Clock::now() - start, 4s) << what;
+    }
+  });
+}
+
+TEST(GlooThreadsFailure, DebugModeReportsMismatchedCollectivesOnEveryRank) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  World world(2, StoreKind::kFile);
+  world.run(
+      [](Communicator& comm) {
+        comm.all_reduce({full({2}, 1.0)})->wait();  // matching ops pass the check
+        try {
+          if (comm.rank() == 0) {
+            comm.all_reduce({zeros({128, 10})})->wait();
+          } else {
+            comm.broadcast({zeros({784, 128})})->wait();
+          }
+          ADD_FAILURE() << "rank " << comm.rank() << ": the mismatch should be reported";
+        } catch (const CollectiveError& e) {
+          EXPECT_EQ(e.kind(), CollectiveFailure::kMismatch) << e.what();
+          EXPECT_NE(std::string(e.what()).find("rank 1 called broadcast([784,128] f32, root 0) while rank 0 called "
+                                               "all_reduce([128,10] f32, sum)"),
+                    std::string::npos)
+              << e.what();
+        }
+      },
+      {.timeout = 20s, .debug = true});
+}
+
+TEST(GlooThreadsFailure, AbortFailsTheOtherRanks) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  World world(2, StoreKind::kTcp);
+  world.run([](Communicator& comm) {
+    comm.barrier()->wait();
+    if (comm.rank() == 0) {
+      comm.abort("the user gave up");
+    } else {
+      std::this_thread::sleep_for(800ms);
+    }
+    try {
+      comm.barrier({.timeout = 10s})->wait();
+      ADD_FAILURE() << "rank " << comm.rank() << ": barrier after abort should fail";
+    } catch (const CollectiveError& e) {
+      EXPECT_NE(std::string(e.what()).find("aborted by rank 0: the user gave up"), std::string::npos) << e.what();
+    }
+  });
+}
+
+TEST(Communicator, BadArgumentsAreRejectedAtTheCall) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  World world(1, StoreKind::kFile);
+  world.run([](Communicator& comm) {
+    EXPECT_THROW(comm.all_reduce({full({2}, 1, kI32)}, {.op = ReduceOp::kAvg}), ValueError);
+    EXPECT_THROW(comm.broadcast({full({2}, 1)}, {.root = 1}), ValueError);
+    EXPECT_THROW(comm.all_reduce({}), ValueError);
+    EXPECT_THROW(comm.all_to_all(zeros({3}), {.input_splits = {2}}), ValueError);  // splits sum to 2, not 3
+    EXPECT_THROW(comm.send(zeros({1}), 0), ValueError);                            // to itself
+  });
+}
+
+TEST(Communicator, OptionsAreChecked) {
+  EXPECT_THROW(create_communicator({.backend = Backend::kGloo, .rank = 2, .size = 2}), ValueError);
+  EXPECT_THROW(create_communicator({.backend = Backend::kGloo, .rank = 0, .size = 1}), ValueError);  // no store
+  EXPECT_EQ(parse_backend("nccl"), Backend::kNccl);
+  EXPECT_THROW(parse_backend("tcp"), ValueError);
+}
+
+}  // namespace
+}  // namespace gradflow::distributed
