@@ -91,6 +91,17 @@ absl::StatusOr<JobInfo> resolve_job(const EnvMap& env) {
     job->gpu = *count == 0 ? -1 : job->local_rank % *count;
   }
   job->job_token = internal::lookup(env, "GRADFLOW_JOB_TOKEN").value_or("");
+  if (std::optional<std::string> debug = internal::lookup(env, "GRADFLOW_DEBUG_COLLECTIVES")) {
+    if (*debug != "0" && *debug != "1") {
+      return absl::InvalidArgumentError("GRADFLOW_DEBUG_COLLECTIVES=\"" + *debug + "\": must be 0 or 1");
+    }
+    job->debug_collectives = *debug == "1";
+  }
+  if (std::optional<std::string> timeout = internal::lookup(env, "GRADFLOW_COLLECTIVE_TIMEOUT")) {
+    absl::StatusOr<int> seconds = internal::parse_int("GRADFLOW_COLLECTIVE_TIMEOUT", *timeout, 1);
+    if (!seconds.ok()) return seconds.status();
+    job->collective_timeout_s = *seconds;
+  }
   return job;
 }
 

@@ -63,6 +63,10 @@ struct JobInfo {
   // variable is unset; -1 when it hides every device ("", "-1", "NoDevFiles").
   int gpu = -1;
   std::string job_token;  // GRADFLOW_JOB_TOKEN, empty when unset
+  // Knobs for the job's collectives: GRADFLOW_DEBUG_COLLECTIVES=1 checks that every rank calls the same
+  // collective (0 or unset: off); GRADFLOW_COLLECTIVE_TIMEOUT is the default timeout in seconds (>= 1).
+  bool debug_collectives = false;
+  std::optional<int> collective_timeout_s;
 };
 
 // The job described by env. Pure: reads nothing but env.

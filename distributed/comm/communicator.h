@@ -164,8 +164,8 @@ struct CommunicatorOptions {
   Backend backend = Backend::kAuto;  // kAuto: MPI when started by mpirun (mpi_launched), else Gloo
   int rank = 0;
   int size = 1;
-  // Rendezvous and failure notices. Needed by Gloo and NCCL; optional for MPI (without one, MPI
-  // failures still end the job through mpirun, but survivors do not learn which op and rank failed).
+  // Rendezvous and failure notices. Needed by Gloo and NCCL; optional for MPI, where rank 0 then serves
+  // a TcpStore on its hostname and tells the others its address and a fresh token through MPI.
   std::shared_ptr<Store> store;
   Timeout timeout = kDefaultCollectiveTimeout;
   // Before each collective, check that every rank calls the same op with the same dtype, shape, root

@@ -1,11 +1,16 @@
 // create_communicator(): picks the backend, gives the communicator its own keys in the store, and builds
 // the engine (which is the rendezvous).
+#include <unistd.h>
+
+#include <cstdio>
 #include <memory>
+#include <random>
 
 #include "distributed/comm/communicator.h"
 #include "distributed/comm/engine.h"
 #include "distributed/comm/engine_communicator.h"
 #include "distributed/store/prefix_store.h"
+#include "distributed/store/tcp_store.h"
 
 namespace gradflow::distributed {
 
@@ -80,6 +85,43 @@ std::unique_ptr<Engine> make_engine(Backend backend, const EngineConfig& config)
   }
 }
 
+// A store for an MPI job started without one: rank 0 serves a TcpStore on its hostname and a fresh random
+// token, and tells the other ranks where through MPI itself (a trusted channel), so failure notices and
+// the debug checks work under plain mpirun too.
+std::shared_ptr<Store> store_over_mpi(Engine& engine, Timeout timeout) {
+  constexpr int64_t kMessage = 512;
+  char message[kMessage] = {};
+  std::unique_ptr<TcpStore> served;
+  if (engine.rank() == 0) {
+    char host[256] = {};
+    ::gethostname(host, sizeof(host) - 1);
+    std::random_device random;
+    std::string token = str_cat(random(), random(), random(), random());
+    absl::StatusOr<std::unique_ptr<TcpStore>> store =
+        TcpStore::create({.host = host, .port = 0, .is_server = true, .job_token = token, .timeout = timeout});
+    if (store.ok()) {
+      std::snprintf(message, kMessage, "%s %u %s", host, static_cast<unsigned>((*store)->port()), token.c_str());
+      served = std::move(*store);
+    } else {
+      std::snprintf(message, kMessage, "! %s", store.status().ToString().c_str());
+    }
+  }
+  engine.broadcast(message, kMessage, kU8, 0, timeout);
+  char host[256] = {}, token[128] = {};
+  unsigned port = 0;
+  if (message[0] == '!' || std::sscanf(message, "%255s %u %127s", host, &port, token) != 3) {
+    throw CollectiveError(CollectiveFailure::kEngine, str_cat("mpi backend: rank 0 could not serve a store: ", message));
+  }
+  if (served) return served;
+  absl::StatusOr<std::unique_ptr<TcpStore>> store = TcpStore::create(
+      {.host = host, .port = static_cast<uint16_t>(port), .job_token = token, .timeout = timeout});
+  if (!store.ok()) {
+    throw CollectiveError(CollectiveFailure::kEngine, str_cat("mpi backend: cannot reach rank 0's store at ", host,
+                                                              ":", port, ": ", store.status().ToString()));
+  }
+  return std::move(*store);
+}
+
 }  // namespace
 
 std::unique_ptr<Communicator> create_communicator(const CommunicatorOptions& options) {
@@ -116,7 +158,12 @@ std::unique_ptr<Communicator> create_communicator(const CommunicatorOptions& opt
                       .cuda_device = options.cuda_device,
                       .address = options.address};
   settings.options.backend = backend;
-  return std::make_unique<EngineCommunicator>(make_engine(backend, config), std::move(settings));
+  std::unique_ptr<Engine> engine = make_engine(backend, config);
+  if (!settings.job_store) {
+    settings.job_store = std::make_shared<PrefixStore>("gradflow/comm1", store_over_mpi(*engine, options.timeout));
+    settings.comm_store = settings.job_store;
+  }
+  return std::make_unique<EngineCommunicator>(std::move(engine), std::move(settings));
 }
 
 }  // namespace gradflow::distributed

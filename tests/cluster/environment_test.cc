@@ -285,5 +285,16 @@ TEST(Gpu, ByLocalRankHonouringCudaVisibleDevices) {
   EXPECT_INVALID(resolve_job(env), "CUDA_VISIBLE_DEVICES", "\"0,,1\"");
 }
 
+TEST(CollectiveKnobs, DebugAndTimeout) {
+  JobInfo off = resolve_ok({});
+  EXPECT_FALSE(off.debug_collectives);
+  EXPECT_FALSE(off.collective_timeout_s.has_value());
+  JobInfo on = resolve_ok({{"GRADFLOW_DEBUG_COLLECTIVES", "1"}, {"GRADFLOW_COLLECTIVE_TIMEOUT", "30"}});
+  EXPECT_TRUE(on.debug_collectives);
+  EXPECT_EQ(on.collective_timeout_s, 30);
+  EXPECT_INVALID(resolve_job({{"GRADFLOW_DEBUG_COLLECTIVES", "yes"}}), "GRADFLOW_DEBUG_COLLECTIVES", "\"yes\"");
+  EXPECT_INVALID(resolve_job({{"GRADFLOW_COLLECTIVE_TIMEOUT", "0"}}), "GRADFLOW_COLLECTIVE_TIMEOUT", "0");
+}
+
 }  // namespace
 }  // namespace gradflow::cluster

@@ -2,7 +2,8 @@
 // `mpirun -np N` (which only launches the processes when --backend gloo). The job's layout comes from
 // the launcher's environment through cluster/, as in a real job.
 //
-//   comm_rank_test --backend mpi|gloo --store-dir DIR --expect-size N --scenario S
+//   comm_rank_test --backend mpi|gloo --store-dir DIR --expect-size N --scenario S [--no-store 1]
+// (--no-store 1: MPI builds its own store, as in a job started by plain mpirun.)
 //
 // Scenarios:
 //   ops           every op, dtype, reduce op and size (collective_checks.h), plus 64 MiB all-reduces
@@ -110,12 +111,14 @@ int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   std::string backend = "mpi", store_dir, scenario = "ops";
   int expect_size = -1;
+  bool use_store = true;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     if (flag == "--backend") backend = argv[i + 1];
     else if (flag == "--store-dir") store_dir = argv[i + 1];
     else if (flag == "--expect-size") expect_size = std::atoi(argv[i + 1]);
     else if (flag == "--scenario") scenario = argv[i + 1];
+    else if (flag == "--no-store") use_store = std::string(argv[i + 1]) != "1";
     else {
       std::fprintf(stderr, "comm_rank_test: unknown flag %s\n", flag.c_str());
       return 2;
@@ -138,7 +141,7 @@ int main(int argc, char** argv) {
   CommunicatorOptions options{.backend = parse_backend(backend),
                               .rank = job->rank,
                               .size = job->world_size,
-                              .store = std::move(*store),
+                              .store = use_store ? std::shared_ptr<Store>(std::move(*store)) : nullptr,
                               .timeout = std::chrono::seconds(60),
                               .debug = scenario == "mismatch",
                               .address = "127.0.0.1"};

@@ -3,6 +3,9 @@
 // (a rank that never calls, mismatched collectives in debug mode), which must end fast with the error
 // the issue describes on every rank.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -10,6 +13,7 @@
 #include <thread>
 
 #include "distributed/comm/communicator.h"
+#include "distributed/comm/job.h"
 #include "distributed/store/file_store.h"
 #include "distributed/store/tcp_store.h"
 #include "tests/distributed/collective_checks.h"
@@ -187,6 +191,66 @@ TEST(Communicator, OptionsAreChecked) {
   EXPECT_THROW(create_communicator({.backend = Backend::kGloo, .rank = 0, .size = 1}), ValueError);  // no store
   EXPECT_EQ(parse_backend("nccl"), Backend::kNccl);
   EXPECT_THROW(parse_backend("tcp"), ValueError);
+}
+
+// A port nothing listens on now (the kernel's pick for a socket bound to port 0).
+uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST(CommunicatorForJob, TorchrunStyleJobGetsGlooOverTheJobsStoreWithItsKnobs) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  std::string port = std::to_string(free_port());
+  std::vector<std::thread> ranks;
+  for (int rank = 0; rank < 3; ++rank) {
+    ranks.emplace_back([&, rank] {
+      absl::StatusOr<cluster::JobInfo> job = cluster::resolve_job(
+          {{"RANK", std::to_string(rank)}, {"WORLD_SIZE", "3"}, {"MASTER_ADDR", "127.0.0.1"}, {"MASTER_PORT", port},
+           {"GRADFLOW_JOB_TOKEN", "tok"}, {"GRADFLOW_DEBUG_COLLECTIVES", "1"}, {"GRADFLOW_COLLECTIVE_TIMEOUT", "42"},
+           {"CUDA_VISIBLE_DEVICES", ""}});
+      ASSERT_TRUE(job.ok()) << job.status();
+      CommunicatorOptions o = communicator_options_for(*job, {});
+      EXPECT_TRUE(o.debug);
+      EXPECT_EQ(o.timeout, std::chrono::seconds(42));
+      EXPECT_FALSE(o.mpi_launched);
+      std::unique_ptr<Communicator> comm = communicator_for_job(*job);
+      EXPECT_EQ(comm->backend(), Backend::kGloo);
+      EXPECT_EQ(comm->rank(), rank);
+      Tensor sum = comm->all_reduce({full({2}, rank + 1.0)})->result()[0];
+      EXPECT_EQ(sum.to_vector<float>(), (std::vector<float>{6, 6}));
+    });
+  }
+  for (std::thread& t : ranks) t.join();
+}
+
+TEST(CommunicatorForJob, AWrongTokenIsRefusedNamingTheStore) {
+  std::string port = std::to_string(free_port());
+  auto job_for = [&](int rank, const char* token) {
+    return *cluster::resolve_job({{"RANK", std::to_string(rank)}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", port},
+                                  {"GRADFLOW_JOB_TOKEN", token}, {"CUDA_VISIBLE_DEVICES", ""}});
+  };
+  std::thread server([&] {
+    try {
+      communicator_for_job(job_for(0, "right"), {.timeout = 3s});
+    } catch (const CollectiveError&) {
+      // rank 1 never joins: the rendezvous times out
+    }
+  });
+  try {
+    communicator_for_job(job_for(1, "wrong"), {.timeout = 3s, .connect_timeout = 10s});
+    ADD_FAILURE() << "a wrong token must be refused";
+  } catch (const CollectiveError& e) {
+    EXPECT_NE(std::string(e.what()).find("the job's store at 127.0.0.1:" + port), std::string::npos) << e.what();
+  }
+  server.join();
 }
 
 }  // namespace
