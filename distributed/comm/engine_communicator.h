@@ -30,16 +30,16 @@ class EngineCommunicator : public Communicator {
   int size() const override { return engine_->size(); }
   Backend backend() const override { return engine_->backend(); }
 
-  WorkPtr all_reduce(std::vector<Tensor> tensors, const AllReduceOptions& options) override;
-  WorkPtr broadcast(std::vector<Tensor> tensors, const BroadcastOptions& options) override;
-  WorkPtr reduce(std::vector<Tensor> tensors, const ReduceOptions& options) override;
-  WorkPtr all_gather(const Tensor& input, const AllGatherOptions& options) override;
-  WorkPtr all_gather_v(const Tensor& input, const AllGatherOptions& options) override;
-  WorkPtr reduce_scatter(const Tensor& input, const ReduceScatterOptions& options) override;
-  WorkPtr all_to_all(const Tensor& input, const AllToAllOptions& options) override;
-  WorkPtr barrier(const BarrierOptions& options) override;
-  WorkPtr send(const Tensor& tensor, int dst, const PointToPointOptions& options) override;
-  WorkPtr recv(Shape shape, DType dtype, int src, const PointToPointOptions& options) override;
+  WorkPtr all_reduce(std::vector<Tensor> tensors, const AllReduceOptions& options = {}) override;
+  WorkPtr broadcast(std::vector<Tensor> tensors, const BroadcastOptions& options = {}) override;
+  WorkPtr reduce(std::vector<Tensor> tensors, const ReduceOptions& options = {}) override;
+  WorkPtr all_gather(const Tensor& input, const AllGatherOptions& options = {}) override;
+  WorkPtr all_gather_v(const Tensor& input, const AllGatherOptions& options = {}) override;
+  WorkPtr reduce_scatter(const Tensor& input, const ReduceScatterOptions& options = {}) override;
+  WorkPtr all_to_all(const Tensor& input, const AllToAllOptions& options = {}) override;
+  WorkPtr barrier(const BarrierOptions& options = {}) override;
+  WorkPtr send(const Tensor& tensor, int dst, const PointToPointOptions& options = {}) override;
+  WorkPtr recv(Shape shape, DType dtype, int src, const PointToPointOptions& options = {}) override;
   std::unique_ptr<Communicator> split(int color, int key) override;
   void abort(const std::string& reason) override;
 

@@ -1,5 +1,6 @@
 #include "distributed/comm/job.h"
 
+#include "distributed/comm/routing_communicator.h"
 #include "distributed/store/tcp_store.h"
 
 namespace gradflow::distributed {
@@ -11,6 +12,7 @@ CommunicatorOptions communicator_options_for(const cluster::JobInfo& job, const 
   o.size = job.world_size;
   o.mpi_launched = job.source == cluster::JobSource::kOpenMpi || job.source == cluster::JobSource::kPmix;
   o.cuda_device = options.use_gpu ? job.gpu : -1;
+  // Without NCCL in this build, kAuto on a GPU rank is a CPU job (tensors get staged through the host).
   if (o.backend == Backend::kAuto && !backend_built(Backend::kNccl)) o.cuda_device = -1;
   if (job.collective_timeout_s) o.timeout = std::chrono::seconds(*job.collective_timeout_s);
   if (options.timeout) o.timeout = *options.timeout;
@@ -20,9 +22,11 @@ CommunicatorOptions communicator_options_for(const cluster::JobInfo& job, const 
 
 std::unique_ptr<Communicator> communicator_for_job(const cluster::JobInfo& job, const JobCommunicatorOptions& options) {
   CommunicatorOptions o = communicator_options_for(job, options);
-  bool mpi = o.backend == Backend::kMpi ||
-             (o.backend == Backend::kAuto && o.cuda_device < 0 && o.mpi_launched && backend_built(Backend::kMpi));
-  if (!mpi) {
+  bool automatic = o.backend == Backend::kAuto;
+  Backend cpu_backend = o.mpi_launched && backend_built(Backend::kMpi) ? Backend::kMpi : Backend::kGloo;
+  bool nccl = o.backend == Backend::kNccl || (automatic && o.cuda_device >= 0);
+  Backend main_backend = automatic ? (nccl ? Backend::kNccl : cpu_backend) : o.backend;
+  if (nccl || main_backend != Backend::kMpi) {  // everything but MPI alone needs the job's store
     absl::StatusOr<std::unique_ptr<TcpStore>> store = TcpStore::create({.host = job.master_addr,
                                                                         .port = static_cast<uint16_t>(job.master_port),
                                                                         .is_server = job.rank == 0,
@@ -36,7 +40,19 @@ std::unique_ptr<Communicator> communicator_for_job(const cluster::JobInfo& job, 
     }
     o.store = std::move(*store);
   }
-  return create_communicator(o);
+  if (!(automatic && nccl)) {
+    o.backend = main_backend;
+    return create_communicator(o);
+  }
+  // A GPU rank: CUDA tensors over NCCL, CPU tensors over MPI or Gloo.
+  CommunicatorOptions cpu = o;
+  cpu.backend = cpu_backend;
+  cpu.cuda_device = -1;
+  if (cpu_backend == Backend::kMpi) cpu.store = nullptr;  // MPI serves its own
+  CommunicatorOptions cuda = o;
+  cuda.backend = Backend::kNccl;
+  std::unique_ptr<Communicator> cpu_comm = create_communicator(cpu);
+  return std::make_unique<RoutingCommunicator>(std::move(cpu_comm), create_communicator(cuda));
 }
 
 }  // namespace gradflow::distributed

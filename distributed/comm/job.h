@@ -5,8 +5,9 @@
 //   absl::StatusOr<cluster::JobInfo> job = cluster::resolve_job(cluster::current_environment());
 //   std::unique_ptr<Communicator> comm = communicator_for_job(*job);
 //
-// Backend (kAuto): MPI when mpirun (OpenMPI or PMIx) started the job and MPI is built, NCCL when the
-// rank has a GPU and NCCL is built, else Gloo. The store: MPI serves its own (see CommunicatorOptions);
+// Backend (kAuto): on a rank with a GPU (and NCCL built), a RoutingCommunicator: CUDA tensors over NCCL,
+// CPU tensors over MPI or Gloo. For CPU tensors: MPI when mpirun (OpenMPI or PMIx) started the job and
+// MPI is built, else Gloo. The store: MPI serves its own (see CommunicatorOptions);
 // the others use a TcpStore that rank 0 serves at MASTER_ADDR:MASTER_PORT, entered with the job token.
 // GRADFLOW_DEBUG_COLLECTIVES and GRADFLOW_COLLECTIVE_TIMEOUT (read by cluster/) set debug and timeout.
 #pragma once

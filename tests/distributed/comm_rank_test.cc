@@ -74,7 +74,7 @@ int run_scenario(const std::string& scenario, Communicator& comm) {
       return expect_failure(rank, [&] { comm.barrier()->wait(); }, "did not arrive", 1s);
     }
     return expect_failure(rank, [&] { comm.all_reduce({full({4}, 1.0)}, {.timeout = 2s})->wait(); },
-                          str_cat("ranks that did not arrive: ", last, " (last started #1 barrier)"), 5s);
+                          str_cat("ranks that did not arrive: ", last, " (last started #1 barrier)"), 10s);
   }
   if (scenario == "dies") {
     if (rank == 1) {

@@ -1,0 +1,46 @@
+// RoutingCommunicator: one communicator for a rank that has both CPU and CUDA tensors to exchange. Each op
+// goes to the communicator for where its tensors live: CUDA tensors to the NCCL one, CPU tensors to the
+// MPI or Gloo one (as c10d's "cpu:gloo,cuda:nccl"). What communicator_for_job returns for kAuto on a rank
+// with a GPU. Each route numbers its own ops, so every rank must send the same op to the same device.
+#pragma once
+
+#include <memory>
+
+#include "distributed/comm/communicator.h"
+
+namespace gradflow::distributed {
+
+class RoutingCommunicator : public Communicator {
+ public:
+  // Both span the same ranks in the same order.
+  RoutingCommunicator(std::unique_ptr<Communicator> cpu, std::unique_ptr<Communicator> cuda);
+
+  int rank() const override { return cpu_->rank(); }
+  int size() const override { return cpu_->size(); }
+  Backend backend() const override { return Backend::kAuto; }  // routes by device
+  Communicator& cpu() { return *cpu_; }
+  Communicator& cuda() { return *cuda_; }
+
+  WorkPtr all_reduce(std::vector<Tensor> tensors, const AllReduceOptions& options = {}) override;
+  WorkPtr broadcast(std::vector<Tensor> tensors, const BroadcastOptions& options = {}) override;
+  WorkPtr reduce(std::vector<Tensor> tensors, const ReduceOptions& options = {}) override;
+  WorkPtr all_gather(const Tensor& input, const AllGatherOptions& options = {}) override;
+  WorkPtr all_gather_v(const Tensor& input, const AllGatherOptions& options = {}) override;
+  WorkPtr reduce_scatter(const Tensor& input, const ReduceScatterOptions& options = {}) override;
+  WorkPtr all_to_all(const Tensor& input, const AllToAllOptions& options = {}) override;
+  // barrier and recv (which has no tensor to look at) use the CPU route.
+  WorkPtr barrier(const BarrierOptions& options = {}) override;
+  WorkPtr send(const Tensor& tensor, int dst, const PointToPointOptions& options = {}) override;
+  WorkPtr recv(Shape shape, DType dtype, int src, const PointToPointOptions& options = {}) override;
+  std::unique_ptr<Communicator> split(int color, int key) override;
+  void abort(const std::string& reason) override;
+
+ private:
+  // The route for tensors that all live on one kind of device; ValueError naming the op when they mix.
+  Communicator& route(const char* op, const std::vector<Tensor>& tensors);
+
+  std::unique_ptr<Communicator> cpu_;
+  std::unique_ptr<Communicator> cuda_;
+};
+
+}  // namespace gradflow::distributed
