@@ -102,6 +102,12 @@ absl::StatusOr<JobInfo> resolve_job(const EnvMap& env) {
     if (!seconds.ok()) return seconds.status();
     job->collective_timeout_s = *seconds;
   }
+  if (std::optional<std::string> backend = internal::lookup(env, "GRADFLOW_BACKEND")) {
+    if (*backend != "mpi" && *backend != "gloo" && *backend != "nccl" && *backend != "auto") {
+      return absl::InvalidArgumentError("GRADFLOW_BACKEND=\"" + *backend + "\": must be mpi, gloo, nccl or auto");
+    }
+    job->backend = *backend;
+  }
   return job;
 }
 

@@ -67,6 +67,8 @@ struct JobInfo {
   // collective (0 or unset: off); GRADFLOW_COLLECTIVE_TIMEOUT is the default timeout in seconds (>= 1).
   bool debug_collectives = false;
   std::optional<int> collective_timeout_s;
+  // GRADFLOW_BACKEND (gfrun --backend): "mpi", "gloo", "nccl" or "auto" (also when unset).
+  std::string backend = "auto";
 };
 
 // The job described by env. Pure: reads nothing but env.

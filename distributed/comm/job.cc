@@ -7,7 +7,7 @@ namespace gradflow::distributed {
 
 CommunicatorOptions communicator_options_for(const cluster::JobInfo& job, const JobCommunicatorOptions& options) {
   CommunicatorOptions o;
-  o.backend = options.backend;
+  o.backend = options.backend == Backend::kAuto ? parse_backend(job.backend) : options.backend;
   o.rank = job.rank;
   o.size = job.world_size;
   o.mpi_launched = job.source == cluster::JobSource::kOpenMpi || job.source == cluster::JobSource::kPmix;

@@ -21,7 +21,7 @@
 namespace gradflow::distributed {
 
 struct JobCommunicatorOptions {
-  Backend backend = Backend::kAuto;
+  Backend backend = Backend::kAuto;  // kAuto: the job's GRADFLOW_BACKEND (gfrun --backend), else automatic
   bool use_gpu = true;              // let kAuto pick NCCL when the rank has a GPU
   std::optional<Timeout> timeout;   // overrides the job's GRADFLOW_COLLECTIVE_TIMEOUT and the default
   Timeout connect_timeout = std::chrono::minutes(2);  // waiting for rank 0's store

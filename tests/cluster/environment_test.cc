@@ -294,6 +294,9 @@ TEST(CollectiveKnobs, DebugAndTimeout) {
   EXPECT_EQ(on.collective_timeout_s, 30);
   EXPECT_INVALID(resolve_job({{"GRADFLOW_DEBUG_COLLECTIVES", "yes"}}), "GRADFLOW_DEBUG_COLLECTIVES", "\"yes\"");
   EXPECT_INVALID(resolve_job({{"GRADFLOW_COLLECTIVE_TIMEOUT", "0"}}), "GRADFLOW_COLLECTIVE_TIMEOUT", "0");
+  EXPECT_EQ(off.backend, "auto");
+  EXPECT_EQ(resolve_ok({{"GRADFLOW_BACKEND", "gloo"}}).backend, "gloo");
+  EXPECT_INVALID(resolve_job({{"GRADFLOW_BACKEND", "tcp"}}), "GRADFLOW_BACKEND", "\"tcp\"");
 }
 
 }  // namespace
