@@ -6,11 +6,13 @@
 // --timeout, 2 for a bad command line.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <thread>
 
 #include "cluster/environment.h"
+#include "launcher/agent.h"
 #include "launcher/job_env.h"
 #include "launcher/mpirun.h"
 #include "launcher/options.h"
@@ -25,23 +27,83 @@ int fail(const std::string& message) {
   return 2;
 }
 
-// One attempt of the job: the processes to start.
+std::vector<std::string> split_words(const std::string& text) {
+  std::vector<std::string> words;
+  std::string word;
+  for (char c : text + " ") {
+    if (c == ' ' || c == '\t') {
+      if (!word.empty()) words.push_back(word);
+      word.clear();
+    } else {
+      word += c;
+    }
+  }
+  return words;
+}
+
+std::string self_path() {
+  char path[4096] = {};
+  ssize_t n = ::readlink("/proc/self/exe", path, sizeof(path) - 1);
+  return n > 0 ? std::string(path, static_cast<size_t>(n)) : "gfrun";
+}
+
+// Where rank 0 serves the store, as every rank can reach it: loopback for a job on this machine; rank 0's
+// host name (this machine's hostname when that is this machine) otherwise.
+std::string master_address(const Placement& placement) {
+  bool all_local = std::all_of(placement.nodes.begin(), placement.nodes.end(), is_local_host);
+  if (all_local) return "127.0.0.1";
+  const std::string& first = placement.nodes[0];
+  if (!is_local_host(first)) return first;
+  char name[256] = {};
+  ::gethostname(name, sizeof(name) - 1);
+  return name;
+}
+
+// One attempt of the job: a process per rank on this machine, an agent per other host.
 absl::StatusOr<std::vector<ProcessSpec>> plan_attempt(const LaunchOptions& o, const Placement& placement,
                                                       const JobIdentity& job, const Environment& base) {
   std::vector<ProcessSpec> specs;
   int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (const RankPlace& place : placement.ranks) {
-    absl::StatusOr<std::vector<std::string>> env = rank_environment(base, o.exports, placement, place, job);
-    if (!env.ok()) return env.status();
-    ProcessSpec spec;
-    spec.rank = place.rank;
-    spec.where = place.host;
-    spec.argv = o.program;
-    spec.env = std::move(*env);
-    spec.wdir = o.wdir.value_or("");
-    if (o.bind_to == BindTo::kCore) spec.cpu = place.local_rank % cores;
-    spec.gets_stdin = place.rank == 0;
-    specs.push_back(std::move(spec));
+  int world = static_cast<int>(placement.ranks.size());
+  absl::StatusOr<std::vector<std::string>> exports = resolve_exports(base, o.exports);
+  if (!exports.ok()) return exports.status();
+  for (size_t node = 0; node < placement.nodes.size(); ++node) {
+    const std::string& host = placement.nodes[node];
+    std::vector<RankPlace> ranks;
+    for (const RankPlace& p : placement.ranks) {
+      if (p.node_rank == static_cast<int>(node)) ranks.push_back(p);
+    }
+    if (!is_local_host(host)) {
+      AgentPlan plan{.ranks = ranks, .world_size = world, .job = job, .exports = *exports, .program = o.program,
+                     .wdir = o.wdir.value_or(""), .bind_core = o.bind_to == BindTo::kCore, .tag_output = o.tag_output,
+                     .output_dir = o.output_filename.value_or(""), .grace_period_s = o.grace_period_s};
+      ProcessSpec agent;
+      agent.rank = ranks.front().rank;
+      agent.label = "the agent for ranks " + std::to_string(ranks.front().rank) + "-" +
+                    std::to_string(ranks.back().rank) + " on " + host;
+      agent.where = host;
+      agent.argv = split_words(o.rsh_agent);
+      agent.argv.insert(agent.argv.end(), {host, self_path(), "--agent", encode_agent_plan(plan)});
+      agent.env.clear();
+      for (const auto& [name, value] : base) agent.env.push_back(name + "=" + value);
+      agent.stdin_mode = Stdin::kLifeline;
+      agent.raw_output = true;
+      specs.push_back(std::move(agent));
+      continue;
+    }
+    for (const RankPlace& place : ranks) {
+      absl::StatusOr<std::vector<std::string>> env = rank_environment(base, *exports, world, place, job);
+      if (!env.ok()) return env.status();
+      ProcessSpec spec;
+      spec.rank = place.rank;
+      spec.where = place.host;
+      spec.argv = o.program;
+      spec.env = std::move(*env);
+      spec.wdir = o.wdir.value_or("");
+      if (o.bind_to == BindTo::kCore) spec.cpu = place.local_rank % cores;
+      spec.stdin_mode = place.rank == 0 ? Stdin::kForward : Stdin::kNull;
+      specs.push_back(std::move(spec));
+    }
   }
   return specs;
 }
@@ -57,7 +119,7 @@ int run(const LaunchOptions& o) {
       ::setenv("GRADFLOW_JOB_TOKEN", token.c_str(), 1);
       ::setenv("GRADFLOW_RESTART_COUNT", std::to_string(attempt).c_str(), 1);
       ::setenv("GRADFLOW_BACKEND", o.backend.c_str(), 1);
-      ProcessSpec mpirun{.rank = 0, .argv = mpirun_command(o, ::geteuid() == 0), .gets_stdin = true};
+      ProcessSpec mpirun{.rank = 0, .label = "mpirun", .argv = mpirun_command(o, ::geteuid() == 0), .stdin_mode = Stdin::kForward};
       for (const auto& [name, value] : cluster::current_environment()) mpirun.env.push_back(name + "=" + value);
       if (o.verbose) {
         std::string line = "gfrun: delegating to";
@@ -72,13 +134,8 @@ int run(const LaunchOptions& o) {
       if (!hosts.ok()) return fail(std::string(hosts.status().message()));
       absl::StatusOr<Placement> placement = place_ranks(o, *hosts);
       if (!placement.ok()) return fail(std::string(placement.status().message()));
-      for (const std::string& node : placement->nodes) {
-        if (!is_local_host(node)) {
-          return fail("gfrun: host " + node + " is not this machine; gfrun starts ranks on this machine only so "
-                      "far (use --backend mpi to delegate multi-host jobs to mpirun)");
-        }
-      }
-      job.master_addr = "127.0.0.1";
+      job.master_addr = master_address(*placement);
+      // A free port here is a guess for another host; --master-port fixes it when the guess is poor.
       job.master_port = o.master_port.value_or(free_local_port());
       absl::StatusOr<std::vector<ProcessSpec>> specs = plan_attempt(o, *placement, job, base);
       if (!specs.ok()) return fail(std::string(specs.status().message()));
@@ -109,6 +166,14 @@ int run(const LaunchOptions& o) {
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.size() == 2 && args[0] == "--agent") {  // started by gfrun on another host (agent.h)
+    absl::StatusOr<gradflow::launcher::AgentPlan> plan = gradflow::launcher::decode_agent_plan(args[1]);
+    if (!plan.ok()) {
+      std::cerr << plan.status().message() << "\n";
+      return 2;
+    }
+    return gradflow::launcher::run_agent(*plan);
+  }
   if (!args.empty() && (args[0] == "--help" || args[0] == "-h")) {
     std::cout << gradflow::launcher::usage();
     return 0;

@@ -19,9 +19,22 @@ Environment without_other_launchers(Environment env) {
   return env;
 }
 
+absl::StatusOr<std::vector<std::string>> resolve_exports(const Environment& base, const std::vector<std::string>& exports) {
+  std::vector<std::string> resolved;
+  for (const std::string& x : exports) {
+    if (x.find('=') != std::string::npos) {
+      resolved.push_back(x);
+    } else if (auto it = base.find(x); it != base.end()) {
+      resolved.push_back(x + "=" + it->second);
+    } else {
+      return absl::InvalidArgumentError("gfrun: -x " + x + ": no such variable in gfrun's environment");
+    }
+  }
+  return resolved;
+}
+
 absl::StatusOr<std::vector<std::string>> rank_environment(const Environment& base, const std::vector<std::string>& exports,
-                                                          const Placement& placement, const RankPlace& rank,
-                                                          const JobIdentity& job) {
+                                                          int world_size, const RankPlace& rank, const JobIdentity& job) {
   Environment env = without_other_launchers(base);
   for (const std::string& x : exports) {
     size_t eq = x.find('=');
@@ -32,7 +45,7 @@ absl::StatusOr<std::vector<std::string>> rank_environment(const Environment& bas
     }
   }
   env["RANK"] = std::to_string(rank.rank);
-  env["WORLD_SIZE"] = std::to_string(placement.ranks.size());
+  env["WORLD_SIZE"] = std::to_string(world_size);
   env["LOCAL_RANK"] = std::to_string(rank.local_rank);
   env["LOCAL_WORLD_SIZE"] = std::to_string(rank.local_size);
   env["NODE_RANK"] = std::to_string(rank.node_rank);

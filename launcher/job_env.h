@@ -26,8 +26,10 @@ using Environment = std::map<std::string, std::string>;
 
 // rank's environment, as "NAME=value" strings. kInvalidArgument for an -x naming an unset variable.
 absl::StatusOr<std::vector<std::string>> rank_environment(const Environment& base, const std::vector<std::string>& exports,
-                                                          const Placement& placement, const RankPlace& rank,
-                                                          const JobIdentity& job);
+                                                          int world_size, const RankPlace& rank, const JobIdentity& job);
+
+// The -x exports with every bare VAR given its value from base ("VAR=value"), for other hosts.
+absl::StatusOr<std::vector<std::string>> resolve_exports(const Environment& base, const std::vector<std::string>& exports);
 
 // gfrun's environment without the variables of other launchers.
 Environment without_other_launchers(Environment env);

@@ -45,30 +45,30 @@ int OutputRelay::file_for(int rank, Stream stream) {
   return fd;
 }
 
-void OutputRelay::emit(int rank, Stream stream, const std::string& line) {
-  std::string out = prefix(rank, stream) + line;
+void OutputRelay::emit(int rank, Stream stream, const std::string& line, bool raw) {
+  std::string out = raw ? line : prefix(rank, stream) + line;
   write_all(static_cast<int>(stream), out.data(), out.size());
-  if (output_dir_) {
+  if (output_dir_ && !raw) {
     int fd = file_for(rank, stream);
     if (fd >= 0) write_all(fd, line.data(), line.size());
   }
 }
 
-void OutputRelay::write(int rank, Stream stream, const char* data, size_t size) {
-  std::string& pending = pending_[{rank, stream}];
+void OutputRelay::write(int rank, Stream stream, const char* data, size_t size, bool raw) {
+  std::string& pending = pending_[{rank, stream, raw}];
   pending.append(data, size);
   size_t start = 0;
   for (size_t nl = pending.find('\n'); nl != std::string::npos; nl = pending.find('\n', start)) {
-    emit(rank, stream, pending.substr(start, nl + 1 - start));
+    emit(rank, stream, pending.substr(start, nl + 1 - start), raw);
     start = nl + 1;
   }
   pending.erase(0, start);
 }
 
-void OutputRelay::close(int rank, Stream stream) {
-  auto it = pending_.find({rank, stream});
+void OutputRelay::close(int rank, Stream stream, bool raw) {
+  auto it = pending_.find({rank, stream, raw});
   if (it == pending_.end() || it->second.empty()) return;
-  emit(rank, stream, it->second + "\n");
+  emit(rank, stream, it->second + "\n", raw);
   it->second.clear();
 }
 

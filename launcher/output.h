@@ -5,6 +5,7 @@
 #pragma once
 
 #include <map>
+#include <tuple>
 #include <optional>
 #include <string>
 #include <utility>
@@ -21,20 +22,21 @@ class OutputRelay {
   OutputRelay& operator=(const OutputRelay&) = delete;
 
   // Bytes a rank wrote; whole lines go out now, a partial line waits for its end.
-  void write(int rank, Stream stream, const char* data, size_t size);
+  // raw: relay the lines without a prefix or files (an agent's output, tagged and filed where it ran).
+  void write(int rank, Stream stream, const char* data, size_t size, bool raw = false);
   // The rank closed the stream: a last line without a newline goes out with one.
-  void close(int rank, Stream stream);
+  void close(int rank, Stream stream, bool raw = false);
 
   // The prefix of a line (empty when untagged).
   std::string prefix(int rank, Stream stream) const;
 
  private:
-  void emit(int rank, Stream stream, const std::string& line);  // line includes its '\n'
+  void emit(int rank, Stream stream, const std::string& line, bool raw);  // line includes its '\n'
   int file_for(int rank, Stream stream);
 
   bool tag_;
   std::optional<std::string> output_dir_;
-  std::map<std::pair<int, Stream>, std::string> pending_;
+  std::map<std::tuple<int, Stream, bool>, std::string> pending_;
   std::map<std::pair<int, Stream>, int> files_;
 };
 

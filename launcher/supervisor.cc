@@ -82,7 +82,7 @@ struct Running {
 bool start(Running& r) {
   int out[2], err[2], in[2];
   if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return false;
-  if (r.spec.gets_stdin) {
+  if (r.spec.stdin_mode != Stdin::kNull) {
     if (::pipe2(in, O_CLOEXEC) != 0) return false;
   } else {
     in[0] = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -160,7 +160,12 @@ JobOutcome run_job(const std::vector<ProcessSpec>& processes, OutputRelay& outpu
     }
   }
   Clock::time_point deadline = options.timeout ? Clock::now() + *options.timeout : Clock::time_point::max();
-  bool stdin_open = procs.size() > 0 && procs[0].in >= 0;
+  // gfrun's stdin goes to the process that asked for it; an agent instead watches its own stdin.
+  Running* stdin_target = nullptr;
+  for (Running& r : procs) {
+    if (r.spec.stdin_mode == Stdin::kForward && r.in >= 0 && !stdin_target) stdin_target = &r;
+  }
+  bool stdin_open = stdin_target != nullptr || options.stop_when_stdin_closes;
   bool killed = false;
 
   while (true) {
@@ -187,9 +192,9 @@ JobOutcome run_job(const std::vector<ProcessSpec>& processes, OutputRelay& outpu
       int& fd = stream == Stream::kStdout ? procs[i].out : procs[i].err;
       ssize_t n = ::read(fd, buffer, sizeof(buffer));
       if (n > 0) {
-        output.write(procs[i].spec.rank, stream, buffer, static_cast<size_t>(n));
+        output.write(procs[i].spec.rank, stream, buffer, static_cast<size_t>(n), procs[i].spec.raw_output);
       } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-        output.close(procs[i].spec.rank, stream);
+        output.close(procs[i].spec.rank, stream, procs[i].spec.raw_output);
         ::close(fd);
         fd = -1;
       }
@@ -201,11 +206,17 @@ JobOutcome run_job(const std::vector<ProcessSpec>& processes, OutputRelay& outpu
         begin_teardown(std::string("got ") + ::strsignal(sig), 128 + sig);
       }
     }
-    if (stdin_open && fds.size() > stdin_index && fds[stdin_index].revents & (POLLIN | POLLHUP)) {
+    if (stdin_open && fds.size() > stdin_index && fds[stdin_index].revents & (POLLIN | POLLHUP | POLLERR)) {
       ssize_t n = ::read(0, buffer, sizeof(buffer));
-      if (n <= 0 || procs[0].in < 0 || !write_all(procs[0].in, buffer, static_cast<size_t>(n))) {
+      if (options.stop_when_stdin_closes) {
+        if (n <= 0) {
+          stdin_open = false;
+          outcome.stopped_by_user = true;
+          begin_teardown("the launching gfrun has gone (its connection closed)", 128 + SIGHUP);
+        }
+      } else if (n <= 0 || stdin_target->in < 0 || !write_all(stdin_target->in, buffer, static_cast<size_t>(n))) {
         stdin_open = false;
-        if (procs[0].in >= 0) ::close(procs[0].in), procs[0].in = -1;
+        if (stdin_target->in >= 0) ::close(stdin_target->in), stdin_target->in = -1;
       }
     }
 
@@ -219,9 +230,10 @@ JobOutcome run_job(const std::vector<ProcessSpec>& processes, OutputRelay& outpu
         if (r.in >= 0) ::close(r.in), r.in = -1;
         bool failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         if (failed && !kill_at) {
-          begin_teardown("rank " + std::to_string(r.spec.rank) + " (pid " + std::to_string(pid) + " on " +
-                             r.spec.where + ") " + describe_wait_status(status) + " first",
-                         exit_code_of(status));
+          std::string who = r.spec.label.empty() ? "rank " + std::to_string(r.spec.rank) + " (pid " +
+                                                       std::to_string(pid) + " on " + r.spec.where + ")"
+                                                 : r.spec.label;
+          begin_teardown(who + " " + describe_wait_status(status) + " first", exit_code_of(status));
         }
       }
     }

@@ -14,14 +14,20 @@
 
 namespace gradflow::launcher {
 
+// What a process's stdin is: /dev/null, gfrun's own stdin (rank 0), or a pipe gfrun keeps open and
+// closes only when it ends (an agent on another host takes its closing as the order to stop).
+enum class Stdin { kNull, kForward, kLifeline };
+
 struct ProcessSpec {
-  int rank = 0;                   // what output is tagged with and failures are reported as
+  int rank = 0;                   // what output is tagged with
+  std::string label;              // how failures name it; empty: "rank N (pid P on where)"
   std::string where = "localhost";
   std::vector<std::string> argv;  // argv[0] is looked up in PATH
   std::vector<std::string> env;   // "NAME=value", the whole environment
   std::string wdir;               // empty: gfrun's
   std::optional<int> cpu;         // pin to this core
-  bool gets_stdin = false;
+  Stdin stdin_mode = Stdin::kNull;
+  bool raw_output = false;        // relay its lines as they are (an agent's are tagged already)
 };
 
 struct JobOutcome {
@@ -33,6 +39,7 @@ struct JobOutcome {
 struct SupervisorOptions {
   std::chrono::seconds grace_period{10};
   std::optional<std::chrono::seconds> timeout;
+  bool stop_when_stdin_closes = false;  // an agent: gfrun on the first host has gone or wants it to stop
 };
 
 // Runs the processes to the end and returns how the job ended. Progress messages ("gfrun: rank 1 ...

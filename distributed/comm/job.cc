@@ -1,9 +1,36 @@
 #include "distributed/comm/job.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "distributed/comm/routing_communicator.h"
 #include "distributed/store/tcp_store.h"
 
 namespace gradflow::distributed {
+
+std::string local_address_toward(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), "9", &hints, &found) != 0 || found == nullptr) return "";
+  std::string address;
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_in local{};
+  socklen_t len = sizeof(local);
+  // connect() on a datagram socket sends nothing: it only makes the kernel pick the route and source.
+  if (fd >= 0 && ::connect(fd, found->ai_addr, found->ai_addrlen) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) == 0) {
+    char text[INET_ADDRSTRLEN] = {};
+    if (::inet_ntop(AF_INET, &local.sin_addr, text, sizeof(text)) != nullptr) address = text;
+  }
+  if (fd >= 0) ::close(fd);
+  ::freeaddrinfo(found);
+  return address;
+}
 
 CommunicatorOptions communicator_options_for(const cluster::JobInfo& job, const JobCommunicatorOptions& options) {
   CommunicatorOptions o;
@@ -17,6 +44,7 @@ CommunicatorOptions communicator_options_for(const cluster::JobInfo& job, const 
   if (job.collective_timeout_s) o.timeout = std::chrono::seconds(*job.collective_timeout_s);
   if (options.timeout) o.timeout = *options.timeout;
   o.debug = job.debug_collectives;
+  o.address = local_address_toward(job.master_addr);  // Gloo: the address the others can reach us at
   return o;
 }
 

@@ -27,6 +27,10 @@ struct JobCommunicatorOptions {
   Timeout connect_timeout = std::chrono::minutes(2);  // waiting for rank 0's store
 };
 
+// This host's address on the route to `host` (how the kernel would reach it), "" when there is none:
+// the address Gloo should listen on so that every rank, whichever host it is on, can reach it.
+std::string local_address_toward(const std::string& host);
+
 // The options create_communicator() gets for this job (the store left unset).
 CommunicatorOptions communicator_options_for(const cluster::JobInfo& job, const JobCommunicatorOptions& options);
 

@@ -123,7 +123,7 @@ TEST(RankEnvironment, TheContractWithoutOtherLaunchersVariables) {
   Environment base{{"HOME", "/root"}, {"OMPI_COMM_WORLD_RANK", "3"}, {"SLURM_PROCID", "1"}, {"TF_CONFIG", "{}"},
                    {"PMIX_RANK", "0"}, {"KEEP", "yes"}};
   absl::StatusOr<std::vector<std::string>> env =
-      rank_environment(base, o.exports, p, p.ranks[2], {"a", 29500, "tok", 1, "gloo"});
+      rank_environment(base, o.exports, 3, p.ranks[2], {"a", 29500, "tok", 1, "gloo"});
   ASSERT_TRUE(env.ok()) << env.status();
   std::set<std::string> vars(env->begin(), env->end());
   for (const char* want : {"RANK=2", "WORLD_SIZE=3", "LOCAL_RANK=0", "LOCAL_WORLD_SIZE=1", "NODE_RANK=1",
@@ -138,7 +138,7 @@ TEST(RankEnvironment, TheContractWithoutOtherLaunchersVariables) {
     EXPECT_NE(v.rfind("PMIX_RANK", 0), 0u) << v;
   }
   absl::StatusOr<std::vector<std::string>> missing =
-      rank_environment(base, {"NOT_SET_ANYWHERE"}, p, p.ranks[0], {"a", 1, "t", 0, "auto"});
+      rank_environment(base, {"NOT_SET_ANYWHERE"}, 3, p.ranks[0], {"a", 1, "t", 0, "auto"});
   EXPECT_FALSE(missing.ok());
 }
 
