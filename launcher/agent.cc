@@ -27,7 +27,8 @@ std::string encode_agent_plan(const AgentPlan& p) {
                    {"bind_core", p.bind_core},
                    {"tag_output", p.tag_output},
                    {"output_dir", p.output_dir},
-                   {"grace", p.grace_period_s}};
+                   {"grace", p.grace_period_s},
+                   {"slurm", p.select_by_slurm_node}};
   std::string text = j.dump(), hex;
   static const char digits[] = "0123456789abcdef";
   for (unsigned char c : text) {
@@ -63,6 +64,7 @@ absl::StatusOr<AgentPlan> decode_agent_plan(const std::string& hex) {
     p.tag_output = j.at("tag_output").get<bool>();
     p.output_dir = j.at("output_dir").get<std::string>();
     p.grace_period_s = j.at("grace").get<int>();
+    p.select_by_slurm_node = j.at("slurm").get<bool>();
     return p;
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(std::string("gfrun --agent: bad plan: ") + e.what());
@@ -73,7 +75,9 @@ int run_agent(const AgentPlan& plan) {
   Environment base = cluster::current_environment();
   int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::vector<ProcessSpec> specs;
+  std::string node = base.count("SLURMD_NODENAME") ? base.at("SLURMD_NODENAME") : "";
   for (const RankPlace& place : plan.ranks) {
+    if (plan.select_by_slurm_node && place.host != node) continue;
     absl::StatusOr<std::vector<std::string>> env = rank_environment(base, plan.exports, plan.world_size, place, plan.job);
     if (!env.ok()) {
       std::fprintf(stderr, "%s\n", std::string(env.status().message()).c_str());
@@ -85,8 +89,9 @@ int run_agent(const AgentPlan& plan) {
     specs.push_back(std::move(spec));
   }
   OutputRelay output(plan.tag_output, plan.output_dir.empty() ? std::nullopt : std::optional(plan.output_dir));
+  if (specs.empty()) return 0;  // a node of the allocation that got no ranks
   JobOutcome outcome = run_job(specs, output, {.grace_period = std::chrono::seconds(plan.grace_period_s),
-                                               .stop_when_stdin_closes = true});
+                                               .stop_when_stdin_closes = !plan.select_by_slurm_node});
   return outcome.exit_code;
 }
 

@@ -26,6 +26,9 @@ struct AgentPlan {
   bool tag_output = false;
   std::string output_dir;             // empty: none
   int grace_period_s = 10;
+  // Under srun (one agent per node of a Slurm allocation): the plan holds every rank and the agent runs
+  // those whose host is its node (SLURMD_NODENAME); srun, not stdin, tells it when to stop.
+  bool select_by_slurm_node = false;
 };
 
 // The plan as one shell-safe argument, and back (kInvalidArgument naming what is wrong).

@@ -59,14 +59,42 @@ std::string master_address(const Placement& placement) {
   return name;
 }
 
-// One attempt of the job: a process per rank on this machine, an agent per other host.
+AgentPlan agent_plan(const LaunchOptions& o, std::vector<RankPlace> ranks, int world, const JobIdentity& job,
+                     const std::vector<std::string>& exports) {
+  return AgentPlan{.ranks = std::move(ranks), .world_size = world, .job = job, .exports = exports,
+                   .program = o.program, .wdir = o.wdir.value_or(""), .bind_core = o.bind_to == BindTo::kCore,
+                   .tag_output = o.tag_output, .output_dir = o.output_filename.value_or(""),
+                   .grace_period_s = o.grace_period_s};
+}
+
+// Inside a Slurm allocation: one srun step with an agent on each node that got ranks.
+ProcessSpec slurm_step(const LaunchOptions& o, const Placement& placement, const JobIdentity& job,
+                       const std::vector<std::string>& exports, const Environment& base) {
+  AgentPlan plan = agent_plan(o, placement.ranks, static_cast<int>(placement.ranks.size()), job, exports);
+  plan.select_by_slurm_node = true;
+  std::string nodes;
+  for (const std::string& n : placement.nodes) nodes += (nodes.empty() ? "" : ",") + n;
+  std::string count = std::to_string(placement.nodes.size());
+  ProcessSpec step;
+  step.label = "srun (the agents on " + nodes + ")";
+  step.argv = {"srun", "--nodes=" + count, "--ntasks=" + count, "--ntasks-per-node=1", "--nodelist=" + nodes,
+               "--overlap", "--kill-on-bad-exit=1", self_path(), "--agent", encode_agent_plan(plan)};
+  for (const auto& [name, value] : base) step.env.push_back(name + "=" + value);
+  step.raw_output = true;
+  return step;
+}
+
+// One attempt of the job: a process per rank on this machine, an agent per other host (or, in a Slurm
+// allocation, one srun step of agents).
 absl::StatusOr<std::vector<ProcessSpec>> plan_attempt(const LaunchOptions& o, const Placement& placement,
-                                                      const JobIdentity& job, const Environment& base) {
+                                                      const JobIdentity& job, const Environment& base,
+                                                      bool in_slurm) {
   std::vector<ProcessSpec> specs;
   int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int world = static_cast<int>(placement.ranks.size());
   absl::StatusOr<std::vector<std::string>> exports = resolve_exports(base, o.exports);
   if (!exports.ok()) return exports.status();
+  if (in_slurm) return std::vector<ProcessSpec>{slurm_step(o, placement, job, *exports, base)};
   for (size_t node = 0; node < placement.nodes.size(); ++node) {
     const std::string& host = placement.nodes[node];
     std::vector<RankPlace> ranks;
@@ -74,9 +102,7 @@ absl::StatusOr<std::vector<ProcessSpec>> plan_attempt(const LaunchOptions& o, co
       if (p.node_rank == static_cast<int>(node)) ranks.push_back(p);
     }
     if (!is_local_host(host)) {
-      AgentPlan plan{.ranks = ranks, .world_size = world, .job = job, .exports = *exports, .program = o.program,
-                     .wdir = o.wdir.value_or(""), .bind_core = o.bind_to == BindTo::kCore, .tag_output = o.tag_output,
-                     .output_dir = o.output_filename.value_or(""), .grace_period_s = o.grace_period_s};
+      AgentPlan plan = agent_plan(o, ranks, world, job, *exports);
       ProcessSpec agent;
       agent.rank = ranks.front().rank;
       agent.label = "the agent for ranks " + std::to_string(ranks.front().rank) + "-" +
@@ -132,12 +158,22 @@ int run(const LaunchOptions& o) {
       absl::StatusOr<std::vector<cluster::HostSlots>> hosts =
           hosts_from_options(o, static_cast<int>(std::thread::hardware_concurrency()));
       if (!hosts.ok()) return fail(std::string(hosts.status().message()));
+      // In a Slurm allocation without -H/--hostfile, the allocation's nodes are the hosts.
+      bool in_slurm = false;
+      if (o.host_lists.empty() && !o.hostfile) {
+        absl::StatusOr<std::optional<std::vector<cluster::HostSlots>>> allocation = slurm_allocation_hosts(base);
+        if (!allocation.ok()) return fail(std::string(allocation.status().message()));
+        if (*allocation) {
+          hosts = **allocation;
+          in_slurm = true;
+        }
+      }
       absl::StatusOr<Placement> placement = place_ranks(o, *hosts);
       if (!placement.ok()) return fail(std::string(placement.status().message()));
       job.master_addr = master_address(*placement);
       // A free port here is a guess for another host; --master-port fixes it when the guess is poor.
       job.master_port = o.master_port.value_or(free_local_port());
-      absl::StatusOr<std::vector<ProcessSpec>> specs = plan_attempt(o, *placement, job, base);
+      absl::StatusOr<std::vector<ProcessSpec>> specs = plan_attempt(o, *placement, job, base, in_slurm);
       if (!specs.ok()) return fail(std::string(specs.status().message()));
       if (o.verbose) {
         for (const RankPlace& p : placement->ranks) {

@@ -1,5 +1,7 @@
 #include "launcher/placement.h"
 
+#include "cluster/hostlist.h"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -31,6 +33,31 @@ absl::StatusOr<std::vector<cluster::HostSlots>> hosts_from_options(const LaunchO
   }
   if (hosts.empty()) hosts.push_back({"localhost", std::max(local_cores, 1), std::nullopt});
   return hosts;
+}
+
+absl::StatusOr<std::optional<std::vector<cluster::HostSlots>>> slurm_allocation_hosts(
+    const std::map<std::string, std::string>& env) {
+  auto nodelist = env.find("SLURM_JOB_NODELIST");
+  if (nodelist == env.end()) return std::nullopt;
+  absl::StatusOr<std::vector<std::string>> names = cluster::expand_hostlist(nodelist->second, "SLURM_JOB_NODELIST");
+  if (!names.ok()) return names.status();
+  std::vector<int> slots(names->size(), 1);
+  for (const char* name : {"SLURM_TASKS_PER_NODE", "SLURM_JOB_CPUS_PER_NODE"}) {
+    auto value = env.find(name);
+    if (value == env.end()) continue;
+    absl::StatusOr<std::vector<int>> counts = cluster::expand_tasks_per_node(value->second, name);
+    if (!counts.ok()) return counts.status();
+    if (counts->size() != names->size()) {
+      return absl::InvalidArgumentError(std::string("gfrun: ") + name + "=\"" + value->second + "\" gives " +
+                                        std::to_string(counts->size()) + " counts for " +
+                                        std::to_string(names->size()) + " nodes in SLURM_JOB_NODELIST");
+    }
+    slots = *counts;
+    break;
+  }
+  std::vector<cluster::HostSlots> hosts;
+  for (size_t i = 0; i < names->size(); ++i) hosts.push_back({(*names)[i], slots[i], std::nullopt});
+  return std::optional(hosts);
 }
 
 absl::StatusOr<Placement> place_ranks(const LaunchOptions& options, const std::vector<cluster::HostSlots>& hosts) {

@@ -3,6 +3,8 @@
 // (-N / --map-by ppr:N:node); more ranks than slots only with --oversubscribe, never beyond max_slots.
 #pragma once
 
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,11 @@ struct Placement {
 // The hosts the options name (-H lists, then the hostfile, a host named again adding its slots), or
 // this machine ("localhost") with `local_cores` slots when they name none.
 absl::StatusOr<std::vector<cluster::HostSlots>> hosts_from_options(const LaunchOptions& options, int local_cores);
+
+// The hosts of the Slurm allocation gfrun runs in (SLURM_JOB_NODELIST, slots from SLURM_TASKS_PER_NODE,
+// else SLURM_JOB_CPUS_PER_NODE), or nullopt outside one. Errors name the variable and value.
+absl::StatusOr<std::optional<std::vector<cluster::HostSlots>>> slurm_allocation_hosts(
+    const std::map<std::string, std::string>& env);
 
 // Places options.np ranks (default: every slot, or per_node on every host) on hosts. Errors say how many
 // slots there are and what to pass (--oversubscribe, fewer ranks).
