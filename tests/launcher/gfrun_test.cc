@@ -206,9 +206,9 @@ TEST(Gfrun, BadCommandLinesExitTwoNamingTheProblem) {
   EXPECT_NE(missing.output.find("cannot start /nonexistent/program"), std::string::npos) << missing.output;
 }
 
-// Real OpenMPI: the same probe under gfrun (delegating), plain mpirun and gfrun's own launch reports the
-// same layout.
-TEST(GfrunMpi, DelegatingToMpirunAndPlainMpirunResolveTheSameLayout) {
+// Real OpenMPI: the same probe under gfrun (delegating), plain mpirun, gfrun's own launch and TF_CONFIG
+// reports the same layout (srun's is checked by slurm_test.sh).
+TEST(GfrunMpi, GfrunMpirunDelegationPlainMpirunAndTfConfigResolveTheSameLayout) {
   std::map<std::string, std::string> env{{"OMPI_MCA_btl", "self,vader"}, {"OMPI_ALLOW_RUN_AS_ROOT", "1"},
                                          {"OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1"}};
   Result delegated = run(gfrun({"--backend", "mpi", "-np", "2", "--oversubscribe"}), env);
@@ -220,9 +220,21 @@ TEST(GfrunMpi, DelegatingToMpirunAndPlainMpirunResolveTheSameLayout) {
   Result own = run(gfrun({"-np", "2"}));
   ASSERT_EQ(own.exit_code(), 0) << own.output;
 
+  // TF_CONFIG: two workers on this host, each process told its task.
+  std::string tf_output;
+  for (int index = 0; index < 2; ++index) {
+    std::string config = R"({"cluster":{"worker":["localhost:12345","localhost:12346"]},"task":{"type":"worker","index":)" +
+                         std::to_string(index) + "}}";
+    Result tf = run({RANK_PROBE_PATH}, {{"TF_CONFIG", config}});
+    ASSERT_EQ(tf.exit_code(), 0) << tf.output;
+    EXPECT_NE(tf.output.find("source=tf_config"), std::string::npos) << tf.output;
+    tf_output += tf.output;
+  }
+
   EXPECT_EQ(layouts(delegated.output).size(), 2u);
   EXPECT_EQ(layouts(delegated.output), layouts(plain.output));
   EXPECT_EQ(layouts(plain.output), layouts(own.output));
+  EXPECT_EQ(layouts(own.output), layouts(tf_output));
 
   Result failing = run(gfrun({"--backend", "mpi", "-np", "2", "--oversubscribe"}), [&] {
     auto e = env;
