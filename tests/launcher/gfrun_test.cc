@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <regex>
@@ -32,9 +33,11 @@ struct Result {
 // Runs argv with extra environment variables, capturing stdout and stderr together; sends `signal` to it
 // after `signal_after` when given.
 Result run(std::vector<std::string> argv, const std::map<std::string, std::string>& env = {},
-           std::optional<std::chrono::milliseconds> signal_after = std::nullopt, int signal = SIGTERM) {
-  int out[2];
+           std::optional<std::chrono::milliseconds> signal_after = std::nullopt, int signal = SIGTERM,
+           const std::string& input = "") {
+  int out[2], in[2];
   EXPECT_EQ(::pipe(out), 0);
+  EXPECT_EQ(::pipe(in), 0);
   Clock::time_point start = Clock::now();
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -42,8 +45,8 @@ Result run(std::vector<std::string> argv, const std::map<std::string, std::strin
     ::dup2(out[1], 1);
     ::dup2(out[1], 2);
     ::close(out[0]);
-    int devnull = ::open("/dev/null", O_RDONLY);
-    ::dup2(devnull, 0);
+    ::close(in[1]);
+    ::dup2(in[0], 0);
     std::vector<char*> args;
     for (std::string& a : argv) args.push_back(a.data());
     args.push_back(nullptr);
@@ -51,6 +54,9 @@ Result run(std::vector<std::string> argv, const std::map<std::string, std::strin
     ::_exit(127);
   }
   ::close(out[1]);
+  ::close(in[0]);
+  if (!input.empty()) (void)!::write(in[1], input.data(), input.size());
+  ::close(in[1]);
   Result r;
   bool signalled = false;
   char buffer[4096];
@@ -83,7 +89,7 @@ std::vector<std::string> gfrun(std::vector<std::string> args) {
 // The "probe ..." lines, keyed by rank, with the pid and the restart fields dropped.
 std::map<int, std::string> layouts(const std::string& output) {
   std::map<int, std::string> by_rank;
-  std::regex line(R"(probe rank=(\d+) (world=\S+ local=\S+ node=\S+) source=\S+ token=\S+ restart=\S+ pid=\d+)");
+  std::regex line(R"(probe rank=(\d+) (world=\S+ local=\S+ node=\S+) source=\S+ token=\S+ restart=\S+ pid=\d+ )");
   for (std::sregex_iterator it(output.begin(), output.end(), line), end; it != end; ++it) {
     by_rank[std::stoi((*it)[1])] = (*it)[2];
   }
@@ -108,6 +114,22 @@ TEST(Gfrun, EveryRankGetsTheEnvironmentContract) {
     EXPECT_EQ(got[rank], "world=3 local=" + std::to_string(rank) + "/3 node=0/1") << r.output;
   }
   EXPECT_NE(r.output.find("source=torchrun token=set restart=0"), std::string::npos) << r.output;
+}
+
+TEST(Gfrun, StdinGoesToRankZeroOnly) {
+  Result r = run(gfrun({"-np", "2"}), {{"PROBE_READ_STDIN", "1"}}, std::nullopt, SIGTERM, "hello rank zero\n");
+  ASSERT_EQ(r.exit_code(), 0) << r.output;
+  EXPECT_NE(r.output.find("stdin rank=0: hello rank zero"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("stdin rank=1: <eof>"), std::string::npos) << r.output;
+}
+
+TEST(Gfrun, BindToCoreAndWorkingDirectory) {
+  Result bound = run(gfrun({"-np", "2", "--bind-to", "core", "-wdir", "/tmp"}));
+  ASSERT_EQ(bound.exit_code(), 0) << bound.output;
+  EXPECT_EQ(layouts(bound.output).size(), 2u) << bound.output;
+  std::regex bound_line(R"(probe rank=\d+ .* cpus=1 cwd=/tmp\n)");
+  EXPECT_EQ(std::distance(std::sregex_iterator(bound.output.begin(), bound.output.end(), bound_line), std::sregex_iterator()), 2)
+      << bound.output;
 }
 
 TEST(Gfrun, ItsRanksAreNotClaimedByAnOuterLauncher) {

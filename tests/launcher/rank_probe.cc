@@ -6,9 +6,14 @@
 //   PROBE_IGNORE_TERM=1  ignore SIGTERM (a hung rank: only SIGKILL ends it)
 //   PROBE_LINES=N        print N long lines (output interleaving checks)
 //   PROBE_SUCCEED_ON_RESTART=K  exit 9 unless GRADFLOW_RESTART_COUNT >= K
+//   PROBE_READ_STDIN=1   read one line of stdin and print it ("stdin rank=R: <line>", or "<eof>")
+// The first line also reports the working directory and how many CPUs the rank may run on.
 // Links cluster/ only, like the launcher.
+#include <sched.h>
 #include <signal.h>
 #include <unistd.h>
+
+#include <iostream>
 
 #include <chrono>
 #include <cstdio>
@@ -34,12 +39,24 @@ int main() {
     std::fprintf(stderr, "rank_probe: %s\n", job.status().ToString().c_str());
     return 2;
   }
-  std::printf("probe rank=%d world=%d local=%d/%d node=%d/%d source=%s token=%s restart=%s pid=%d\n", job->rank,
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  ::sched_getaffinity(0, sizeof(cpus), &cpus);
+  char cwd[4096] = {};
+  if (::getcwd(cwd, sizeof(cwd) - 1) == nullptr) cwd[0] = '?';
+  std::printf("probe rank=%d world=%d local=%d/%d node=%d/%d source=%s token=%s restart=%s pid=%d cpus=%d cwd=%s\n",
+              job->rank,
               job->world_size, job->local_rank, job->local_size, job->node_rank, job->num_nodes,
               std::string(job_source_name(job->source)).c_str(), job->job_token.empty() ? "none" : "set",
               std::getenv("GRADFLOW_RESTART_COUNT") ? std::getenv("GRADFLOW_RESTART_COUNT") : "unset",
-              static_cast<int>(::getpid()));
+              static_cast<int>(::getpid()), CPU_COUNT(&cpus), cwd);
   std::fflush(stdout);
+  if (env_int("PROBE_READ_STDIN", 0)) {
+    std::string line;
+    bool got = static_cast<bool>(std::getline(std::cin, line));
+    std::printf("stdin rank=%d: %s\n", job->rank, got ? line.c_str() : "<eof>");
+    std::fflush(stdout);
+  }
   if (env_int("PROBE_IGNORE_TERM", 0)) ::signal(SIGTERM, SIG_IGN);
   int lines = env_int("PROBE_LINES", 0);
   std::string filler(200, 'a' + static_cast<char>(job->rank % 26));
