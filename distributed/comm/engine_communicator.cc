@@ -107,12 +107,12 @@ EngineCommunicator::ReducePlan EngineCommunicator::plan_reduction(const char* op
   return {wire, engine_op, divide};
 }
 
-WorkPtr EngineCommunicator::submit(std::string name, std::string signature, bool collective,
+WorkPtr EngineCommunicator::submit(const char* name, std::function<std::string()> signature, bool collective,
                                    const std::optional<Timeout>& timeout, bool async,
                                    std::function<std::vector<Tensor>(Timeout)> body) {
   Timeout op = op_timeout(timeout);
   Timeout engine = engine_timeout(op);
-  return runner_->submit(OpRunner::Op{std::move(name), std::move(signature), collective, op, async,
+  return runner_->submit(OpRunner::Op{name, std::move(signature), collective, op, async,
                                       [body = std::move(body), engine] { return body(engine); }});
 }
 
@@ -177,10 +177,28 @@ void check_list(const char* op, const std::vector<Tensor>& tensors) {
 
 WorkPtr EngineCommunicator::all_reduce(std::vector<Tensor> tensors, const AllReduceOptions& options) {
   check_list("all_reduce", tensors);
+  if (tensors.size() == 1) {
+    // The common case, kept free of packing and view ops: a small all-reduce should cost what the
+    // engine's does.
+    Tensor t = std::move(tensors[0]);
+    ReducePlan plan = plan_reduction("all_reduce", t.dtype(), options.op);
+    if (plan.wire == t.dtype() && engine_->supports_device(t.device()) && t.is_contiguous()) {
+      ReduceOp op = options.op;
+      return submit(
+          "all_reduce", [t, op] { return str_cat("all_reduce(", describe({t}), ", ", reduce_op_name(op), ")"); },
+          true, options.timeout, options.async_op, [this, t, plan, op](Timeout timeout) {
+            Tensor out = empty(t.shape(), t.dtype(), t.device());
+            engine_->all_reduce(t.raw_data(), out.raw_data(), t.numel(), t.dtype(), plan.op, timeout);
+            if (plan.divide && op == ReduceOp::kAvg) out = out / static_cast<double>(size());
+            return std::vector<Tensor>{std::move(out)};
+          });
+    }
+    tensors = {std::move(t)};
+  }
   std::vector<std::vector<size_t>> groups = groups_by_dtype(tensors);
   std::vector<ReducePlan> plans;
   for (const auto& g : groups) plans.push_back(plan_reduction("all_reduce", tensors[g[0]].dtype(), options.op));
-  std::string signature = str_cat("all_reduce(", describe(tensors), ", ", reduce_op_name(options.op), ")");
+  auto signature = [=] { return str_cat("all_reduce(", describe(tensors), ", ", reduce_op_name(options.op), ")"); };
   return submit("all_reduce", signature, true, options.timeout, options.async_op,
                 [this, tensors = std::move(tensors), groups, plans, op = options.op](Timeout timeout) {
                   std::vector<Tensor> result(tensors.size());
@@ -200,8 +218,7 @@ WorkPtr EngineCommunicator::reduce(std::vector<Tensor> tensors, const ReduceOpti
   std::vector<std::vector<size_t>> groups = groups_by_dtype(tensors);
   std::vector<ReducePlan> plans;
   for (const auto& g : groups) plans.push_back(plan_reduction("reduce", tensors[g[0]].dtype(), options.op));
-  std::string signature =
-      str_cat("reduce(", describe(tensors), ", ", reduce_op_name(options.op), ", root ", options.root, ")");
+  auto signature = [=] { return str_cat("reduce(", describe(tensors), ", ", reduce_op_name(options.op), ", root ", options.root, ")"); };
   return submit("reduce", signature, true, options.timeout, options.async_op,
                 [this, tensors = std::move(tensors), groups, plans, options](Timeout timeout) {
                   std::vector<Tensor> result = tensors;
@@ -220,7 +237,7 @@ WorkPtr EngineCommunicator::broadcast(std::vector<Tensor> tensors, const Broadca
   check_list("broadcast", tensors);
   check_rank("broadcast: root", options.root);
   std::vector<std::vector<size_t>> groups = groups_by_dtype(tensors);
-  std::string signature = str_cat("broadcast(", describe(tensors), ", root ", options.root, ")");
+  auto signature = [=] { return str_cat("broadcast(", describe(tensors), ", root ", options.root, ")"); };
   return submit("broadcast", signature, true, options.timeout, options.async_op,
                 [this, tensors = std::move(tensors), groups, root = options.root](Timeout timeout) {
                   std::vector<Tensor> result = tensors;
@@ -262,7 +279,7 @@ std::vector<int64_t> EngineCommunicator::exchange_counts(int64_t mine, Device de
 
 WorkPtr EngineCommunicator::all_gather(const Tensor& input, const AllGatherOptions& options) {
   check_list("all_gather", {input});
-  std::string signature = str_cat("all_gather(", describe({input}), ")");
+  auto signature = [=] { return str_cat("all_gather(", describe({input}), ")"); };
   return submit("all_gather", signature, true, options.timeout, options.async_op, [this, input](Timeout timeout) {
     Tensor in = staged(input);
     Tensor out = empty_flat(in.numel() * size(), in.dtype(), in.device());
@@ -274,8 +291,8 @@ WorkPtr EngineCommunicator::all_gather(const Tensor& input, const AllGatherOptio
 WorkPtr EngineCommunicator::all_gather_v(const Tensor& input, const AllGatherOptions& options) {
   check_list("all_gather_v", {input});
   if (input.rank() == 0) throw ValueError("all_gather_v: needs a tensor with at least one axis, got a scalar");
-  std::string signature = str_cat("all_gather_v(", dtype_name(input.dtype()), " rows of ",
-                                  shape_str(with_rows(input, 1)), ")");
+  auto signature = [=] { return str_cat("all_gather_v(", dtype_name(input.dtype()), " rows of ",
+                                  shape_str(with_rows(input, 1)), ")"); };
   return submit("all_gather_v", signature, true, options.timeout, options.async_op, [this, input](Timeout timeout) {
     Tensor in = staged(input);
     std::vector<int64_t> counts = exchange_counts(rows(input), in.device(), timeout, false, {});
@@ -291,8 +308,7 @@ WorkPtr EngineCommunicator::reduce_scatter(const Tensor& input, const ReduceScat
   check_list("reduce_scatter", {input});
   if (input.rank() == 0) throw ValueError("reduce_scatter: needs a tensor with at least one axis, got a scalar");
   ReducePlan plan = plan_reduction("reduce_scatter", input.dtype(), options.op);
-  std::string signature =
-      str_cat("reduce_scatter(", describe({input}), ", ", reduce_op_name(options.op), ")");
+  auto signature = [=] { return str_cat("reduce_scatter(", describe({input}), ", ", reduce_op_name(options.op), ")"); };
   return submit("reduce_scatter", signature, true, options.timeout, options.async_op,
                 [this, input, plan, op = options.op](Timeout timeout) {
                   Tensor in = staged(input).to(plan.wire);
@@ -324,8 +340,8 @@ WorkPtr EngineCommunicator::all_to_all(const Tensor& input, const AllToAllOption
     throw ValueError(str_cat("all_to_all: input_splits must hold ", size(), " non-negative row counts summing to ",
                              rows(input), ", got ", splits.size(), " summing to ", engine_internal::total(splits)));
   }
-  std::string signature = str_cat("all_to_all(", dtype_name(input.dtype()), " rows of ",
-                                  shape_str(with_rows(input, 1)), ")");
+  auto signature = [=] { return str_cat("all_to_all(", dtype_name(input.dtype()), " rows of ",
+                                  shape_str(with_rows(input, 1)), ")"); };
   return submit("all_to_all", signature, true, options.timeout, options.async_op,
                 [this, input, splits, exchange](Timeout timeout) {
                   Tensor in = staged(input);
@@ -342,7 +358,7 @@ WorkPtr EngineCommunicator::all_to_all(const Tensor& input, const AllToAllOption
 }
 
 WorkPtr EngineCommunicator::barrier(const BarrierOptions& options) {
-  return submit("barrier", "barrier()", true, options.timeout, options.async_op, [this](Timeout timeout) {
+  return submit("barrier", [] { return std::string("barrier()"); }, true, options.timeout, options.async_op, [this](Timeout timeout) {
     engine_->barrier(timeout);
     return std::vector<Tensor>{};
   });
@@ -352,7 +368,7 @@ WorkPtr EngineCommunicator::send(const Tensor& tensor, int dst, const PointToPoi
   check_list("send", {tensor});
   check_rank("send: dst", dst);
   if (dst == rank()) throw ValueError(str_cat("send: rank ", dst, " cannot send to itself"));
-  std::string signature = str_cat("send(", describe({tensor}), " to rank ", dst, ", tag ", options.tag, ")");
+  auto signature = [=] { return str_cat("send(", describe({tensor}), " to rank ", dst, ", tag ", options.tag, ")"); };
   return submit("send", signature, false, options.timeout, options.async_op,
                 [this, tensor, dst, tag = options.tag](Timeout timeout) {
                   Tensor in = staged(tensor);
@@ -364,8 +380,7 @@ WorkPtr EngineCommunicator::send(const Tensor& tensor, int dst, const PointToPoi
 WorkPtr EngineCommunicator::recv(Shape shape, DType dtype, int src, const PointToPointOptions& options) {
   check_rank("recv: src", src);
   if (src == rank()) throw ValueError(str_cat("recv: rank ", src, " cannot receive from itself"));
-  std::string signature =
-      str_cat("recv(", shape_str(shape), " ", dtype_name(dtype), " from rank ", src, ", tag ", options.tag, ")");
+  auto signature = [=] { return str_cat("recv(", shape_str(shape), " ", dtype_name(dtype), " from rank ", src, ", tag ", options.tag, ")"); };
   return submit("recv", signature, false, options.timeout, options.async_op,
                 [this, shape, dtype, src, tag = options.tag](Timeout timeout) {
                   Device device = engine_->supports_device(own_device_) ? own_device_ : kCPU;
@@ -393,7 +408,7 @@ std::unique_ptr<Communicator> EngineCommunicator::split(int color, int key) {
   auto engine = std::make_shared<std::unique_ptr<Engine>>();
   std::shared_ptr<Store> engine_store =
       sub.comm_store ? std::make_shared<PrefixStore>("engine", sub.comm_store) : nullptr;
-  submit("split", str_cat("split()"), true, std::nullopt, false, [&, engine](Timeout) {
+  submit("split", [] { return std::string("split()"); }, true, std::nullopt, false, [&, engine](Timeout) {
     *engine = engine_->split(color, members, new_rank, engine_store);
     return std::vector<Tensor>{};
   })->wait();

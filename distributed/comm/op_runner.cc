@@ -41,7 +41,7 @@ OpRunner::~OpRunner() {
   cv_.notify_all();
   for (Queued& q : dropped) {
     q.work->fail(CollectiveError(CollectiveFailure::kAborted,
-                                 str_cat(label(q.seq, q.op.collective, q.op.signature),
+                                 str_cat(label(q.seq, q.op.collective, q.op.signature()),
                                          " not run: the communicator was destroyed first")));
   }
   // The monitor keeps watching while a running op finishes, so a stuck one still ends the process.
@@ -52,6 +52,11 @@ OpRunner::~OpRunner() {
   }
   monitor_cv_.notify_all();
   monitor_.join();
+}
+
+void OpRunner::Anchor::on_wait_timeout(int64_t seq, bool collective) {
+  std::lock_guard<std::mutex> guard(mu);
+  if (self != nullptr) self->time_out(seq, collective);
 }
 
 std::string OpRunner::label(int64_t seq, bool collective, const std::string& signature) {
@@ -67,16 +72,9 @@ CollectiveError OpRunner::error_for(const std::string& op_label, const Failure& 
 WorkPtr OpRunner::submit(Op op) {
   std::unique_lock<std::mutex> lock(mu_);
   int64_t seq = op.collective ? ++collective_seq_ : ++p2p_seq_;
-  std::weak_ptr<Anchor> anchor = anchor_;
-  bool collective = op.collective;
-  auto work = std::make_shared<WorkImpl>(op.timeout, [anchor, seq, collective] {
-    if (auto a = anchor.lock()) {
-      std::lock_guard<std::mutex> guard(a->mu);
-      if (a->self != nullptr) a->self->time_out(seq, collective);
-    }
-  });
+  auto work = std::make_shared<WorkImpl>(op.timeout, anchor_, seq, op.collective);
   if (failure_) {
-    work->fail(error_for(label(seq, op.collective, op.signature), *failure_, false));
+    work->fail(error_for(label(seq, op.collective, op.signature()), *failure_, false));
     return work;
   }
   Queued q{std::move(op), seq, work};
@@ -112,14 +110,13 @@ void OpRunner::progress_loop() {
 }
 
 void OpRunner::execute(Queued& q) {
-  std::string op_label = label(q.seq, q.op.collective, q.op.signature);
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (failure_) {
-      q.work->fail(error_for(op_label, *failure_, false));
+      q.work->fail(error_for(label(q.seq, q.op.collective, q.op.signature()), *failure_, false));
       return;
     }
-    running_ = Running{q.seq, q.op.collective, q.op.signature, q.op.timeout, Clock::now() + q.op.timeout, q.work};
+    running_ = Running{q.seq, q.op.collective, &q.op, q.op.timeout, Clock::now() + q.op.timeout, q.work};
     if (q.op.collective) {
       started_seq_ = q.seq;
       started_op_ = q.op.name;
@@ -158,12 +155,12 @@ void OpRunner::abort(CollectiveFailure kind, const std::string& reason, bool pub
     }
     if (running_) {
       running_work = running_->work;
-      running_label = label(running_->seq, running_->collective, running_->signature);
+      running_label = label(running_->seq, running_->collective, running_->op->signature());
     }
     dropped.swap(queue_);
   }
   if (running_work) running_work->fail(error_for(running_label, failure, true));
-  for (Queued& q : dropped) q.work->fail(error_for(label(q.seq, q.op.collective, q.op.signature), failure, false));
+  for (Queued& q : dropped) q.work->fail(error_for(label(q.seq, q.op.collective, q.op.signature()), failure, false));
   if (publish && first && config_.job_store) {
     // Only the first notice stays: every rank then reports the root cause, not its consequences.
     (void)config_.job_store->compare_set(kAbortKey, "", str_cat("rank ", config_.rank, " reported: ", reason));
@@ -178,11 +175,11 @@ void OpRunner::time_out(int64_t seq, bool collective) {
     std::lock_guard<std::mutex> lock(mu_);
     if (failure_) return;
     if (running_ && running_->seq == seq && running_->collective == collective) {
-      signature = running_->signature;
+      signature = running_->op->signature();
       timeout = running_->timeout;
     }
     for (const Queued& q : queue_) {
-      if (q.seq == seq && q.op.collective == collective) signature = q.op.signature;
+      if (q.seq == seq && q.op.collective == collective) signature = q.op.signature();
     }
   }
   std::string missing = collective ? missing_ranks(seq) : "";
@@ -220,7 +217,8 @@ std::string OpRunner::missing_ranks(int64_t seq) {
 
 void OpRunner::debug_check(const Queued& q) {
   Store& store = *config_.comm_store;
-  absl::Status set = store.set(debug_key(q.seq, config_.rank), q.op.signature);
+  const std::string signature = q.op.signature();
+  absl::Status set = store.set(debug_key(q.seq, config_.rank), signature);
   if (!set.ok()) throw CollectiveError(CollectiveFailure::kEngine, str_cat("debug check: ", set.ToString()));
   std::vector<std::string> views(config_.size);
   for (int r = 0; r < config_.size; ++r) {
@@ -264,7 +262,7 @@ void OpRunner::monitor_tick(int64_t tick) {
   std::optional<std::pair<int64_t, bool>> expired;
   std::optional<std::string> stuck;
   int64_t started_seq;
-  std::string started_op;
+  const char* started_op;
   bool failed;
   {
     std::lock_guard<std::mutex> lock(mu_);

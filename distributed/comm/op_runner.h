@@ -49,8 +49,10 @@ struct RunnerConfig {
 class OpRunner {
  public:
   struct Op {
-    std::string name;       // "all_reduce"
-    std::string signature;  // "all_reduce([128,10] f32, sum)": compared across ranks in debug mode
+    const char* name = "";  // "all_reduce"
+    // "all_reduce([128,10] f32, sum)": built only when needed (debug checks, errors), so that an op
+    // costs no string formatting on its fast path.
+    std::function<std::string()> signature;
     bool collective = true;
     Timeout timeout = kDefaultCollectiveTimeout;
     bool async = false;
@@ -76,8 +78,9 @@ class OpRunner {
     std::shared_ptr<WorkImpl> work;
   };
   // Lets a Work that outlives its runner call back safely (self is cleared by the destructor).
-  struct Anchor {
+  struct Anchor : WorkTimeoutListener {
     explicit Anchor(OpRunner* runner) : self(runner) {}
+    void on_wait_timeout(int64_t seq, bool collective) override;
     std::mutex mu;
     OpRunner* self;
   };
@@ -88,7 +91,7 @@ class OpRunner {
   struct Running {
     int64_t seq;
     bool collective;
-    std::string signature;
+    const Op* op;  // valid while it runs
     Timeout timeout;
     std::chrono::steady_clock::time_point deadline;
     std::shared_ptr<WorkImpl> work;
@@ -114,7 +117,7 @@ class OpRunner {
   bool stopping_ = false;
   int64_t collective_seq_ = 0, p2p_seq_ = 0;
   int64_t started_seq_ = 0;         // the last collective that began executing here
-  std::string started_op_;          // its name
+  const char* started_op_ = "";     // its name
   std::optional<Running> running_;  // the op inside the engine now
   std::optional<Failure> failure_;
   std::optional<std::chrono::steady_clock::time_point> failed_at_;

@@ -6,7 +6,11 @@ void WorkImpl::wait(Timeout timeout) {
   std::unique_lock<std::mutex> lock(mu_);
   if (!cv_.wait_for(lock, timeout, [&] { return done_; })) {
     lock.unlock();
-    on_timeout_();
+    if (std::shared_ptr<WorkTimeoutListener> listener = listener_.lock()) {
+      listener->on_wait_timeout(seq_, collective_);
+    } else {
+      fail(CollectiveError(CollectiveFailure::kAborted, "the op's communicator was destroyed before it completed"));
+    }
     lock.lock();
     cv_.wait(lock, [&] { return done_; });
   }

@@ -4,7 +4,7 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -14,12 +14,17 @@
 
 namespace gradflow::distributed {
 
+// Told when a wait() runs out of time before the op completes; it must fail the Work (the communicator
+// turns it into a timeout of the op). Called without the Work's lock held.
+struct WorkTimeoutListener {
+  virtual ~WorkTimeoutListener() = default;
+  virtual void on_wait_timeout(int64_t seq, bool collective) = 0;
+};
+
 class WorkImpl : public Work {
  public:
-  // on_timeout is called (once, without locks held) when a wait() runs out of time before the op
-  // completes; it must fail this Work (the communicator turns it into a timeout of the op).
-  WorkImpl(Timeout timeout, std::function<void()> on_timeout)
-      : timeout_(timeout), on_timeout_(std::move(on_timeout)) {}
+  WorkImpl(Timeout timeout, std::weak_ptr<WorkTimeoutListener> listener, int64_t seq, bool collective)
+      : timeout_(timeout), listener_(std::move(listener)), seq_(seq), collective_(collective) {}
 
   void wait() override { wait(timeout_); }
   void wait(Timeout timeout) override;
@@ -32,7 +37,9 @@ class WorkImpl : public Work {
 
  private:
   const Timeout timeout_;
-  std::function<void()> on_timeout_;
+  std::weak_ptr<WorkTimeoutListener> listener_;
+  const int64_t seq_;
+  const bool collective_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool done_ = false;
