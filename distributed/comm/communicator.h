@@ -8,9 +8,10 @@
 //   std::vector<Tensor> averaged = work->result();   // waits; throws CollectiveError on failure
 //
 // Tensors are values (core/tensor/tensor.h): every op returns new tensors through its Work and never
-// changes its inputs. Every call returns at once with a Work; the op runs on the calling thread when the
-// communicator is idle and `async_op` is false (the lowest latency: nothing between the caller and the
-// engine), on the communicator's progress thread otherwise, always in call order on every rank.
+// changes its inputs. Every call returns a Work. When the communicator is idle and `async_op` is false the
+// op runs on the calling thread before the call returns (the lowest latency: no thread hand-off);
+// otherwise it is queued for the communicator's progress thread and the call returns at once. Ops run in
+// call order, which must be the same on every rank.
 //
 // Never hang silently: every op has a timeout (CommunicatorOptions::timeout, overridable per call). When
 // it expires, or when a peer fails, the op fails with a CollectiveError naming the op, its sequence

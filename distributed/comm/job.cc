@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/tensor/device.h"
 #include "distributed/comm/routing_communicator.h"
 #include "distributed/store/tcp_store.h"
 
@@ -39,8 +40,11 @@ CommunicatorOptions communicator_options_for(const cluster::JobInfo& job, const 
   o.size = job.world_size;
   o.mpi_launched = job.source == cluster::JobSource::kOpenMpi || job.source == cluster::JobSource::kPmix;
   o.cuda_device = options.use_gpu ? job.gpu : -1;
-  // Without NCCL in this build, kAuto on a GPU rank is a CPU job (tensors get staged through the host).
-  if (o.backend == Backend::kAuto && !backend_built(Backend::kNccl)) o.cuda_device = -1;
+  // Without NCCL in this build, or without the GPU cluster/ assigned (a CUDA build on a machine without
+  // one), kAuto is a CPU job.
+  if (o.backend == Backend::kAuto && (!backend_built(Backend::kNccl) || o.cuda_device >= cuda_device_count())) {
+    o.cuda_device = -1;
+  }
   if (job.collective_timeout_s) o.timeout = std::chrono::seconds(*job.collective_timeout_s);
   if (options.timeout) o.timeout = *options.timeout;
   o.debug = job.debug_collectives;

@@ -256,6 +256,19 @@ TEST(CommunicatorForJob, TorchrunStyleJobGetsGlooOverTheJobsStoreWithItsKnobs) {
   for (std::thread& t : ranks) t.join();
 }
 
+TEST(CommunicatorForJob, ARankWithoutTheGpuClusterAssignedIsACpuJob) {
+  // cluster/ assigns GPU = local rank when CUDA_VISIBLE_DEVICES is unset, whether or not a GPU exists.
+  absl::StatusOr<cluster::JobInfo> job = cluster::resolve_job({{"RANK", "1"}, {"WORLD_SIZE", "2"}});
+  ASSERT_TRUE(job.ok());
+  ASSERT_EQ(job->gpu, 1);
+  CommunicatorOptions o = communicator_options_for(*job, {});
+  if (cuda_device_count() > 1 && backend_built(Backend::kNccl)) {
+    EXPECT_EQ(o.cuda_device, 1);
+  } else {
+    EXPECT_EQ(o.cuda_device, -1) << "no such GPU here (or no NCCL): the job must not ask for NCCL";
+  }
+}
+
 TEST(CommunicatorForJob, AWrongTokenIsRefusedNamingTheStore) {
   std::string port = std::to_string(free_port());
   auto job_for = [&](int rank, const char* token) {
