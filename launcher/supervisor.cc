@@ -203,6 +203,7 @@ JobOutcome run_job(const std::vector<ProcessSpec>& processes, OutputRelay& outpu
       char sig = 0;
       while (::read(g_signal_pipe[0], &sig, 1) == 1) {
         outcome.stopped_by_user = true;
+        if (kill_at) message(std::string("got ") + ::strsignal(sig) + " while stopping the job");
         begin_teardown(std::string("got ") + ::strsignal(sig), 128 + sig);
       }
     }
@@ -220,13 +221,19 @@ JobOutcome run_job(const std::vector<ProcessSpec>& processes, OutputRelay& outpu
       }
     }
 
-    int status = 0;
-    for (pid_t pid; (pid = ::waitpid(-1, &status, WNOHANG)) > 0;) {
+    // Peek at an exited child without reaping it: while its zombie holds the pid, its process group id
+    // cannot be reused, so killing the group (whatever the rank left running) hits nobody else.
+    siginfo_t info{};
+    while (::waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0) {
+      pid_t pid = info.si_pid;
+      ::kill(-pid, SIGKILL);
+      int status = 0;
+      if (::waitpid(pid, &status, 0) != pid) break;
+      info = {};
       for (Running& r : procs) {
         if (r.pid != pid) continue;
         r.reaped = true;
         r.status = status;
-        ::kill(-r.pid, SIGKILL);  // whatever the rank left running in its group goes with it
         if (r.in >= 0) ::close(r.in), r.in = -1;
         bool failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         if (failed && !kill_at) {
