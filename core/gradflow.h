@@ -15,6 +15,7 @@
 #include "core/nn/callbacks.h"
 #include "core/nn/layers.h"
 #include "core/nn/model.h"
+#include "core/nn/replica_context.h"
 #include "core/nn/training.h"
 #include "core/optim/optimizers.h"
 #include "core/optim/schedules.h"

@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <numeric>
+#include <optional>
 
 #include "core/autodiff/tape.h"
+#include "core/nn/replica_context.h"
 #include "core/ops/ops.h"
 
 namespace gradflow {
@@ -56,12 +58,40 @@ void update_metrics(TrainingConfig& t, const Tensor& y, const Tensor& y_pred) {
   for (const auto& m : t.metrics) m->update_state(y, y_pred);
 }
 
+// Every replica's metric and loss states summed, so that each logs the global values.
+void merge_across_replicas(ReplicaContext& ctx, TrainingConfig& t, RunningMean& loss) {
+  std::vector<double> state{loss.total, loss.count};
+  for (const auto& m : t.metrics) {
+    std::vector<double> part = m->state();
+    state.insert(state.end(), part.begin(), part.end());
+  }
+  std::vector<double> summed = ctx.sum(state);
+  loss.total = summed[0];
+  loss.count = summed[1];
+  size_t at = 2;
+  for (const auto& m : t.metrics) {
+    size_t n = m->state().size();
+    m->reset_state();
+    m->merge_state(std::vector<double>(summed.begin() + static_cast<long>(at), summed.begin() + static_cast<long>(at + n)));
+    at += n;
+  }
+}
+
+// Rows [lo, hi) of a global batch split as numpy.array_split does: this replica's part.
+std::pair<int64_t, int64_t> replica_part(int64_t lo, int64_t hi, int replicas, int id) {
+  int64_t n = hi - lo, base = n / replicas, extra = n % replicas;
+  int64_t begin = lo + id * base + std::min<int64_t>(id, extra);
+  return {begin, begin + base + (id < extra ? 1 : 0)};
+}
+
 // The epoch's example order: a permutation drawn from the global Philox generator when shuffling.
-std::vector<int64_t> epoch_order(int64_t n, bool shuffle) {
+// With several replicas the permutation comes from a seed they share, so that they agree on it.
+std::vector<int64_t> epoch_order(int64_t n, bool shuffle, std::optional<uint64_t> seed = std::nullopt) {
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   if (!shuffle || n < 2) return order;
-  std::vector<double> keys = random_uniform({n}, 0, 1, kF64).to_vector<double>();
+  std::vector<double> keys =
+      (seed ? random_uniform({n}, 0, 1, kF64, kCPU, *seed) : random_uniform({n}, 0, 1, kF64)).to_vector<double>();
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return keys[a] < keys[b]; });
   return order;
 }
@@ -86,15 +116,57 @@ void compile(Model& model, OptimizerSpec optimizer, LossSpec loss, std::vector<M
 
 Logs train_step(ModelImpl& model, const Tensor& x, const Tensor& y) {
   TrainingConfig& t = config(model);
-  std::vector<Variable> vars = model.trainable_variables();
   GradientTape tape;
   Tensor y_pred = model.forward({x}, true).at(0);
+  // After the forward pass: a model whose layers build from their first input has no variables before.
+  std::vector<Variable> vars = model.trainable_variables();
   Tensor loss = (*t.loss)(y, y_pred);
   std::vector<Tensor> grads = tape.gradient(loss, std::vector<GradSource>(vars.begin(), vars.end()));
   t.optimizer->apply_gradients(grads, vars);
   update_metrics(t, y, y_pred);
   return {{"loss", loss.item()}};
 }
+
+namespace {
+
+// One data-parallel step. batch is this replica's rows (nullopt: none this step). Returns the local loss
+// (or nullopt) and whether any replica had data (false: the epoch is over everywhere).
+bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<std::pair<Tensor, Tensor>>& batch,
+                     RunningMean& loss) {
+  TrainingConfig& t = config(model);
+  std::vector<Variable> vars = model.trainable_variables();
+  std::vector<Tensor> grads;
+  double rows = 0;
+  if (batch && batch->first.dim(0) > 0) {
+    GradientTape tape;
+    Tensor y_pred = model.forward({batch->first}, true).at(0);
+    Tensor l = (*t.loss)(batch->second, y_pred);
+    grads = tape.gradient(l, std::vector<GradSource>(vars.begin(), vars.end()));
+    for (size_t i = 0; i < grads.size(); ++i) {
+      if (!grads[i].defined()) grads[i] = zeros_like(vars[i].value_unwatched());  // an unused variable
+    }
+    rows = static_cast<double>(batch->first.dim(0));
+    update_metrics(t, batch->second, y_pred);
+    loss.add(l.item(), rows);
+  } else {
+    for (const Variable& v : vars) grads.push_back(zeros_like(v.value_unwatched()));
+  }
+  auto [averaged, total_rows] = ctx.weighted_mean(grads, rows);
+  if (total_rows == 0) return false;
+  t.optimizer->apply_gradients(averaged, vars);
+  return true;
+}
+
+// Builds the model on a sample batch and gives every replica replica 0's variables.
+void build_and_sync(ReplicaContext& ctx, ModelImpl& model, const Tensor& sample_x) {
+  {
+    autodiff::SuspendRecording no_record;
+    model.forward({sample_x}, false);
+  }
+  ctx.broadcast_variables(model.variables());
+}
+
+}  // namespace
 
 Logs evaluate(Model& model, const Tensor& x, const Tensor& y, const EvaluateOptions& options) {
   check_pair("evaluate", x, y);
@@ -106,15 +178,19 @@ Logs evaluate(Model& model, const Tensor& x, const Tensor& y, const EvaluateOpti
   for (const auto& cb : options.callbacks) cb->on_test_begin({});
   autodiff::SuspendRecording no_record;
   RunningMean loss;
-  int64_t n = x.dim(0);
-  for (int64_t lo = 0, batch = 0; lo < n; lo += options.batch_size, ++batch) {
-    int64_t hi = std::min(n, lo + options.batch_size);
+  ReplicaContext* ctx = current_replica_context();
+  // Each replica evaluates its part of the examples; the states are merged at the end.
+  auto [first, last] = ctx ? replica_part(0, x.dim(0), ctx->num_replicas(), ctx->replica_id())
+                           : std::pair<int64_t, int64_t>{0, x.dim(0)};
+  for (int64_t lo = first, batch = 0; lo < last; lo += options.batch_size, ++batch) {
+    int64_t hi = std::min(last, lo + options.batch_size);
     Tensor xb = x.slice(0, lo, hi), yb = y.slice(0, lo, hi);
     Tensor y_pred = m.forward({xb}, false).at(0);
     loss.add((*t.loss)(yb, y_pred).item(), static_cast<double>(hi - lo));
     update_metrics(t, yb, y_pred);
     for (const auto& cb : options.callbacks) cb->on_test_batch_end(batch, metric_logs(t, loss));
   }
+  if (ctx) merge_across_replicas(*ctx, t, loss);
   Logs logs = metric_logs(t, loss);
   for (const auto& cb : options.callbacks) cb->on_test_end(logs);
   return logs;
@@ -126,13 +202,17 @@ namespace {
 using NextBatch = std::function<std::optional<std::pair<Tensor, Tensor>>()>;
 
 // The epoch loop shared by fit over tensors and over datasets. steps < 0: unknown until the data ends.
+// sample_x: one batch's inputs, to build the model before training when distributed.
 History fit_loop(Model& model, const std::function<NextBatch(int epoch)>& epoch_batches, int64_t steps,
-                 const FitOptions& options) {
+                 const FitOptions& options, const std::function<Tensor()>& sample_x) {
   if (options.epochs < 0) throw ValueError(str_cat("fit: epochs must not be negative, got ", options.epochs));
   ModelImpl& m = model.impl();
   TrainingConfig& t = config(m);
+  ReplicaContext* ctx = current_replica_context();
+  if (ctx) build_and_sync(*ctx, m, sample_x());
   std::vector<CallbackPtr> callbacks = options.callbacks;
-  if (options.verbose > 0) callbacks.insert(callbacks.begin(), ProgbarLogger(options.verbose));
+  bool shows_progress = options.verbose > 0 && (!ctx || ctx->replica_id() == 0);
+  if (shows_progress) callbacks.insert(callbacks.begin(), ProgbarLogger(options.verbose));
   for (const auto& cb : callbacks) {
     cb->set_model(&m);
     cb->set_params(options.epochs, steps);
@@ -146,15 +226,22 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch)>& epoch_
     RunningMean loss;
     NextBatch next = epoch_batches(epoch);
     int64_t step = 0;
-    while (auto batch = next()) {
-      auto& [xb, yb] = *batch;
-      check_pair("fit", xb, yb);
+    while (true) {
+      std::optional<std::pair<Tensor, Tensor>> batch = next();
+      if (batch) check_pair("fit", batch->first, batch->second);
+      if (!ctx && !batch) break;
       for (const auto& cb : callbacks) cb->on_train_batch_begin(step, {});
-      loss.add(train_step(m, xb, yb).at("loss"), static_cast<double>(xb.dim(0)));
+      if (ctx) {
+        // Every replica steps until none has data left: the last steps may be short or empty here.
+        if (!replicated_step(*ctx, m, batch, loss)) break;
+      } else {
+        loss.add(train_step(m, batch->first, batch->second).at("loss"), static_cast<double>(batch->first.dim(0)));
+      }
       Logs logs = metric_logs(t, loss);
       for (const auto& cb : callbacks) cb->on_train_batch_end(step, logs);
       ++step;
     }
+    if (ctx) merge_across_replicas(*ctx, t, loss);
     Logs logs = metric_logs(t, loss);
     if (options.validation_data) {
       Logs val = evaluate(model, options.validation_data->x, options.validation_data->y,
@@ -185,22 +272,30 @@ History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& op
   check_pair("fit", x, y);
   if (options.batch_size <= 0) throw ValueError(str_cat("fit: batch_size must be positive, got ", options.batch_size));
   int64_t n = x.dim(0), bs = options.batch_size;
-  int64_t steps = (n + bs - 1) / bs;
+  // Distributed: batch_size rows per replica, so a global batch of batch_size x replicas.
+  ReplicaContext* ctx = current_replica_context();
+  int replicas = ctx ? ctx->num_replicas() : 1, id = ctx ? ctx->replica_id() : 0;
+  std::optional<uint64_t> seed;
+  if (ctx && options.shuffle) seed = ctx->shared_seed();
+  int64_t global = bs * replicas;
+  int64_t steps = (n + global - 1) / global;
   return fit_loop(
       model,
-      [&](int) -> NextBatch {
-        auto order = std::make_shared<std::vector<int64_t>>(epoch_order(n, options.shuffle));
+      [&, seed](int epoch) -> NextBatch {
+        auto order = std::make_shared<std::vector<int64_t>>(
+            epoch_order(n, options.shuffle, seed ? std::optional<uint64_t>(*seed + epoch) : std::nullopt));
         auto lo = std::make_shared<int64_t>(0);
         return [=, &x, &y]() -> std::optional<std::pair<Tensor, Tensor>> {
           if (*lo >= n) return std::nullopt;
-          int64_t hi = std::min(n, *lo + bs);
-          std::pair<Tensor, Tensor> batch{rows(x, *order, *lo, hi, !options.shuffle),
-                                          rows(y, *order, *lo, hi, !options.shuffle)};
+          int64_t hi = std::min(n, *lo + global);
+          auto [begin, end] = replica_part(*lo, hi, replicas, id);
           *lo = hi;
-          return batch;
+          if (begin == end) return std::nullopt;  // this replica sits out the short last step
+          return std::pair<Tensor, Tensor>{rows(x, *order, begin, end, !options.shuffle),
+                                           rows(y, *order, begin, end, !options.shuffle)};
         };
       },
-      steps, options);
+      steps, options, [&] { return x.slice(0, 0, 1); });
 }
 
 History fit(Model& model, const Dataset& dataset, const FitOptions& options) {
@@ -208,17 +303,25 @@ History fit(Model& model, const Dataset& dataset, const FitOptions& options) {
   if (card == Dataset::kInfinite) {
     throw ValueError("fit: the dataset is infinite (repeat() without a count); take() a number of batches per epoch");
   }
+  // Distributed: each replica takes every num_replicas-th batch (the dataset's batches are per replica).
+  ReplicaContext* ctx = current_replica_context();
+  Dataset mine = ctx ? dataset.shard(ctx->num_replicas(), ctx->replica_id()) : dataset;
+  if (ctx && card >= 0) card = (card + ctx->num_replicas() - 1) / ctx->num_replicas();
   return fit_loop(
       model,
       [&](int) -> NextBatch {
-        auto it = std::make_shared<Iterator>(dataset.make_iterator());
+        auto it = std::make_shared<Iterator>(mine.make_iterator());
         return [it]() -> std::optional<std::pair<Tensor, Tensor>> {
           std::optional<Element> e = it->next();
           if (!e) return std::nullopt;
           return as_pair("fit", *e);
         };
       },
-      card >= 0 ? card : -1, options);
+      card >= 0 ? card : -1, options, [&] {
+        std::optional<Element> first = dataset.take(1).make_iterator().next();
+        if (!first) throw ValueError("fit: the dataset is empty");
+        return as_pair("fit", *first).first;
+      });
 }
 
 Logs evaluate(Model& model, const Dataset& dataset, const EvaluateOptions& options) {
@@ -230,7 +333,9 @@ Logs evaluate(Model& model, const Dataset& dataset, const EvaluateOptions& optio
   autodiff::SuspendRecording no_record;
   RunningMean loss;
   int64_t batch = 0;
-  for (const Element& e : dataset) {
+  ReplicaContext* ctx = current_replica_context();
+  Dataset mine = ctx ? dataset.shard(ctx->num_replicas(), ctx->replica_id()) : dataset;
+  for (const Element& e : mine) {
     auto [xb, yb] = as_pair("evaluate", e);
     check_pair("evaluate", xb, yb);
     Tensor y_pred = m.forward({xb}, false).at(0);
@@ -238,6 +343,7 @@ Logs evaluate(Model& model, const Dataset& dataset, const EvaluateOptions& optio
     update_metrics(t, yb, y_pred);
     for (const auto& cb : options.callbacks) cb->on_test_batch_end(batch++, metric_logs(t, loss));
   }
+  if (ctx) merge_across_replicas(*ctx, t, loss);
   Logs logs = metric_logs(t, loss);
   for (const auto& cb : options.callbacks) cb->on_test_end(logs);
   return logs;

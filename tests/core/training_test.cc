@@ -49,6 +49,16 @@ TEST_F(TrainingTest, FitLearnsAndReportsHistory) {
   EXPECT_NEAR(mean(equal(argmax(p, 1), yv).to(kF32)).item(), r["accuracy"], 1e-6);
 }
 
+TEST_F(TrainingTest, FitBuildsAModelWithoutAnInputShapeOnItsFirstBatch) {
+  // As in Keras: layers build from the first input; the first step must already train them.
+  auto [x, y] = blobs(96, 5);
+  Sequential model({Dense(16, {.activation = "relu"}), Dense(3, {.activation = "softmax"})});
+  model.compile("sgd", "sparse_categorical_crossentropy", {"accuracy"});
+  History h = model.fit(x, y, {.epochs = 2, .batch_size = 16, .verbose = 0});
+  EXPECT_EQ(model.trainable_variables().size(), 4u);
+  EXPECT_EQ(h.history.at("loss").size(), 2u);
+}
+
 TEST_F(TrainingTest, FitOnADatasetMatchesFitOnTensorsWithoutShuffle) {
   auto [x, y] = blobs(96, 30);
   set_seed(5);

@@ -1,0 +1,62 @@
+// ReplicaContext: what fit() and evaluate() ask of a distribution strategy when several replicas train
+// one model in lockstep (strategies/ implements it over a communicator; core/ only calls it, so it
+// never depends on communication code).
+//
+//   ReplicaContextScope scope(&context);   // what Strategy::scope() does
+//   model.fit(x, y, {.epochs = 5});         // now data-parallel: shards, averages gradients, syncs
+//
+// With a context, fit() builds the model and copies replica 0's variables to every replica, gives each
+// replica its part of every global batch (per-replica batch_size rows; the order of a shuffled epoch
+// comes from a seed shared by all replicas), averages gradients weighted by each replica's rows (so a
+// short last batch, or a replica with no rows left, is handled exactly and identically everywhere), and
+// merges the metrics' states at the end of each epoch, so every replica logs the global values.
+// Only replica 0 shows a progress bar.
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "core/autodiff/variable.h"
+#include "core/tensor/tensor.h"
+
+namespace gradflow {
+
+class ReplicaContext {
+ public:
+  virtual ~ReplicaContext() = default;
+
+  virtual int num_replicas() const = 0;
+  virtual int replica_id() const = 0;
+
+  // Every replica's vars take replica 0's values (all replicas pass the same list, in the same order).
+  virtual void broadcast_variables(const std::vector<Variable>& vars) = 0;
+
+  // sum_r(weight_r * grads_r) / sum_r(weight_r), and sum_r(weight_r). A replica with nothing to
+  // contribute passes weight 0 (its grads are ignored, but must have the right shapes). When the total
+  // weight is 0 the returned gradients are undefined.
+  virtual std::pair<std::vector<Tensor>, double> weighted_mean(const std::vector<Tensor>& grads, double weight) = 0;
+
+  // Elementwise sums across replicas.
+  virtual std::vector<double> sum(const std::vector<double>& values) = 0;
+
+  // A random seed drawn by replica 0, the same on every replica.
+  virtual uint64_t shared_seed() = 0;
+};
+
+// The context of this thread (nullptr: training is not distributed).
+ReplicaContext* current_replica_context();
+
+// Makes context current on this thread for the scope's lifetime.
+class ReplicaContextScope {
+ public:
+  explicit ReplicaContextScope(ReplicaContext* context);
+  ~ReplicaContextScope();
+  ReplicaContextScope(const ReplicaContextScope&) = delete;
+  ReplicaContextScope& operator=(const ReplicaContextScope&) = delete;
+
+ private:
+  ReplicaContext* previous_;
+};
+
+}  // namespace gradflow
