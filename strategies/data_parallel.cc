@@ -1,5 +1,6 @@
 #include "strategies/data_parallel.h"
 
+#include <algorithm>
 #include <random>
 
 namespace gradflow::strategies {
@@ -49,19 +50,47 @@ std::vector<Tensor> MultiWorkerMirroredStrategy::all_reduce_sum(const std::vecto
 }
 
 std::pair<std::vector<Tensor>, double> MultiWorkerMirroredStrategy::weighted_mean(const std::vector<Tensor>& grads,
-                                                                                   double weight) {
-  // The weight rides along as one more element, so the step costs one collective per bucket.
-  std::vector<Tensor> scaled;
-  for (const Tensor& g : grads) scaled.push_back(weight == 1.0 ? g : g * weight);
+                                                                                   double weight, double nominal) {
+  // One flat buffer: every gradient, then the weight. Packing here (rather than in the communicator)
+  // lets the average be one division over the buffer, with the results as views into it. Gradients are
+  // scaled by weight / nominal (nominal is common to all replicas): 1, so no scaling pass, whenever a
+  // replica contributes a full batch, which is every step but a short last one.
+  if (nominal <= 0) throw ValueError(str_cat("weighted_mean: nominal weight must be positive, got ", nominal));
+  double scale = weight / nominal;
   DType dtype = grads.empty() ? kF32 : grads[0].dtype();
-  scaled.push_back(full({1}, weight, is_floating(dtype) ? dtype : kF64, grads.empty() ? kCPU : grads[0].device()));
-  std::vector<Tensor> summed = all_reduce_sum(scaled);
-  double total = summed.back().to(kF64).item();
-  summed.pop_back();
-  if (total > 0) {
-    for (Tensor& g : summed) g = g / total;
+  bool uniform = std::all_of(grads.begin(), grads.end(), [&](const Tensor& g) {
+    return g.dtype() == dtype && g.device() == grads[0].device();
+  });
+  if (!uniform || !is_floating(dtype)) {  // mixed dtypes or devices: per-tensor (rare)
+    std::vector<Tensor> scaled;
+    for (const Tensor& g : grads) scaled.push_back(scale == 1.0 ? g : g * scale);
+    scaled.push_back(full({1}, scale, kF64));
+    std::vector<Tensor> summed = all_reduce_sum(scaled);
+    double total = summed.back().item();
+    summed.pop_back();
+    if (total > 0) {
+      for (Tensor& g : summed) g = g / total;
+    }
+    return {std::move(summed), total * nominal};
   }
-  return {std::move(summed), total};
+  std::vector<Tensor> parts;
+  for (const Tensor& g : grads) parts.push_back(g.reshape({-1}));
+  parts.push_back(full({1}, 1.0, dtype, grads.empty() ? kCPU : grads[0].device()));
+  Tensor flat = concat(parts, 0);
+  if (scale != 1.0) flat = flat * scale;
+  Tensor summed = all_reduce_sum({flat})[0];
+  int64_t n = summed.numel();
+  double total = summed.slice(0, n - 1, n).to(kF64).item();
+  std::vector<Tensor> averaged;
+  if (total > 0) {
+    Tensor mean = summed / total;
+    int64_t offset = 0;
+    for (const Tensor& g : grads) {
+      averaged.push_back(mean.slice(0, offset, offset + g.numel()).reshape(g.shape()));
+      offset += g.numel();
+    }
+  }
+  return {std::move(averaged), total * nominal};
 }
 
 std::vector<Tensor> MultiWorkerMirroredStrategy::reduce_gradients(const std::vector<Tensor>& grads) {

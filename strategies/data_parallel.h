@@ -42,7 +42,8 @@ class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
  private:
   // ReplicaContext
   int num_replicas() const override { return num_replicas_in_sync(); }
-  std::pair<std::vector<Tensor>, double> weighted_mean(const std::vector<Tensor>& grads, double weight) override;
+  std::pair<std::vector<Tensor>, double> weighted_mean(const std::vector<Tensor>& grads, double weight,
+                                                      double nominal) override;
   std::vector<double> sum(const std::vector<double>& values) override;
   uint64_t shared_seed() override;
 

@@ -34,8 +34,10 @@ class ReplicaContext {
 
   // sum_r(weight_r * grads_r) / sum_r(weight_r), and sum_r(weight_r). A replica with nothing to
   // contribute passes weight 0 (its grads are ignored, but must have the right shapes). When the total
-  // weight is 0 the returned gradients are undefined.
-  virtual std::pair<std::vector<Tensor>, double> weighted_mean(const std::vector<Tensor>& grads, double weight) = 0;
+  // weight is 0 the returned gradients are undefined. `nominal` is the usual weight, the same on every
+  // replica (fit passes the per-replica batch): a replica whose weight equals it needs no scaling pass.
+  virtual std::pair<std::vector<Tensor>, double> weighted_mean(const std::vector<Tensor>& grads, double weight,
+                                                              double nominal) = 0;
 
   // Elementwise sums across replicas.
   virtual std::vector<double> sum(const std::vector<double>& values) = 0;

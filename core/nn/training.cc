@@ -132,7 +132,7 @@ namespace {
 // One data-parallel step. batch is this replica's rows (nullopt: none this step). Returns the local loss
 // (or nullopt) and whether any replica had data (false: the epoch is over everywhere).
 bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<std::pair<Tensor, Tensor>>& batch,
-                     RunningMean& loss) {
+                     double nominal_rows, RunningMean& loss) {
   TrainingConfig& t = config(model);
   std::vector<Variable> vars = model.trainable_variables();
   std::vector<Tensor> grads;
@@ -151,7 +151,7 @@ bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<
   } else {
     for (const Variable& v : vars) grads.push_back(zeros_like(v.value_unwatched()));
   }
-  auto [averaged, total_rows] = ctx.weighted_mean(grads, rows);
+  auto [averaged, total_rows] = ctx.weighted_mean(grads, rows, nominal_rows);
   if (total_rows == 0) return false;
   t.optimizer->apply_gradients(averaged, vars);
   return true;
@@ -202,14 +202,20 @@ namespace {
 using NextBatch = std::function<std::optional<std::pair<Tensor, Tensor>>()>;
 
 // The epoch loop shared by fit over tensors and over datasets. steps < 0: unknown until the data ends.
-// sample_x: one batch's inputs, to build the model before training when distributed.
+// sample_x: one full per-replica batch's inputs (the same on every replica), to build the model before
+// training when distributed; its rows are the nominal weight of a step.
 History fit_loop(Model& model, const std::function<NextBatch(int epoch)>& epoch_batches, int64_t steps,
                  const FitOptions& options, const std::function<Tensor()>& sample_x) {
   if (options.epochs < 0) throw ValueError(str_cat("fit: epochs must not be negative, got ", options.epochs));
   ModelImpl& m = model.impl();
   TrainingConfig& t = config(m);
   ReplicaContext* ctx = current_replica_context();
-  if (ctx) build_and_sync(*ctx, m, sample_x());
+  double nominal_rows = 1;
+  if (ctx) {
+    Tensor sample = sample_x();
+    nominal_rows = static_cast<double>(std::max<int64_t>(1, sample.dim(0)));
+    build_and_sync(*ctx, m, sample);
+  }
   std::vector<CallbackPtr> callbacks = options.callbacks;
   bool shows_progress = options.verbose > 0 && (!ctx || ctx->replica_id() == 0);
   if (shows_progress) callbacks.insert(callbacks.begin(), ProgbarLogger(options.verbose));
@@ -233,7 +239,7 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch)>& epoch_
       for (const auto& cb : callbacks) cb->on_train_batch_begin(step, {});
       if (ctx) {
         // Every replica steps until none has data left: the last steps may be short or empty here.
-        if (!replicated_step(*ctx, m, batch, loss)) break;
+        if (!replicated_step(*ctx, m, batch, nominal_rows, loss)) break;
       } else {
         loss.add(train_step(m, batch->first, batch->second).at("loss"), static_cast<double>(batch->first.dim(0)));
       }
@@ -295,7 +301,7 @@ History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& op
                                            rows(y, *order, begin, end, !options.shuffle)};
         };
       },
-      steps, options, [&] { return x.slice(0, 0, 1); });
+      steps, options, [&] { return x.slice(0, 0, std::min(n, bs)); });
 }
 
 History fit(Model& model, const Dataset& dataset, const FitOptions& options) {

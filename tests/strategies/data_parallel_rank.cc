@@ -106,6 +106,7 @@ int main() {
     int replicas = strategy->num_replicas_in_sync();
     fit_matches_single_replica(*strategy, 8 * replicas * 4, 8);      // equal shards
     fit_matches_single_replica(*strategy, 8 * replicas * 3 + 3, 8);  // a short last step, some replicas empty
+    fit_matches_single_replica(*strategy, 8 * replicas - 3, 8);      // one step, short and uneven
     custom_loop_matches_single_replica(*strategy);
     std::printf("rank %d of %d (%s): %s\n", strategy->replica_id(), replicas,
                 std::string(distributed::backend_name(strategy->communicator().backend())).c_str(),

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Data-parallel scaling of the seed's model on this machine (issue 6's targets): samples per second of
+#   - one gradflow rank (one thread),
+#   - two independent single-rank runs at the same time (the hardware's own ceiling for two ranks),
+#   - gradflow on 2 data-parallel ranks through gfrun, with the MPI backend and with Gloo,
+#   - PyTorch alone and PyTorch DDP (Gloo) on 2 ranks (Debian's python3-torch; DDP's ranks started by gfrun,
+#     whose environment is torch's env:// contract),
+# per-replica batch 32 and 256, one epoch each, every configuration run 3 times in rotation; prints medians.
+# Usage: bench/data_parallel_scaling.sh [repetitions=3]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+reps=${1:-3}
+[[ -x build/bin/fashion_mnist && -x build/bin/gfrun ]] || scripts/build
+export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=1 OMPI_MCA_btl=self,vader
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+fm=(build/bin/fashion_mnist --epochs 1 --threads 1 --verbose 0)
+have_torch=0
+/usr/bin/python3 -c "import torch" 2>/dev/null && have_torch=1
+for batch in 32 256; do
+  for ((r = 0; r < reps; r++)); do
+    "${fm[@]}" --strategy none --batch-size "$batch" --metrics-json "$out/single_${batch}_$r.json" >/dev/null
+    "${fm[@]}" --strategy none --batch-size "$batch" --metrics-json "$out/pairA_${batch}_$r.json" >/dev/null &
+    "${fm[@]}" --strategy none --batch-size "$batch" --metrics-json "$out/pairB_${batch}_$r.json" >/dev/null
+    wait
+    build/bin/gfrun --backend mpi -np 2 -x OMP_WAIT_POLICY -x OMP_NUM_THREADS -x OMPI_MCA_btl "${fm[@]}" \
+      --batch-size "$batch" --metrics-json "$out/dpmpi_${batch}_$r.json" >/dev/null
+    build/bin/gfrun -np 2 "${fm[@]}" --batch-size "$batch" --metrics-json "$out/dpgloo_${batch}_$r.json" >/dev/null
+    if ((have_torch)); then
+      /usr/bin/python3 bench/pytorch_seed_model.py --batch-size "$batch" > "$out/torch_${batch}_$r.json"
+      build/bin/gfrun -np 2 /usr/bin/python3 bench/pytorch_ddp_seed_model.py --batch-size "$batch" \
+        > "$out/ddp_${batch}_$r.json"
+    fi
+  done
+done
+/usr/bin/python3 - "$out" "$reps" "$have_torch" <<'PY'
+import json, pathlib, statistics, sys
+out, reps, torch = pathlib.Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+def sps(name, batch, r):
+    d = json.loads((out / f"{name}_{batch}_{r}.json").read_text())
+    return d.get("samples_per_second") or 60000 / d["seconds_per_epoch"]
+for batch in (32, 256):
+    med = lambda f: statistics.median(f(r) for r in range(reps))
+    single = med(lambda r: sps("single", batch, r))
+    ceiling = med(lambda r: sps("pairA", batch, r) + sps("pairB", batch, r))
+    mpi = med(lambda r: sps("dpmpi", batch, r))
+    gloo = med(lambda r: sps("dpgloo", batch, r))
+    print(f"per-replica batch {batch}: samples/s, medians of {reps}")
+    print(f"  gradflow 1 rank            {single:9.0f}")
+    print(f"  2 independent single runs  {ceiling:9.0f}  (the ceiling)")
+    print(f"  gradflow 2 ranks, MPI      {mpi:9.0f}  = {mpi / single:.2f}x one rank, {mpi / ceiling:.0%} of the ceiling")
+    print(f"  gradflow 2 ranks, Gloo     {gloo:9.0f}  = {gloo / single:.2f}x one rank, {gloo / ceiling:.0%} of the ceiling")
+    if torch:
+        t1 = med(lambda r: sps("torch", batch, r))
+        ddp = med(lambda r: sps("ddp", batch, r))
+        print(f"  PyTorch 1 rank             {t1:9.0f}")
+        print(f"  PyTorch DDP 2 ranks, Gloo  {ddp:9.0f}  = {ddp / t1:.2f}x PyTorch's one rank")
+PY
