@@ -2,10 +2,10 @@
 // many, over the job's communicator (NCCL for GPU tensors, MPI or Gloo for CPU ones). Built from the
 // environment, so the same binary works under gfrun, mpirun, srun and TF_CONFIG.
 //
-// Gradients are averaged with one coalesced all-reduce per bucket (at most bucket_bytes each, filled in
-// reverse layer order, the order backward produces them), the buckets in flight together on the
-// communicator's progress thread. Each replica's gradients are weighted by its rows in the step, so
-// uneven last batches average exactly.
+// fit() averages gradients in one flat buffer with one all-reduce per step, each replica weighted by its
+// rows in the step, so uneven last batches average exactly. reduce_gradients() (custom loops) sends
+// buckets of at most bucket_bytes, filled in reverse layer order (the order backward produces them),
+// all in flight together on the communicator's progress thread.
 #pragma once
 
 #include <memory>
