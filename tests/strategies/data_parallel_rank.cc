@@ -3,8 +3,12 @@
 // (no dropout, SGD; 1e-5 relative), with fit() and with a custom GradientTape loop, including uneven last
 // batches where some replicas get no rows; evaluate() must report the single-replica values on every rank.
 // Prints "rank R: ... ok" lines; exits 0 when everything matched, 1 otherwise.
+// With DP_RANK_DIES=R, rank R instead exits in the middle of a long fit, with status 0 so that the
+// launcher does not step in: the others must fail by themselves with the communicator's error (exit 4)
+// rather than hang.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 
 #include "strategies/data_parallel.h"
 
@@ -98,12 +102,44 @@ void custom_loop_matches_single_replica(strategies::Strategy& strategy) {
 }  // namespace
 }  // namespace gradflow
 
+// A callback that ends this process after `steps` batches: a rank dying mid-fit.
+class DieAfter : public gradflow::Callback {
+ public:
+  explicit DieAfter(int64_t steps) : steps_(steps) {}
+  void on_train_batch_end(int64_t step, const gradflow::Logs&) override {
+    if (step + 1 == steps_) {
+      std::printf("rank dying after %lld steps\n", static_cast<long long>(steps_));
+      std::fflush(stdout);
+      std::_Exit(0);
+    }
+  }
+
+ private:
+  int64_t steps_;
+};
+
 int main() {
   using namespace gradflow;
   try {
     set_num_threads(1);
     auto strategy = strategies::DataParallelStrategy::from_environment({.timeout = std::chrono::seconds(120)});
     int replicas = strategy->num_replicas_in_sync();
+    if (const char* dies = std::getenv("DP_RANK_DIES")) {
+      Tensor x = random_uniform({4096, 8}, -1, 1, kF32, kCPU, 1), y = random_uniform({4096}, 0, 4, kF32, kCPU, 2).to(kI64);
+      Sequential model = make_model();
+      model.compile("sgd", "sparse_categorical_crossentropy");
+      auto scope = strategy->scope();
+      std::vector<CallbackPtr> callbacks;
+      if (std::atoi(dies) == strategy->replica_id()) callbacks.push_back(std::make_shared<DieAfter>(20));
+      try {
+        model.fit(x, y, {.epochs = 1000, .batch_size = 8, .callbacks = callbacks, .verbose = 0});
+      } catch (const distributed::CollectiveError& e) {
+        std::printf("rank %d: fit failed as it should: %s\n", strategy->replica_id(), e.what());
+        return 4;
+      }
+      std::printf("rank %d: FAILED: fit finished although a rank died\n", strategy->replica_id());
+      return 1;
+    }
     fit_matches_single_replica(*strategy, 8 * replicas * 4, 8);      // equal shards
     fit_matches_single_replica(*strategy, 8 * replicas * 3 + 3, 8);  // a short last step, some replicas empty
     fit_matches_single_replica(*strategy, 8 * replicas - 3, 8);      // one step, short and uneven
