@@ -69,6 +69,20 @@ def idx(type_code: int, dims, fmt: str, values) -> bytes:
     return header + b"".join(struct.pack(">" + fmt, v) for v in values)
 
 
+def safetensors(entries, metadata=None) -> bytes:
+    """entries: (name, dtype, shape, raw bytes); laid out in order."""
+    import json
+    header, data = {}, b""
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, dtype, shape, raw in entries:
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
 def write(target: str, name: str, data: bytes) -> None:
     d = HERE / "corpus" / target
     d.mkdir(parents=True, exist_ok=True)
@@ -95,6 +109,13 @@ def main() -> None:
     write("csv", "missing", b"\x09a,b\n1,\n,2.5\n\n")
     write("csv", "semicolon", b"\x02" + b"0.25; 7;255;1;1.5\n-1;-8;0;false;2\n")
 
+    write("safetensors", "one", safetensors([("w", "F32", [2, 2], struct.pack("<4f", 1, 2, 3, 4))]))
+    write("safetensors", "mixed", safetensors([("a", "F64", [2], struct.pack("<2d", 0.5, -1)),
+                                               ("b", "I64", [1], struct.pack("<q", 7)),
+                                               ("c", "BF16", [2], b"\x80\x3f\x00\x40"),
+                                               ("d", "BOOL", [3], b"\x01\x00\x01"),
+                                               ("e", "F32", [0, 3], b"")], {"step": "3"}))
+    write("safetensors", "empty", safetensors([]))
     write("idx", "labels", idx(0x08, [5], "B", [0, 1, 2, 9, 255]))
     write("idx", "images", idx(0x08, [2, 2, 3], "B", range(12)))
     write("idx", "floats", idx(0x0D, [2, 2], "f", [0.5, -1.0, 3.25, 0.0]))
