@@ -1,0 +1,142 @@
+// CheckpointManager: exact resume (weights, optimizer slots and iterations, RNG for dropout), the atomic
+// layout, pruning, and damaged checkpoints falling back to the previous good one.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/checkpoint/checkpoint.h"
+#include "core/gradflow.h"
+#include "core/io/safetensors.h"
+
+namespace gradflow {
+namespace {
+
+namespace fs = std::filesystem;
+
+class CheckpointTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (fs::temp_directory_path() / ("gradflow_ckpt_" + std::to_string(::getpid()))).string();
+    fs::remove_all(dir_);
+    x_ = random_uniform({64, 6}, -1, 1, kF32, kCPU, 1);
+    y_ = random_uniform({64}, 0, 3, kF32, kCPU, 2).to(kI64);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  Sequential fresh_model() {
+    reset_layer_names();  // the same variable names every time, as in a restarted process
+    Sequential m({Dense(8, {.activation = "relu", .input_shape = Shape{6}}), Dropout(0.3),
+                  Dense(3, {.activation = "softmax"})});
+    m.compile("adam", "sparse_categorical_crossentropy");
+    return m;
+  }
+  void train(Sequential& m, int steps) {
+    for (int s = 0; s < steps; ++s) train_step(m.impl(), x_.slice(0, s % 4 * 16, s % 4 * 16 + 16), y_.slice(0, s % 4 * 16, s % 4 * 16 + 16));
+  }
+  static std::vector<std::vector<float>> weights(Sequential& m) {
+    std::vector<std::vector<float>> out;
+    for (const Variable& v : m.variables()) out.push_back(v.value_unwatched().reshape({-1}).to_vector<float>());
+    return out;
+  }
+
+  std::string dir_;
+  Tensor x_, y_;
+};
+
+TEST_F(CheckpointTest, ResumingGivesBitwiseTheSameWeightsAsNotStopping) {
+  set_seed(5);
+  Sequential uninterrupted = fresh_model();
+  train(uninterrupted, 7);
+  CheckpointManager ckpt(dir_, uninterrupted);
+  std::string path = ckpt.save(7, 1, {{"note", "mid-run"}});
+  EXPECT_EQ(path, dir_ + "/ckpt-7");
+  train(uninterrupted, 9);
+
+  set_seed(123);  // a restarted process starts elsewhere; the checkpoint brings the RNG state back
+  Sequential resumed = fresh_model();
+  CheckpointManager again(dir_, resumed);
+  std::optional<CheckpointInfo> info = again.restore_latest();
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->step, 7);
+  EXPECT_EQ(info->epoch, 1);
+  EXPECT_EQ(info->extra.at("note"), "mid-run");
+  EXPECT_EQ(resumed.impl().training->optimizer->iterations(), 7);
+  train(resumed, 9);
+  EXPECT_EQ(weights(resumed), weights(uninterrupted));
+}
+
+TEST_F(CheckpointTest, LayoutLatestAndPruning) {
+  Sequential m = fresh_model();
+  train(m, 1);
+  CheckpointManager ckpt(dir_, m, {.max_to_keep = 2});
+  for (int step : {10, 20, 30, 40}) ckpt.save(step);
+  EXPECT_EQ(ckpt.checkpoints(), (std::vector<std::string>{dir_ + "/ckpt-30", dir_ + "/ckpt-40"}));
+  std::ifstream latest(dir_ + "/latest");
+  std::string name;
+  latest >> name;
+  EXPECT_EQ(name, "ckpt-40");
+  for (const char* file : {"meta.json", "model.safetensors", "optimizer.safetensors"}) {
+    EXPECT_TRUE(fs::exists(dir_ + "/ckpt-40/" + file)) << file;
+  }
+  absl::StatusOr<SafetensorsFile> model = read_safetensors(dir_ + "/ckpt-40/model.safetensors");
+  ASSERT_TRUE(model.ok());
+  EXPECT_TRUE(model->tensors.count("dense/kernel"));
+  absl::StatusOr<SafetensorsFile> opt = read_safetensors(dir_ + "/ckpt-40/optimizer.safetensors");
+  ASSERT_TRUE(opt.ok());
+  EXPECT_TRUE(opt->tensors.count("dense/kernel/adam_m")) << "slots are named <variable>/<slot>";
+  EXPECT_TRUE(opt->tensors.count("iteration"));
+}
+
+TEST_F(CheckpointTest, DamagedNewestFallsBackToThePreviousGoodOne) {
+  Sequential m = fresh_model();
+  train(m, 2);
+  CheckpointManager ckpt(dir_, m, {.max_to_keep = 0});
+  ckpt.save(1);
+  std::vector<std::vector<float>> at_one = weights(m);
+  train(m, 2);
+  ckpt.save(2);
+  ckpt.save(3);
+  {  // step 3: one flipped byte in the data
+    std::fstream f(dir_ + "/ckpt-3/model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-3, std::ios::end);
+    f.put('\x7f');
+  }
+  fs::resize_file(dir_ + "/ckpt-2/optimizer.safetensors", 10);  // step 2: truncated
+  fs::create_directories(dir_ + "/.ckpt-4.tmp-999");              // an interrupted save: ignored
+  Sequential restored = fresh_model();
+  train(restored, 1);
+  CheckpointManager again(dir_, restored);
+  EXPECT_THROW(again.restore(dir_ + "/ckpt-3"), ValueError);
+  ::testing::internal::CaptureStderr();
+  std::optional<CheckpointInfo> info = again.restore_latest();
+  std::string log = ::testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(info.has_value());
+  EXPECT_EQ(info->step, 1);
+  EXPECT_NE(log.find("ckpt-3/model.safetensors: sha256 does not match"), std::string::npos) << log;
+  EXPECT_NE(log.find("ckpt-2/optimizer.safetensors: 10 bytes"), std::string::npos) << log;
+  EXPECT_EQ(weights(restored), at_one);
+}
+
+TEST_F(CheckpointTest, AModelWithOtherVariablesIsRefusedUntouched) {
+  Sequential m = fresh_model();
+  train(m, 1);
+  CheckpointManager(dir_, m).save(1);
+  reset_layer_names();
+  Sequential other({Dense(9, {.input_shape = Shape{6}}), Dense(3)});
+  other.compile("adam", "mse");
+  std::vector<float> before = other.variables()[0].value_unwatched().reshape({-1}).to_vector<float>();
+  CheckpointManager ckpt(dir_, other);
+  try {
+    ckpt.restore(dir_ + "/ckpt-1");
+    ADD_FAILURE() << "restored into a model of other shapes";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("\"dense/kernel\" is [6,8] f32 but the model's is [6,9] f32"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(other.variables()[0].value_unwatched().reshape({-1}).to_vector<float>(), before);
+  EXPECT_FALSE(CheckpointManager(dir_ + "/empty", other).restore_latest().has_value());
+}
+
+}  // namespace
+}  // namespace gradflow
