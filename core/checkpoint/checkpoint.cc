@@ -64,8 +64,8 @@ std::vector<std::pair<std::string, Tensor>> named_values(const std::vector<Varia
   return out;
 }
 
-optimizers::Optimizer* optimizer_of(Model& model) {
-  return model.impl().training ? model.impl().training->optimizer.get() : nullptr;
+optimizers::Optimizer* optimizer_of(ModelImpl& model) {
+  return model.training ? model.training->optimizer.get() : nullptr;
 }
 
 // Checks that file holds a value for every variable, of its shape and dtype; the values to assign.
@@ -116,7 +116,7 @@ std::string sha256_file(const std::string& path) {
   return out;
 }
 
-CheckpointManager::CheckpointManager(std::string dir, Model& model, CheckpointOptions options)
+CheckpointManager::CheckpointManager(std::string dir, ModelImpl& model, CheckpointOptions options)
     : dir_(std::move(dir)), model_(model), options_(options) {
   std::error_code ec;
   fs::create_directories(dir_, ec);

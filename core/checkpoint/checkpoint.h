@@ -15,7 +15,8 @@
 // the model, before changing anything; restore_latest() falls back to the previous checkpoint when the
 // newest is damaged, saying which file and what is wrong.
 //
-// Not yet (docs/checkpoints.md): several ranks writing shards, async saves, resharding, the fit callback.
+// BackupAndRestore (core/nn/callbacks.h) does this for fit(): resume at the epoch where a job stopped.
+// Not yet (docs/checkpoints.md): several ranks writing shards, async saves, resharding.
 #pragma once
 
 #include <cstdint>
@@ -42,7 +43,9 @@ struct CheckpointInfo {
 class CheckpointManager {
  public:
   // dir is created when missing. The model must be compiled for the optimizer to be saved too.
-  CheckpointManager(std::string dir, Model& model, CheckpointOptions options = {});
+  CheckpointManager(std::string dir, Model& model, CheckpointOptions options = {})
+      : CheckpointManager(std::move(dir), model.impl(), options) {}
+  CheckpointManager(std::string dir, ModelImpl& model, CheckpointOptions options = {});
 
   // Saves the model (built: it must have variables), the optimizer (when compiled) and the global RNG state
   // as checkpoint `step`; returns its path. Error (with the path) when anything cannot be written.
@@ -62,7 +65,7 @@ class CheckpointManager {
 
  private:
   std::string dir_;
-  Model& model_;
+  ModelImpl& model_;
   CheckpointOptions options_;
 };
 

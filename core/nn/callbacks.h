@@ -75,6 +75,11 @@ struct TensorBoardOptions {
 // epoch_<metric> (and batch_* with a numeric update_freq), weight histograms and the layer graph.
 CallbackPtr TensorBoard(TensorBoardOptions options = {});
 
+// Keras' BackupAndRestore: at the end of every epoch, a checkpoint of the model, optimizer and RNG in
+// backup_dir (core/checkpoint); when fit starts and a checkpoint is there, training resumes after the
+// epoch it recorded, bitwise as if it had not stopped. Give every run of a job the same backup_dir.
+CallbackPtr BackupAndRestore(std::string backup_dir);
+
 // Formats one Keras log value (" - loss: 0.4977").
 std::string format_logs(const Logs& logs);
 

@@ -215,6 +215,11 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch)>& epoch_
     Tensor sample = sample_x();
     nominal_rows = static_cast<double>(std::max<int64_t>(1, sample.dim(0)));
     build_and_sync(*ctx, m, sample);
+  } else if (m.variables().empty()) {
+    // Build before the callbacks start, so that they see the variables (BackupAndRestore restores into
+    // them). The inference-mode forward draws nothing from the RNG beyond the initializers' own draws.
+    autodiff::SuspendRecording no_record;
+    m.forward({sample_x()}, false);
   }
   std::vector<CallbackPtr> callbacks = options.callbacks;
   bool shows_progress = options.verbose > 0 && (!ctx || ctx->replica_id() == 0);
@@ -224,9 +229,11 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch)>& epoch_
     cb->set_params(options.epochs, steps);
   }
   t.stop_training = false;
+  t.resume_epoch = -1;
   History history;
   for (const auto& cb : callbacks) cb->on_train_begin({});
-  for (int epoch = options.initial_epoch; epoch < options.epochs && !t.stop_training; ++epoch) {
+  int first_epoch = std::max(options.initial_epoch, t.resume_epoch);
+  for (int epoch = first_epoch; epoch < options.epochs && !t.stop_training; ++epoch) {
     for (const auto& cb : callbacks) cb->on_epoch_begin(epoch, {});
     reset_metrics(t);
     RunningMean loss;

@@ -51,6 +51,7 @@ struct TrainingConfig {
   std::shared_ptr<losses::Loss> loss;
   std::vector<std::shared_ptr<metrics::Metric>> metrics;
   bool stop_training = false;  // set by callbacks (EarlyStopping) to end fit after this epoch
+  int resume_epoch = -1;       // set by a callback's on_train_begin (BackupAndRestore): fit starts there
 };
 double current_learning_rate(const TrainingConfig& t);
 void set_learning_rate(TrainingConfig& t, double lr);

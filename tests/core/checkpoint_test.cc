@@ -140,3 +140,45 @@ TEST_F(CheckpointTest, AModelWithOtherVariablesIsRefusedUntouched) {
 
 }  // namespace
 }  // namespace gradflow
+
+namespace gradflow {
+namespace {
+
+// A crash after epoch `after` ended (and BackupAndRestore saved it).
+class CrashAfterEpoch : public Callback {
+ public:
+  explicit CrashAfterEpoch(int after) : after_(after) {}
+  void on_epoch_end(int epoch, const Logs&) override {
+    if (epoch == after_) throw std::runtime_error("simulated crash");
+  }
+
+ private:
+  int after_;
+};
+
+TEST_F(CheckpointTest, BackupAndRestoreResumesFitBitwiseAfterACrash) {
+  auto model_without_input_shape = [] {
+    reset_layer_names();
+    Sequential m({Dense(8, {.activation = "relu"}), Dropout(0.3), Dense(3, {.activation = "softmax"})});
+    m.compile("adam", "sparse_categorical_crossentropy");
+    return m;
+  };
+  set_seed(11);
+  Sequential uninterrupted = model_without_input_shape();
+  uninterrupted.fit(x_, y_, {.epochs = 4, .batch_size = 16, .verbose = 0});
+
+  set_seed(11);
+  Sequential crashing = model_without_input_shape();
+  EXPECT_THROW(crashing.fit(x_, y_, {.epochs = 4, .batch_size = 16,
+                                     .callbacks = {BackupAndRestore(dir_), std::make_shared<CrashAfterEpoch>(1)},
+                                     .verbose = 0}),
+               std::runtime_error);
+  set_seed(999);  // the restarted process
+  Sequential resumed = model_without_input_shape();
+  History h = resumed.fit(x_, y_, {.epochs = 4, .batch_size = 16, .callbacks = {BackupAndRestore(dir_)}, .verbose = 0});
+  EXPECT_EQ(h.epoch, (std::vector<int>{2, 3})) << "epochs 0 and 1 were done before the crash";
+  EXPECT_EQ(weights(resumed), weights(uninterrupted));
+}
+
+}  // namespace
+}  // namespace gradflow
