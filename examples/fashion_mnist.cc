@@ -12,11 +12,16 @@
 // same. `--strategy none` trains each rank alone.
 //
 //   build/bin/gfrun -np 2 build/bin/fashion_mnist --threads 1
+//
+// With --checkpoint-dir it saves every epoch and resumes from the latest checkpoint there, so a job under
+// `gfrun --max-restarts N` continues where it died.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <fstream>
 #include <iostream>
 #include <omp.h>
+#include <csignal>
+#include <cstdlib>
 
 #include "cluster/environment.h"
 #include "core/gradflow.h"
@@ -24,12 +29,26 @@
 
 using namespace gradflow;
 
+// For the resume tests: the process dies (as kill -9 would do it) after an epoch's checkpoint is written.
+class KillAfterEpoch : public Callback {
+ public:
+  explicit KillAfterEpoch(int epoch) : epoch_(epoch) {}
+  void on_epoch_end(int epoch, const Logs&) override {
+    if (epoch == epoch_) ::raise(SIGKILL);
+  }
+
+ private:
+  int epoch_;
+};
+
 int main(int argc, char** argv) {
   CLI::App app{"Train the seed's Keras model on Fashion-MNIST"};
   int epochs = 5, threads = 0, verbose = 1;
   int64_t batch_size = 32;
   uint64_t seed = 42;
-  std::string data_dir = "/usr/share/datasets/fashion-mnist", logdir, metrics_json, strategy_name = "auto";
+  std::string data_dir = "/usr/share/datasets/fashion-mnist", logdir, metrics_json, strategy_name = "auto",
+              checkpoint_dir;
+  int kill_after_epoch = -1;
   app.add_option("--epochs", epochs, "passes over the training set")->check(CLI::PositiveNumber);
   app.add_option("--batch-size", batch_size, "examples per step")->check(CLI::PositiveNumber);
   app.add_option("--seed", seed, "seed for initial weights, dropout and shuffling");
@@ -40,6 +59,9 @@ int main(int argc, char** argv) {
   app.add_option("--verbose", verbose, "0 silent, 1 progress bar, 2 one line per epoch");
   app.add_option("--strategy", strategy_name, "auto: data-parallel when started as several ranks; none")
       ->check(CLI::IsMember({"auto", "none"}));
+  app.add_option("--checkpoint-dir", checkpoint_dir, "save every epoch here; resume from the latest when present");
+  app.add_option("--kill-after-epoch", kill_after_epoch,
+                 "testing: rank 0 kills itself (SIGKILL) after this epoch on a job's first try");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -69,6 +91,11 @@ int main(int argc, char** argv) {
     model.compile(std::make_shared<optimizers::Adam>(), "sparse_categorical_crossentropy", {"accuracy"});
     std::vector<CallbackPtr> callbacks;
     if (!logdir.empty() && chief) callbacks.push_back(TensorBoard({.log_dir = logdir}));
+    if (!checkpoint_dir.empty()) callbacks.push_back(BackupAndRestore(checkpoint_dir));
+    const char* restart = std::getenv("GRADFLOW_RESTART_COUNT");
+    if (kill_after_epoch >= 0 && chief && (!restart || std::string(restart) == "0")) {
+      callbacks.push_back(std::make_shared<KillAfterEpoch>(kill_after_epoch));
+    }
     auto start = std::chrono::steady_clock::now();
     model.fit(x_train, y_train, {.epochs = epochs, .batch_size = batch_size, .callbacks = callbacks, .verbose = verbose});
     double seconds_per_epoch = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / epochs;
@@ -78,6 +105,7 @@ int main(int argc, char** argv) {
     std::printf("test_loss=%.4f test_accuracy=%.4f\n", result["loss"], result["accuracy"]);
     if (!metrics_json.empty()) {
       std::ofstream out(metrics_json);
+      out.precision(17);  // resume tests compare runs exactly
       out << "{\"test_loss\": " << result["loss"] << ", \"test_accuracy\": " << result["accuracy"]
           << ", \"seconds_per_epoch\": " << seconds_per_epoch << ", \"replicas\": " << strategy->num_replicas_in_sync()
           << ", \"samples_per_second\": " << x_train.dim(0) / seconds_per_epoch << "}\n";

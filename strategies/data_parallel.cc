@@ -1,7 +1,6 @@
 #include "strategies/data_parallel.h"
 
 #include <algorithm>
-#include <random>
 
 namespace gradflow::strategies {
 
@@ -117,8 +116,9 @@ std::vector<double> MultiWorkerMirroredStrategy::sum(const std::vector<double>& 
 }
 
 uint64_t MultiWorkerMirroredStrategy::shared_seed() {
-  std::random_device random;
-  int64_t mine = static_cast<int64_t>((uint64_t{random()} << 31) ^ random());
+  // Drawn from replica 0's global generator, so a run seeded with set_seed() repeats exactly (and a
+  // checkpoint, which saves that generator, resumes with the same shuffles).
+  int64_t mine = static_cast<int64_t>(random_uniform({1}, 0, 9007199254740992.0, kF64).item());
   Tensor seed = comm_->broadcast({from_vector<int64_t>({mine}, {1})}, {.root = 0})->result()[0];
   return static_cast<uint64_t>(seed.to_vector<int64_t>()[0]);
 }

@@ -42,7 +42,8 @@ class ReplicaContext {
   // Elementwise sums across replicas.
   virtual std::vector<double> sum(const std::vector<double>& values) = 0;
 
-  // A random seed drawn by replica 0, the same on every replica.
+  // A seed drawn by replica 0 (from its global generator, so set_seed() makes runs repeat), the same on
+  // every replica.
   virtual uint64_t shared_seed() = 0;
 };
 

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Exact resume of the seed's model under gfrun --max-restarts: an uninterrupted 3-epoch run, and a run
+# whose process is SIGKILLed after epoch 1 on its first try, restarted by gfrun and resumed from
+# --checkpoint-dir; the final test loss and accuracy must be identical (the weights are bitwise equal).
+# Usage: resume_test.sh GFRUN FASHION_MNIST
+set -uo pipefail
+gfrun=$1 program=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+common=(--epochs 3 --threads 1 --verbose 0 --seed 7 --batch-size 64)
+"$gfrun" -np 1 "$program" "${common[@]}" --metrics-json "$work/uninterrupted.json" || { echo "FAIL: first run"; exit 1; }
+out=$("$gfrun" -np 1 --max-restarts 1 "$program" "${common[@]}" --checkpoint-dir "$work/ckpt" \
+  --kill-after-epoch 1 --metrics-json "$work/resumed.json" 2>&1)
+status=$?
+echo "$out"
+[[ $status -eq 0 ]] || { echo "FAIL: the restarted job exited with $status"; exit 1; }
+grep -q "was killed by signal 9" <<<"$out" || { echo "FAIL: the first try should have been killed"; exit 1; }
+grep -q "restarting the job (restart 1 of 1)" <<<"$out" || { echo "FAIL: no restart"; exit 1; }
+ls "$work/ckpt"
+a=$(sed 's/, "seconds_per_epoch".*//' "$work/uninterrupted.json")
+b=$(sed 's/, "seconds_per_epoch".*//' "$work/resumed.json")
+echo "uninterrupted: $a"
+echo "resumed:       $b"
+[[ "$a" == "$b" ]] || { echo "FAIL: the resumed run ended elsewhere"; exit 1; }
+echo "resume_test.sh: PASS"
