@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/io/safetensors.h"
+#include "core/nn/replica_context.h"
 #include "core/tensor/error.h"
 #include "core/tensor/random.h"
 #include "nlohmann/json.hpp"
@@ -134,6 +135,10 @@ std::string CheckpointManager::save(int64_t step, int64_t epoch, const std::map<
                       {"world_size", 1}, {"extra", extra}};
   GeneratorState rng = global_generator().state();
   meta["rng"] = {{"seed", rng.seed}, {"next_stream", rng.next_stream}};
+  if (!replica_rng_.empty()) {
+    meta["rng_replicas"] = nlohmann::json::array();
+    for (const GeneratorState& r : replica_rng_) meta["rng_replicas"].push_back({{"seed", r.seed}, {"next_stream", r.next_stream}});
+  }
   std::vector<std::pair<std::string, std::vector<std::pair<std::string, Tensor>>>> files{
       {"model.safetensors", named_values(vars)}};
   if (optimizers::Optimizer* opt = optimizer_of(model_)) {
@@ -200,9 +205,14 @@ CheckpointInfo CheckpointManager::restore(const std::string& path) {
   }
   for (size_t i = 0; i < vars.size(); ++i) vars[i].assign(values[i]);
   for (size_t i = 0; i < slots.size(); ++i) slots[i].assign(slot_values[i]);
-  if (meta.contains("rng")) {
-    global_generator().set_state({meta["rng"].value("seed", uint64_t{0}), meta["rng"].value("next_stream", uint64_t{0})});
+  // A data-parallel checkpoint holds every replica's generator: each takes its own.
+  ReplicaContext* ctx = current_replica_context();
+  const nlohmann::json* rng = meta.contains("rng") ? &meta["rng"] : nullptr;
+  if (ctx && meta.contains("rng_replicas") && meta["rng_replicas"].is_array() &&
+      static_cast<int>(meta["rng_replicas"].size()) == ctx->num_replicas()) {
+    rng = &meta["rng_replicas"][ctx->replica_id()];
   }
+  if (rng) global_generator().set_state({rng->value("seed", uint64_t{0}), rng->value("next_stream", uint64_t{0})});
   CheckpointInfo info{path, meta.value("step", int64_t{0}), meta.value("epoch", int64_t{0}), {}};
   if (meta.contains("extra") && meta["extra"].is_object()) info.extra = meta["extra"].get<std::map<std::string, std::string>>();
   return info;

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "core/nn/model.h"
+#include "core/tensor/random.h"
 
 namespace gradflow {
 
@@ -63,10 +64,15 @@ class CheckpointManager {
   // The complete checkpoints in dir (those with a meta.json), by ascending step.
   std::vector<std::string> checkpoints() const;
 
+  // Data-parallel jobs: every replica's generator state (by replica id), saved by the next save() beside
+  // this process's; a restore under a ReplicaContext then gives each replica its own back.
+  void set_replica_rng_states(std::vector<GeneratorState> states) { replica_rng_ = std::move(states); }
+
  private:
   std::string dir_;
   ModelImpl& model_;
   CheckpointOptions options_;
+  std::vector<GeneratorState> replica_rng_;
 };
 
 // The sha256 of a file's bytes, as lowercase hex.

@@ -2,19 +2,22 @@
 # Exact resume of the seed's model under gfrun --max-restarts: an uninterrupted 3-epoch run, and a run
 # whose process is SIGKILLed after epoch 1 on its first try, restarted by gfrun and resumed from
 # --checkpoint-dir; the final test loss and accuracy must be identical (the weights are bitwise equal).
-# Usage: resume_test.sh GFRUN FASHION_MNIST
+# With NP > 1 the job is data-parallel (each replica's generator is in the checkpoint too).
+# Usage: resume_test.sh GFRUN FASHION_MNIST [NP [gfrun options...]]
 set -uo pipefail
-gfrun=$1 program=$2
+gfrun=$1 program=$2 np=${3:-1}
+shift 3 2>/dev/null || shift $#
+launcher=("$gfrun" -np "$np" "$@")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 common=(--epochs 3 --threads 1 --verbose 0 --seed 7 --batch-size 64)
-"$gfrun" -np 1 "$program" "${common[@]}" --metrics-json "$work/uninterrupted.json" || { echo "FAIL: first run"; exit 1; }
-out=$("$gfrun" -np 1 --max-restarts 1 "$program" "${common[@]}" --checkpoint-dir "$work/ckpt" \
+"${launcher[@]}" "$program" "${common[@]}" --metrics-json "$work/uninterrupted.json" || { echo "FAIL: first run"; exit 1; }
+out=$("${launcher[@]}" --max-restarts 1 "$program" "${common[@]}" --checkpoint-dir "$work/ckpt" \
   --kill-after-epoch 1 --metrics-json "$work/resumed.json" 2>&1)
 status=$?
 echo "$out"
 [[ $status -eq 0 ]] || { echo "FAIL: the restarted job exited with $status"; exit 1; }
-grep -q "was killed by signal 9" <<<"$out" || { echo "FAIL: the first try should have been killed"; exit 1; }
+grep -qE "killed by signal 9|signal 9 \(Killed\)" <<<"$out" || { echo "FAIL: the first try should have been killed"; exit 1; }
 grep -q "restarting the job (restart 1 of 1)" <<<"$out" || { echo "FAIL: no restart"; exit 1; }
 ls "$work/ckpt"
 a=$(sed 's/, "seconds_per_epoch".*//' "$work/uninterrupted.json")
