@@ -148,11 +148,15 @@ class GlooEngine : public Engine {
 
   void all_reduce(const void* in, void* out, int64_t count, DType dtype, ReduceOp op, Timeout timeout) override {
     if (count == 0) return;
-    size_t bytes = count * dtype_size(dtype);
-    if (in != out) std::memcpy(out, in, bytes);  // Gloo's ring reduces in place
     guarded("all_reduce", [&] {
       gloo::AllreduceOptions opts(context_);
-      with_type(dtype, [&](auto t) { opts.setOutput(static_cast<decltype(t)*>(out), count); });
+      opts.setAlgorithm(gloo::AllreduceOptions::Algorithm::RING);
+      with_type(dtype, [&](auto t) {
+        using T = decltype(t);
+        // Separate input and output: Gloo's ring reads the input as it goes, no copy beforehand.
+        if (in != out) opts.setInput(const_cast<T*>(static_cast<const T*>(in)), count);
+        opts.setOutput(static_cast<T*>(out), count);
+      });
       opts.setReduceFunction(reduce_fn(dtype, op));
       opts.setTimeout(timeout);
       gloo::allreduce(opts);
