@@ -15,7 +15,7 @@ import time
 import torch
 import torch.distributed as dist
 
-from pytorch_seed_model import read_idx
+from pytorch_seed_model import load_fashion_mnist, seed_model
 
 
 def main():
@@ -28,13 +28,8 @@ def main():
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(42)
-    d = args.data_dir
-    x = torch.tensor(read_idx(f"{d}/train-images-idx3-ubyte.gz"), dtype=torch.float32).reshape(-1, 784) / 255
-    y = torch.tensor(read_idx(f"{d}/train-labels-idx1-ubyte.gz"), dtype=torch.int64)
-    xt = torch.tensor(read_idx(f"{d}/t10k-images-idx3-ubyte.gz"), dtype=torch.float32).reshape(-1, 784) / 255
-    yt = torch.tensor(read_idx(f"{d}/t10k-labels-idx1-ubyte.gz"), dtype=torch.int64)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Dropout(0.2),
-                                torch.nn.Linear(128, 10))
+    x, y, xt, yt = load_fashion_mnist(args.data_dir)
+    model = seed_model()
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.Adam(ddp.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = torch.nn.CrossEntropyLoss()

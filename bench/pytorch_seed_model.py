@@ -22,6 +22,20 @@ def read_idx(path):
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank).reshape(dims)
 
 
+def load_fashion_mnist(d):
+    """Training images, labels, test images, labels: flattened f32 images in [0, 1], int64 labels."""
+    images = lambda name: torch.tensor(read_idx(f"{d}/{name}"), dtype=torch.float32).reshape(-1, 784) / 255
+    labels = lambda name: torch.tensor(read_idx(f"{d}/{name}"), dtype=torch.int64)
+    return (images("train-images-idx3-ubyte.gz"), labels("train-labels-idx1-ubyte.gz"),
+            images("t10k-images-idx3-ubyte.gz"), labels("t10k-labels-idx1-ubyte.gz"))
+
+
+def seed_model():
+    """Flatten (done by the loader), Dense(128, relu), Dropout(0.2), Dense(10) (softmax in the loss)."""
+    return torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+                               torch.nn.Linear(128, 10))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=1)
@@ -30,13 +44,8 @@ def main():
     args = p.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(42)
-    d = args.data_dir
-    x = torch.tensor(read_idx(f"{d}/train-images-idx3-ubyte.gz"), dtype=torch.float32).reshape(-1, 784) / 255
-    y = torch.tensor(read_idx(f"{d}/train-labels-idx1-ubyte.gz"), dtype=torch.int64)
-    xt = torch.tensor(read_idx(f"{d}/t10k-images-idx3-ubyte.gz"), dtype=torch.float32).reshape(-1, 784) / 255
-    yt = torch.tensor(read_idx(f"{d}/t10k-labels-idx1-ubyte.gz"), dtype=torch.int64)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Dropout(0.2),
-                                torch.nn.Linear(128, 10))
+    x, y, xt, yt = load_fashion_mnist(args.data_dir)
+    model = seed_model()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = torch.nn.CrossEntropyLoss()
     start = time.perf_counter()

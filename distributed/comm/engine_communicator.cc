@@ -195,37 +195,36 @@ WorkPtr EngineCommunicator::all_reduce(std::vector<Tensor> tensors, const AllRed
     }
     tensors = {std::move(t)};
   }
-  std::vector<std::vector<size_t>> groups = groups_by_dtype(tensors);
-  std::vector<ReducePlan> plans;
-  for (const auto& g : groups) plans.push_back(plan_reduction("all_reduce", tensors[g[0]].dtype(), options.op));
   auto signature = [=] { return str_cat("all_reduce(", describe(tensors), ", ", reduce_op_name(options.op), ")"); };
-  return submit("all_reduce", signature, true, options.timeout, options.async_op,
-                [this, tensors = std::move(tensors), groups, plans, op = options.op](Timeout timeout) {
-                  std::vector<Tensor> result(tensors.size());
-                  for (size_t g = 0; g < groups.size(); ++g) {
-                    std::vector<Tensor> group = pick(tensors, groups[g]);
-                    Tensor packed = reduce_packed(group, plans[g], op, 0, timeout, true);
-                    std::vector<Tensor> parts = unpack(packed, group);
-                    for (size_t i = 0; i < parts.size(); ++i) result[groups[g][i]] = parts[i];
-                  }
-                  return result;
-                });
+  return submit_reduction("all_reduce", std::move(signature), std::move(tensors), options.op, std::nullopt,
+                          options.timeout, options.async_op);
 }
 
 WorkPtr EngineCommunicator::reduce(std::vector<Tensor> tensors, const ReduceOptions& options) {
   check_list("reduce", tensors);
   check_rank("reduce: root", options.root);
+  auto signature = [=] {
+    return str_cat("reduce(", describe(tensors), ", ", reduce_op_name(options.op), ", root ", options.root, ")");
+  };
+  return submit_reduction("reduce", std::move(signature), std::move(tensors), options.op, options.root,
+                          options.timeout, options.async_op);
+}
+
+// all_reduce (root unset) and reduce: one engine call per dtype group of the packed tensors; the result
+// is the reduced tensors, or on a reduce's non-root ranks the inputs.
+WorkPtr EngineCommunicator::submit_reduction(const char* name, std::function<std::string()> signature,
+                                             std::vector<Tensor> tensors, ReduceOp op, std::optional<int> root,
+                                             const std::optional<Timeout>& timeout, bool async) {
   std::vector<std::vector<size_t>> groups = groups_by_dtype(tensors);
   std::vector<ReducePlan> plans;
-  for (const auto& g : groups) plans.push_back(plan_reduction("reduce", tensors[g[0]].dtype(), options.op));
-  auto signature = [=] { return str_cat("reduce(", describe(tensors), ", ", reduce_op_name(options.op), ", root ", options.root, ")"); };
-  return submit("reduce", signature, true, options.timeout, options.async_op,
-                [this, tensors = std::move(tensors), groups, plans, options](Timeout timeout) {
+  for (const auto& g : groups) plans.push_back(plan_reduction(name, tensors[g[0]].dtype(), op));
+  return submit(name, std::move(signature), true, timeout, async,
+                [this, tensors = std::move(tensors), groups, plans, op, root](Timeout engine_timeout) {
                   std::vector<Tensor> result = tensors;
                   for (size_t g = 0; g < groups.size(); ++g) {
                     std::vector<Tensor> group = pick(tensors, groups[g]);
-                    Tensor packed = reduce_packed(group, plans[g], options.op, options.root, timeout, false);
-                    if (rank() != options.root) continue;
+                    Tensor packed = reduce_packed(group, plans[g], op, root.value_or(0), engine_timeout, !root);
+                    if (root && rank() != *root) continue;
                     std::vector<Tensor> parts = unpack(packed, group);
                     for (size_t i = 0; i < parts.size(); ++i) result[groups[g][i]] = parts[i];
                   }

@@ -60,6 +60,8 @@ class EngineCommunicator : public Communicator {
                                        const std::vector<int64_t>& splits);
   Tensor reduce_packed(const std::vector<Tensor>& tensors, ReducePlan plan, ReduceOp op, int root,
                        Timeout timeout, bool all);
+  WorkPtr submit_reduction(const char* name, std::function<std::string()> signature, std::vector<Tensor> tensors,
+                           ReduceOp op, std::optional<int> root, const std::optional<Timeout>& timeout, bool async);
   WorkPtr submit(const char* name, std::function<std::string()> signature, bool collective, const std::optional<Timeout>& timeout,
                  bool async, std::function<std::vector<Tensor>(Timeout)> body);
   void check_rank(const char* what, int value) const;

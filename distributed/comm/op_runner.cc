@@ -79,12 +79,7 @@ WorkPtr OpRunner::submit(Op op) {
   }
   Queued q{std::move(op), seq, work};
   if (!q.op.async && queue_.empty() && !busy_) {
-    busy_ = true;
-    lock.unlock();
-    execute(q);
-    lock.lock();
-    busy_ = false;
-    cv_.notify_all();
+    execute_exclusively(lock, q);
     return work;
   }
   queue_.push_back(std::move(q));
@@ -100,13 +95,17 @@ void OpRunner::progress_loop() {
     if (queue_.empty()) return;
     Queued q = std::move(queue_.front());
     queue_.pop_front();
-    busy_ = true;
-    lock.unlock();
-    execute(q);
-    lock.lock();
-    busy_ = false;
-    cv_.notify_all();
+    execute_exclusively(lock, q);
   }
+}
+
+void OpRunner::execute_exclusively(std::unique_lock<std::mutex>& lock, Queued& q) {
+  busy_ = true;
+  lock.unlock();
+  execute(q);
+  lock.lock();
+  busy_ = false;
+  cv_.notify_all();
 }
 
 void OpRunner::execute(Queued& q) {

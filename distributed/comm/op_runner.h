@@ -98,6 +98,8 @@ class OpRunner {
   };
 
   void execute(Queued& q);
+  // Runs q with busy_ set (lock held on entry and exit, released while it runs): one op at a time.
+  void execute_exclusively(std::unique_lock<std::mutex>& lock, Queued& q);
   void progress_loop();
   void monitor_loop();
   void monitor_tick(int64_t tick);

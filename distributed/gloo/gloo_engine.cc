@@ -117,14 +117,11 @@ void guarded(const char* op, F&& f) {
   }
 }
 
-std::vector<size_t> to_bytes(const std::vector<int64_t>& counts, size_t element) {
-  std::vector<size_t> bytes;
-  for (int64_t c : counts) bytes.push_back(static_cast<size_t>(c) * element);
-  return bytes;
-}
-std::vector<int64_t> to_bytes64(const std::vector<int64_t>& counts, size_t element) {
-  std::vector<int64_t> bytes;
-  for (int64_t c : counts) bytes.push_back(c * static_cast<int64_t>(element));
+// Element counts as byte counts, in the integer type the Gloo option wants.
+template <typename T>
+std::vector<T> to_bytes(const std::vector<int64_t>& counts, size_t element) {
+  std::vector<T> bytes;
+  for (int64_t c : counts) bytes.push_back(static_cast<T>(c) * static_cast<T>(element));
   return bytes;
 }
 
@@ -197,7 +194,7 @@ class GlooEngine : public Engine {
     guarded("all_gather", [&] {
       gloo::AllgathervOptions opts(context_);
       opts.setInput(const_cast<uint8_t*>(static_cast<const uint8_t*>(in)), counts[rank()] * element);
-      opts.setOutput(static_cast<uint8_t*>(out), to_bytes(counts, element));
+      opts.setOutput(static_cast<uint8_t*>(out), to_bytes<size_t>(counts, element));
       opts.setTimeout(timeout);
       gloo::allgatherv(opts);
     });
@@ -226,8 +223,8 @@ class GlooEngine : public Engine {
     size_t element = dtype_size(dtype);
     guarded("all_to_all", [&] {
       gloo::AlltoallvOptions opts(context_);
-      opts.setInput(const_cast<uint8_t*>(static_cast<const uint8_t*>(in)), to_bytes64(send_counts, element));
-      opts.setOutput(static_cast<uint8_t*>(out), to_bytes64(recv_counts, element));
+      opts.setInput(const_cast<uint8_t*>(static_cast<const uint8_t*>(in)), to_bytes<int64_t>(send_counts, element));
+      opts.setOutput(static_cast<uint8_t*>(out), to_bytes<int64_t>(recv_counts, element));
       opts.setTimeout(timeout);
       gloo::alltoallv(opts);
     });
