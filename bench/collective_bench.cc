@@ -5,11 +5,13 @@
 //   mpirun -np 2 build/bin/collective_bench --backend mpi --op all_reduce --min-bytes 8 --max-bytes 64M
 //   collective_bench --backend mpi|gloo|nccl --op all_reduce|all_gather|reduce_scatter|broadcast
 //       [--min-bytes 8] [--max-bytes 64M] [--iters 20] [--warmup 5] [--iters-bytes B]
-//       [--dtype f32|f64|f16|bf16|i32|i64] [--json] [--store-dir DIR]
+//       [--dtype f32|f64|f16|bf16|i32|i64] [--json] [--store-dir DIR] [--in-place yes|no]
 //
 // --store-dir: a directory every rank can reach, for the FileStore (rendezvous and failure notices);
 // required for gloo and nccl, optional for mpi. nccl uses the GPU cluster::JobInfo::gpu names.
 // --iters-bytes: fewer timed ops for big sizes (collective_sweep.h, repeats_for).
+// --in-place yes: all_reduce with AllReduceOptions::in_place (the result overwrites the input, as a
+// gradient bucket's does; the sums then grow every op, which does not change the time).
 //
 // Sizes (nccl-tests' convention): sizes double from --min-bytes to --max-bytes; for a size of B bytes and
 // elements of E bytes on n ranks:
@@ -68,9 +70,9 @@ OpSize op_size(Op op, int64_t bytes, int64_t element, int ranks) {
 }
 
 // One op, waited for.
-void run_once(Communicator& comm, Op op, const Tensor& input) {
+void run_once(Communicator& comm, Op op, const Tensor& input, bool in_place) {
   switch (op) {
-    case Op::kAllReduce: comm.all_reduce({input})->result(); return;
+    case Op::kAllReduce: comm.all_reduce({input}, {.in_place = in_place})->result(); return;
     case Op::kAllGather: comm.all_gather(input)->result(); return;
     case Op::kReduceScatter: comm.reduce_scatter(input)->result(); return;
     case Op::kBroadcast: comm.broadcast({input})->result(); return;
@@ -78,11 +80,11 @@ void run_once(Communicator& comm, Op op, const Tensor& input) {
 }
 
 // The slowest rank's average microseconds per op.
-double time_op(Communicator& comm, Op op, const Tensor& input, Repeats repeats, Device device) {
-  for (int i = 0; i < repeats.warmup; ++i) run_once(comm, op, input);
+double time_op(Communicator& comm, Op op, const Tensor& input, bool in_place, Repeats repeats, Device device) {
+  for (int i = 0; i < repeats.warmup; ++i) run_once(comm, op, input, in_place);
   comm.barrier()->wait();
   Clock::time_point start = Clock::now();
-  for (int i = 0; i < repeats.iters; ++i) run_once(comm, op, input);
+  for (int i = 0; i < repeats.iters; ++i) run_once(comm, op, input, in_place);
   double mine = std::chrono::duration<double, std::micro>(Clock::now() - start).count() / repeats.iters;
   Tensor slowest = comm.all_reduce({full({1}, mine, kF64, device)}, {.op = ReduceOp::kMax})->result()[0];
   return slowest.item<double>();
@@ -93,6 +95,7 @@ struct Settings {
   Op op = Op::kAllReduce;
   DType dtype = kF32;
   std::string store_dir;
+  bool in_place = false;
 };
 
 bool bad_flag(const std::string& message) {
@@ -121,6 +124,10 @@ bool parse_settings(const SweepFlags& flags, Settings* settings) {
     if (dtype == dtype_name(d)) settings->dtype = d, found = true;
   }
   if (!found) return bad_flag("--dtype: expected f32, f64, f16, bf16, i32 or i64, got \"" + dtype + "\"");
+  std::string in_place = get("--in-place", "no");
+  if (in_place != "yes" && in_place != "no") return bad_flag("--in-place: expected yes or no, got \"" + in_place + "\"");
+  settings->in_place = in_place == "yes";
+  if (settings->in_place && settings->op != Op::kAllReduce) return bad_flag("--in-place yes: only with --op all_reduce");
   settings->store_dir = get("--store-dir", "");
   if (settings->store_dir.empty() && settings->backend != Backend::kMpi) {
     return bad_flag("--store-dir: required for --backend " + backend + " (its rendezvous goes through a FileStore)");
@@ -136,7 +143,7 @@ void sweep(Communicator& comm, const SweepFlags& flags, const Settings& settings
     if (s.count == 0) continue;
     Tensor input = full({s.input_elements}, 1.0, settings.dtype, device);
     int warmup = gradflow_bench::repeats_for(flags, s.size).warmup;
-    for (int i = 0; i < warmup; ++i) run_once(comm, settings.op, input);
+    for (int i = 0; i < warmup; ++i) run_once(comm, settings.op, input, settings.in_place);
   }
   bool header = false;
   for (int64_t bytes : gradflow_bench::sweep_sizes(flags)) {
@@ -144,7 +151,7 @@ void sweep(Communicator& comm, const SweepFlags& flags, const Settings& settings
     if (s.count == 0) continue;
     Repeats repeats = gradflow_bench::repeats_for(flags, s.size);
     Tensor input = full({s.input_elements}, 1.0, settings.dtype, device);
-    double time_us = time_op(comm, settings.op, input, repeats, device);
+    double time_us = time_op(comm, settings.op, input, settings.in_place, repeats, device);
     gradflow_bench::Row row{.program = kProgram,
                             .backend = std::string(backend_name(settings.backend)),
                             .op = kOpNames[static_cast<int>(settings.op)],
@@ -164,7 +171,7 @@ void sweep(Communicator& comm, const SweepFlags& flags, const Settings& settings
 int run(int argc, char** argv) {
   SweepFlags flags;
   Settings settings;
-  if (!gradflow_bench::parse_sweep_flags(argc, argv, kProgram, {"--backend", "--op", "--dtype", "--store-dir"},
+  if (!gradflow_bench::parse_sweep_flags(argc, argv, kProgram, {"--backend", "--op", "--dtype", "--store-dir", "--in-place"},
                                          &flags) ||
       !parse_settings(flags, &settings)) {
     return 2;

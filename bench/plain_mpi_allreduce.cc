@@ -3,7 +3,11 @@
 // with the same timing method and the same output (collective_sweep.h).
 //
 //   mpirun -np 2 build/bin/plain_mpi_allreduce --min-bytes 4 --max-bytes 64M [--iters 20] [--warmup 5]
-//       [--iters-bytes B] [--json]
+//       [--iters-bytes B] [--json] [--thread-level single|serialized]
+//
+// --thread-level: what MPI_Init_thread asks for (default single, a plain program's MPI_Init). gradflow's
+// MPI engine runs at serialized (its progress thread may call MPI), which Open MPI makes slower for
+// small messages by itself; the serialized baseline shows what the framework adds on top of that.
 //
 // First untimed calls at the largest size, then at the smallest, as nccl-tests does. Per size: `warmup`
 // untimed MPI_Allreduce calls, MPI_Barrier, `iters` timed calls back to back; the number reported is the
@@ -13,6 +17,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "bench/collective_sweep.h"
@@ -37,12 +42,18 @@ double time_allreduce(const float* send, float* recv, int count, gradflow_bench:
 int main(int argc, char** argv) {
   constexpr char kProgram[] = "plain_mpi_allreduce";
   gradflow_bench::SweepFlags flags;
-  if (!gradflow_bench::parse_sweep_flags(argc, argv, kProgram, {}, &flags)) return 2;
+  if (!gradflow_bench::parse_sweep_flags(argc, argv, kProgram, {"--thread-level"}, &flags)) return 2;
+  const std::string level = flags.extra.count("--thread-level") ? flags.extra["--thread-level"] : "single";
+  if (level != "single" && level != "serialized") {
+    std::fprintf(stderr, "%s: --thread-level: expected single or serialized, got \"%s\"\n", kProgram, level.c_str());
+    return 2;
+  }
   if (flags.max_bytes / 4 > (int64_t{1} << 30)) {
     std::fprintf(stderr, "%s: --max-bytes: at most 4G (MPI counts are ints)\n", kProgram);
     return 2;
   }
-  MPI_Init(&argc, &argv);
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, level == "single" ? MPI_THREAD_SINGLE : MPI_THREAD_SERIALIZED, &provided);
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);

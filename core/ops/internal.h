@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/ops/op.h"
+#include "core/ops/ops.h"  // copy_into
 
 namespace gradflow {
 
@@ -33,7 +34,5 @@ void register_cuda_kernels(OpRegistry& registry);
 // dtype conversion and a row-major copy on t's device, without a tape record.
 Tensor cast_kernel(const Tensor& t, DType dtype);
 Tensor contiguous_kernel(const Tensor& t);
-// Copies src (any strides, same shape and dtype, same device) into dst's memory.
-void copy_into(const Tensor& dst, const Tensor& src);
 
 }  // namespace gradflow

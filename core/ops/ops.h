@@ -124,6 +124,12 @@ Tensor one_hot(const Tensor& indices, int64_t depth, DType dtype = kF32);
 // Rows of an embedding table [vocab, dim] for integer ids of any shape: [..., dim].
 Tensor embedding_lookup(const Tensor& table, const Tensor& ids);
 
+// ---- Writing into existing memory ----
+// Writes src's values (any strides; same shape, dtype and device) into dst's memory, which every tensor
+// sharing it then sees. Not recorded on a tape: for buffers the caller owns (variables, gradient buffers,
+// communication outputs), never for values a tape may still need.
+void copy_into(const Tensor& dst, const Tensor& src);
+
 // ---- Operators ----
 Tensor operator+(const Tensor& a, const Tensor& b);
 Tensor operator-(const Tensor& a, const Tensor& b);

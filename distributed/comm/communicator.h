@@ -65,6 +65,10 @@ struct AllReduceOptions {
   ReduceOp op = ReduceOp::kSum;
   std::optional<Timeout> timeout;
   bool async_op = false;
+  // Write the results into the inputs' memory (result() returns the inputs themselves), as MPI_IN_PLACE
+  // and PyTorch's all_reduce do: no output allocation, for buffers the caller owns (gradient buckets,
+  // small per-step values). Nothing may read or write the inputs until the op completes.
+  bool in_place = false;
 };
 struct BroadcastOptions {
   int root = 0;

@@ -76,11 +76,6 @@ Timeout EngineCommunicator::op_timeout(const std::optional<Timeout>& timeout) co
   return timeout.value_or(settings_.options.timeout);
 }
 
-// The engine gets a little longer than the op: the watchdog reports the timeout first (naming the ranks
-// that did not arrive), and an engine that honours timeouts returns before the watchdog would end the
-// process for being stuck.
-Timeout EngineCommunicator::engine_timeout(Timeout op) const { return op + std::chrono::milliseconds(1500); }
-
 void EngineCommunicator::check_rank(const char* what, int value) const {
   if (value < 0 || value >= size()) {
     throw ValueError(str_cat(what, " must be a rank of this communicator (0..", size() - 1, "), got ", value));
@@ -110,10 +105,7 @@ EngineCommunicator::ReducePlan EngineCommunicator::plan_reduction(const char* op
 WorkPtr EngineCommunicator::submit(const char* name, std::function<std::string()> signature, bool collective,
                                    const std::optional<Timeout>& timeout, bool async,
                                    std::function<std::vector<Tensor>(Timeout)> body) {
-  Timeout op = op_timeout(timeout);
-  Timeout engine = engine_timeout(op);
-  return runner_->submit(OpRunner::Op{name, std::move(signature), collective, op, async,
-                                      [body = std::move(body), engine] { return body(engine); }});
+  return runner_->submit(OpRunner::Op{name, std::move(signature), collective, op_timeout(timeout), async, std::move(body)});
 }
 
 // Reduces same-dtype tensors packed into one buffer; returns the packed result (on root only when !all).
@@ -184,20 +176,26 @@ WorkPtr EngineCommunicator::all_reduce(std::vector<Tensor> tensors, const AllRed
     ReducePlan plan = plan_reduction("all_reduce", t.dtype(), options.op);
     if (plan.wire == t.dtype() && engine_->supports_device(t.device()) && t.is_contiguous()) {
       ReduceOp op = options.op;
+      bool in_place = options.in_place;
       return submit(
           "all_reduce", [t, op] { return str_cat("all_reduce(", describe({t}), ", ", reduce_op_name(op), ")"); },
-          true, options.timeout, options.async_op, [this, t, plan, op](Timeout timeout) {
-            Tensor out = empty(t.shape(), t.dtype(), t.device());
+          true, options.timeout, options.async_op, [this, t, plan, op, in_place](Timeout timeout) {
+            Tensor out = in_place ? t : empty(t.shape(), t.dtype(), t.device());
             engine_->all_reduce(t.raw_data(), out.raw_data(), t.numel(), t.dtype(), plan.op, timeout);
-            if (plan.divide && op == ReduceOp::kAvg) out = out / static_cast<double>(size());
-            return std::vector<Tensor>{std::move(out)};
+            if (plan.divide && op == ReduceOp::kAvg) {
+              Tensor mean = out / static_cast<double>(size());
+              if (in_place) copy_into(out, mean); else out = mean;
+            }
+            std::vector<Tensor> result;  // not {out}: an initializer list would copy the tensor
+            result.push_back(std::move(out));
+            return result;
           });
     }
     tensors = {std::move(t)};
   }
   auto signature = [=] { return str_cat("all_reduce(", describe(tensors), ", ", reduce_op_name(options.op), ")"); };
   return submit_reduction("all_reduce", std::move(signature), std::move(tensors), options.op, std::nullopt,
-                          options.timeout, options.async_op);
+                          options.timeout, options.async_op, options.in_place);
 }
 
 WorkPtr EngineCommunicator::reduce(std::vector<Tensor> tensors, const ReduceOptions& options) {
@@ -207,19 +205,19 @@ WorkPtr EngineCommunicator::reduce(std::vector<Tensor> tensors, const ReduceOpti
     return str_cat("reduce(", describe(tensors), ", ", reduce_op_name(options.op), ", root ", options.root, ")");
   };
   return submit_reduction("reduce", std::move(signature), std::move(tensors), options.op, options.root,
-                          options.timeout, options.async_op);
+                          options.timeout, options.async_op, false);
 }
 
 // all_reduce (root unset) and reduce: one engine call per dtype group of the packed tensors; the result
 // is the reduced tensors, or on a reduce's non-root ranks the inputs.
 WorkPtr EngineCommunicator::submit_reduction(const char* name, std::function<std::string()> signature,
                                              std::vector<Tensor> tensors, ReduceOp op, std::optional<int> root,
-                                             const std::optional<Timeout>& timeout, bool async) {
+                                             const std::optional<Timeout>& timeout, bool async, bool in_place) {
   std::vector<std::vector<size_t>> groups = groups_by_dtype(tensors);
   std::vector<ReducePlan> plans;
   for (const auto& g : groups) plans.push_back(plan_reduction(name, tensors[g[0]].dtype(), op));
   return submit(name, std::move(signature), true, timeout, async,
-                [this, tensors = std::move(tensors), groups, plans, op, root](Timeout engine_timeout) {
+                [this, tensors = std::move(tensors), groups, plans, op, root, in_place](Timeout engine_timeout) {
                   std::vector<Tensor> result = tensors;
                   for (size_t g = 0; g < groups.size(); ++g) {
                     std::vector<Tensor> group = pick(tensors, groups[g]);
@@ -228,7 +226,9 @@ WorkPtr EngineCommunicator::submit_reduction(const char* name, std::function<std
                     std::vector<Tensor> parts = unpack(packed, group);
                     for (size_t i = 0; i < parts.size(); ++i) result[groups[g][i]] = parts[i];
                   }
-                  return result;
+                  if (!in_place) return result;
+                  for (size_t i = 0; i < tensors.size(); ++i) copy_into(tensors[i], result[i]);
+                  return tensors;
                 });
 }
 

@@ -55,13 +55,13 @@ class EngineCommunicator : public Communicator {
   Device work_device(const Tensor& t) const;
   Tensor staged(const Tensor& t) const;  // contiguous, on a device the engine reaches
   Timeout op_timeout(const std::optional<Timeout>& timeout) const;
-  Timeout engine_timeout(Timeout op_timeout) const;
   std::vector<int64_t> exchange_counts(int64_t mine, Device device, Timeout timeout, bool all_to_all_splits,
                                        const std::vector<int64_t>& splits);
   Tensor reduce_packed(const std::vector<Tensor>& tensors, ReducePlan plan, ReduceOp op, int root,
                        Timeout timeout, bool all);
   WorkPtr submit_reduction(const char* name, std::function<std::string()> signature, std::vector<Tensor> tensors,
-                           ReduceOp op, std::optional<int> root, const std::optional<Timeout>& timeout, bool async);
+                           ReduceOp op, std::optional<int> root, const std::optional<Timeout>& timeout, bool async,
+                           bool in_place);
   WorkPtr submit(const char* name, std::function<std::string()> signature, bool collective, const std::optional<Timeout>& timeout,
                  bool async, std::function<std::vector<Tensor>(Timeout)> body);
   void check_rank(const char* what, int value) const;

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 
 #include "core/tensor/error.h"
 
@@ -18,6 +19,19 @@ std::string progress_key(int rank) { return str_cat("progress/", rank); }
 std::string debug_key(int64_t seq, int rank) { return str_cat("debug/", seq, "/", rank); }
 
 int64_t millis(Timeout t) { return static_cast<int64_t>(t.count()); }
+
+// steady_clock's time from the kernel's tick-granular copy (Linux: CLOCK_MONOTONIC_COARSE, the same
+// clock a few ms behind): several times cheaper to read than steady_clock::now(), and deadlines of
+// seconds do not need better. Read once per op.
+Clock::time_point coarse_now() {
+#ifdef CLOCK_MONOTONIC_COARSE
+  timespec ts;
+  if (clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0) {
+    return Clock::time_point(std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec));
+  }
+#endif
+  return Clock::now();
+}
 
 }  // namespace
 
@@ -100,30 +114,28 @@ void OpRunner::progress_loop() {
 }
 
 void OpRunner::execute_exclusively(std::unique_lock<std::mutex>& lock, Queued& q) {
+  if (failure_) {
+    q.work->fail(error_for(label(q.seq, q.op.collective, q.op.signature()), *failure_, false));
+    return;
+  }
   busy_ = true;
+  running_ = Running{q.seq, q.op.collective, &q.op, q.op.timeout, coarse_now() + q.op.timeout, q.work.get()};
+  if (q.op.collective) {
+    started_seq_ = q.seq;
+    started_op_ = q.op.name;
+  }
   lock.unlock();
-  execute(q);
+  run_body(q);
   lock.lock();
+  running_.reset();
   busy_ = false;
-  cv_.notify_all();
+  if (!queue_.empty()) cv_.notify_all();  // only the progress thread waits, and only for queued ops
 }
 
-void OpRunner::execute(Queued& q) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (failure_) {
-      q.work->fail(error_for(label(q.seq, q.op.collective, q.op.signature()), *failure_, false));
-      return;
-    }
-    running_ = Running{q.seq, q.op.collective, &q.op, q.op.timeout, Clock::now() + q.op.timeout, q.work};
-    if (q.op.collective) {
-      started_seq_ = q.seq;
-      started_op_ = q.op.name;
-    }
-  }
+void OpRunner::run_body(Queued& q) {
   try {
     if (config_.debug && q.op.collective && config_.comm_store) debug_check(q);
-    q.work->finish(q.op.body());
+    q.work->finish(q.op.body(q.op.timeout + config_.engine_grace));
   } catch (const CollectiveError& e) {
     std::string reason = e.what();
     // An engine that saw a peer vanish cannot say which rank it was; the progress records can.
@@ -135,8 +147,6 @@ void OpRunner::execute(Queued& q) {
   } catch (const std::exception& e) {
     abort(CollectiveFailure::kEngine, e.what(), true);
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  running_.reset();
 }
 
 void OpRunner::abort(CollectiveFailure kind, const std::string& reason, bool publish) {
@@ -153,7 +163,7 @@ void OpRunner::abort(CollectiveFailure kind, const std::string& reason, bool pub
       first = true;
     }
     if (running_) {
-      running_work = running_->work;
+      running_work = running_->work->shared_from_this();  // q.work keeps it alive while running_ is set
       running_label = label(running_->seq, running_->collective, running_->op->signature());
     }
     dropped.swap(queue_);

@@ -44,6 +44,10 @@ struct RunnerConfig {
   Timeout heartbeat = std::chrono::milliseconds(200);
   Timeout dead_after = std::chrono::seconds(5);
   Timeout exit_grace = std::chrono::seconds(3);
+  // The engine gets this much longer than the op: the watchdog reports the timeout first (naming the
+  // ranks that did not arrive), and an engine that honours timeouts returns before the watchdog would end
+  // the process for being stuck.
+  Timeout engine_grace = std::chrono::milliseconds(1500);
 };
 
 class OpRunner {
@@ -56,7 +60,9 @@ class OpRunner {
     bool collective = true;
     Timeout timeout = kDefaultCollectiveTimeout;
     bool async = false;
-    std::function<std::vector<Tensor>()> body;  // calls the engine; throws CollectiveError on failure
+    // Calls the engine, giving it `engine_timeout` (the op's timeout plus RunnerConfig::engine_grace);
+    // throws CollectiveError on failure.
+    std::function<std::vector<Tensor>(Timeout engine_timeout)> body;
   };
 
   explicit OpRunner(RunnerConfig config);
@@ -94,12 +100,12 @@ class OpRunner {
     const Op* op;  // valid while it runs
     Timeout timeout;
     std::chrono::steady_clock::time_point deadline;
-    std::shared_ptr<WorkImpl> work;
+    WorkImpl* work;  // owned by the running Queued
   };
 
-  void execute(Queued& q);
   // Runs q with busy_ set (lock held on entry and exit, released while it runs): one op at a time.
   void execute_exclusively(std::unique_lock<std::mutex>& lock, Queued& q);
+  void run_body(Queued& q);
   void progress_loop();
   void monitor_loop();
   void monitor_tick(int64_t tick);

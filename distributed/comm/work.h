@@ -21,7 +21,7 @@ struct WorkTimeoutListener {
   virtual void on_wait_timeout(int64_t seq, bool collective) = 0;
 };
 
-class WorkImpl : public Work {
+class WorkImpl : public Work, public std::enable_shared_from_this<WorkImpl> {
  public:
   WorkImpl(Timeout timeout, std::weak_ptr<WorkTimeoutListener> listener, int64_t seq, bool collective)
       : timeout_(timeout), listener_(std::move(listener)), seq_(seq), collective_(collective) {}

@@ -65,16 +65,22 @@ inline void check_all_reduce(Communicator& comm, Device device = kCPU) {
     for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kAvg, ReduceOp::kMin, ReduceOp::kMax, ReduceOp::kProd}) {
       if (op == ReduceOp::kAvg && !is_floating(dtype)) continue;
       for (int64_t n : small_sizes()) {
-        Tensor in = rank_tensor(comm.rank(), {n}, dtype).to(device);
-        std::vector<Tensor> out = comm.all_reduce({in}, {.op = op})->result();
-        ASSERT_EQ(out.size(), 1u);
-        ASSERT_EQ(out[0].dtype(), dtype);
-        ASSERT_EQ(out[0].shape(), in.shape());
-        ASSERT_EQ(out[0].device(), device);
-        std::vector<double> got = host_values(out[0]);
-        for (int64_t i = 0; i < n; ++i) {
-          ASSERT_NEAR(got[i], expected_reduction(comm.size(), i, op, dtype), is_half(dtype) ? 1e-2 : 1e-9)
-              << dtype_name(dtype) << " " << reduce_op_name(op) << " n=" << n << " i=" << i;
+        for (bool in_place : {false, true}) {
+          Tensor in = rank_tensor(comm.rank(), {n}, dtype).to(device);
+          std::vector<Tensor> out = comm.all_reduce({in}, {.op = op, .in_place = in_place})->result();
+          ASSERT_EQ(out.size(), 1u);
+          ASSERT_EQ(out[0].dtype(), dtype);
+          ASSERT_EQ(out[0].shape(), in.shape());
+          ASSERT_EQ(out[0].device(), device);
+          // In place, the result is the input, holding the reduction; otherwise the input is unchanged.
+          if (in_place && n > 0) ASSERT_EQ(out[0].raw_data(), in.raw_data());
+          if (!in_place) ASSERT_EQ(host_values(in), host_values(rank_tensor(comm.rank(), {n}, dtype)));
+          std::vector<double> got = host_values(in_place ? in : out[0]);
+          for (int64_t i = 0; i < n; ++i) {
+            ASSERT_NEAR(got[i], expected_reduction(comm.size(), i, op, dtype), is_half(dtype) ? 1e-2 : 1e-9)
+                << dtype_name(dtype) << " " << reduce_op_name(op) << " n=" << n << " i=" << i
+                << (in_place ? " in place" : "");
+          }
         }
       }
     }
@@ -100,6 +106,19 @@ inline void check_coalesced(Communicator& comm, Device device = kCPU) {
     ASSERT_EQ(out[k].dtype(), in[k].dtype());
     std::vector<double> got = host_values(out[k]);
     for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], expected_reduction(comm.size(), i, ReduceOp::kMax, kF32));
+  }
+  // In place: a list with a dtype converted on the wire (f16) and a non-contiguous view, each written
+  // back into its own memory.
+  {
+    Tensor base = rank_tensor(comm.rank(), {3, 2}, kF32).to(device);
+    std::vector<Tensor> targets{base.transpose(0, 1), rank_tensor(comm.rank(), {7}, kF16).to(device)};
+    std::vector<Tensor> results = comm.all_reduce(targets, {.op = ReduceOp::kSum, .in_place = true})->result();
+    ASSERT_EQ(results.size(), 2u);
+    for (size_t k = 0; k < targets.size(); ++k) ASSERT_EQ(results[k].raw_data(), targets[k].raw_data()) << k;
+    std::vector<double> got = host_values(base);  // the view's writes land in the base tensor
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], expected_reduction(comm.size(), i, ReduceOp::kSum, kF32));
+    got = host_values(targets[1]);
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], expected_reduction(comm.size(), i, ReduceOp::kSum, kF16));
   }
   // broadcast of a list from the last rank
   int root = comm.size() - 1;
