@@ -2,22 +2,26 @@
 // many, over the job's communicator (NCCL for GPU tensors, MPI or Gloo for CPU ones). Built from the
 // environment, so the same binary works under gfrun, mpirun, srun and TF_CONFIG.
 //
-// fit() averages gradients in one flat buffer with one all-reduce per step, each replica weighted by its
-// rows in the step, so uneven last batches average exactly. reduce_gradients() (custom loops) sends
-// buckets of at most bucket_bytes, filled in reverse layer order (the order backward produces them),
-// all in flight together on the communicator's progress thread.
+// fit() and gradient() (custom loops) average gradients in buckets of at most bucket_bytes, each one's
+// all-reduce started on the communicator's progress thread as soon as backward has finished its
+// gradients (strategies/gradient_buckets.h), each replica weighted by its rows in the step, so uneven
+// last batches average exactly.
 #pragma once
 
 #include <memory>
 
 #include "distributed/comm/communicator.h"
 #include "distributed/comm/job.h"
+#include "strategies/gradient_buckets.h"
 #include "strategies/strategy.h"
 
 namespace gradflow::strategies {
 
 struct DataParallelOptions {
   int64_t bucket_bytes = int64_t{25} << 20;  // as PyTorch DDP's default
+  // Start each bucket's all-reduce as soon as backward has finished its gradients (false: all of them
+  // after backward; the same result, for comparison).
+  bool overlap = true;
 };
 
 class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
@@ -33,8 +37,12 @@ class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
   int num_replicas_in_sync() const override { return comm_->size(); }
   int replica_id() const override { return comm_->rank(); }
   std::vector<Tensor> reduce_gradients(const std::vector<Tensor>& grads) override;
+  std::vector<Tensor> gradient(GradientTape& tape, const Tensor& target, const std::vector<Variable>& vars) override;
   void broadcast_variables(const std::vector<Variable>& vars) override;
   distributed::Communicator& communicator() { return *comm_; }
+  const DataParallelOptions& options() const { return options_; }
+  // Takes effect from the next step (every replica must set the same).
+  void set_options(DataParallelOptions options);
 
  protected:
   ReplicaContext* replica_context() override { return this; }
@@ -42,16 +50,19 @@ class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
  private:
   // ReplicaContext
   int num_replicas() const override { return num_replicas_in_sync(); }
-  std::pair<std::vector<Tensor>, double> weighted_mean(const std::vector<Tensor>& grads, double weight,
+  std::unique_ptr<GradientAverager> average_gradients(const std::vector<Variable>& vars, double weight,
                                                       double nominal) override;
   std::vector<double> sum(const std::vector<double>& values) override;
   uint64_t shared_seed() override;
 
-  // The sums over replicas of tensors (bucketed, async), same order and shapes.
-  std::vector<Tensor> all_reduce_sum(const std::vector<Tensor>& tensors);
+  // An averager over buckets laid out for tensors like these (the layout and its buffers are kept while
+  // the shapes stay the same).
+  std::unique_ptr<GradientAverager> averager_for(const std::vector<Tensor>& like, const std::vector<std::string>& names,
+                                                 double weight, double nominal);
 
   std::unique_ptr<distributed::Communicator> comm_;
   DataParallelOptions options_;
+  std::shared_ptr<BucketLayout> layout_;
 };
 
 using DataParallelStrategy = MultiWorkerMirroredStrategy;

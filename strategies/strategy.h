@@ -9,7 +9,8 @@
 //
 // Under a scope, fit() and evaluate() shard the data, keep the replicas' variables identical (replica 0's
 // initial values, averaged gradients) and report global metrics (core/nn/replica_context.h). Custom
-// GradientTape loops call reduce_gradients() between tape.gradient() and apply_gradients().
+// GradientTape loops call strategy.gradient(tape, loss, vars) where they called tape.gradient() (or
+// reduce_gradients() between tape.gradient() and apply_gradients()).
 #pragma once
 
 #include <memory>
@@ -31,6 +32,13 @@ class Strategy {
 
   // For custom loops: this replica's part of ds (every num_replicas-th element; fit() does this itself).
   Dataset distribute_dataset(const Dataset& ds) const;
+
+  // For custom loops: the gradients of target with respect to vars, averaged over the replicas; each
+  // bucket's all-reduce starts while backward still runs. A variable no replica has a gradient for gets
+  // an undefined one (apply_gradients skips it). Replaces tape.gradient() + reduce_gradients().
+  virtual std::vector<Tensor> gradient(GradientTape& tape, const Tensor& target, const std::vector<Variable>& vars) {
+    return tape.gradient(target, std::vector<GradSource>(vars.begin(), vars.end()));
+  }
 
   // For custom loops: the gradients averaged over the replicas (each replica passes its own, same shapes).
   virtual std::vector<Tensor> reduce_gradients(const std::vector<Tensor>& grads) = 0;

@@ -95,6 +95,11 @@ GradientTape::Pause::~Pause() { tape_.state_->recording = was_recording_; }
 
 std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vector<GradSource>& source_list,
                                            const Tensor& output_gradient) {
+  return gradient(target, source_list, GradientReadyFn(), output_gradient);
+}
+
+std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vector<GradSource>& source_list,
+                                           const GradientReadyFn& on_ready, const Tensor& output_gradient) {
   std::vector<Tensor> sources;
   sources.reserve(source_list.size());
   for (const GradSource& s : source_list) sources.push_back(s.tensor());
@@ -131,6 +136,27 @@ std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vect
 
   absl::flat_hash_map<uint64_t, Tensor> grads;
   grads[target.id()] = output_gradient.defined() ? output_gradient : ones_like(target);
+
+  // For on_ready: a source's gradient is final once the earliest relevant op that reads it has run
+  // backward (ops run backward in reverse record order). Sources no relevant op reads are final now.
+  std::vector<std::vector<size_t>> ready_after(s.entries.size());  // entry -> sources final after it
+  if (on_ready) {
+    absl::flat_hash_map<uint64_t, size_t> first_reader;  // source id -> earliest relevant entry reading it
+    for (size_t i = 0; i < s.entries.size(); ++i) {
+      if (!relevant[i]) continue;
+      for (const Tensor& in : s.entries[i].inputs) first_reader.try_emplace(in.id(), i);
+    }
+    for (size_t k = 0; k < sources.size(); ++k) {
+      auto it = first_reader.find(sources[k].id());
+      if (it != first_reader.end() && sources[k].id() != target.id()) {
+        ready_after[it->second].push_back(k);
+      } else {
+        auto g = grads.find(sources[k].id());
+        on_ready(k, g == grads.end() ? Tensor() : g->second);
+      }
+    }
+  }
+
   for (size_t i = s.entries.size(); i-- > 0;) {
     if (!relevant[i]) continue;
     const TapeEntry& e = s.entries[i];
@@ -145,16 +171,21 @@ std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vect
         grad_outputs.push_back(Tensor());
       }
     }
-    if (!any) continue;
-    for (size_t k = 0; k < e.outputs.size(); ++k) {
-      if (!grad_outputs[k].defined()) grad_outputs[k] = zeros_like(e.outputs[k]);
+    if (any) {
+      for (size_t k = 0; k < e.outputs.size(); ++k) {
+        if (!grad_outputs[k].defined()) grad_outputs[k] = zeros_like(e.outputs[k]);
+      }
+      TensorList input_grads = e.op->grad(GradContext{e.inputs, e.outputs, grad_outputs, e.attrs});
+      for (size_t k = 0; k < e.inputs.size() && k < input_grads.size(); ++k) {
+        const Tensor& in = e.inputs[k];
+        if (!input_grads[k].defined() || !reached.contains(in.id())) continue;
+        auto [it, inserted] = grads.try_emplace(in.id(), input_grads[k]);
+        if (!inserted) it->second = add(it->second, input_grads[k]);
+      }
     }
-    TensorList input_grads = e.op->grad(GradContext{e.inputs, e.outputs, grad_outputs, e.attrs});
-    for (size_t k = 0; k < e.inputs.size() && k < input_grads.size(); ++k) {
-      const Tensor& in = e.inputs[k];
-      if (!input_grads[k].defined() || !reached.contains(in.id())) continue;
-      auto [it, inserted] = grads.try_emplace(in.id(), input_grads[k]);
-      if (!inserted) it->second = add(it->second, input_grads[k]);
+    for (size_t k : ready_after[i]) {
+      auto g = grads.find(sources[k].id());
+      on_ready(k, g == grads.end() ? Tensor() : g->second);
     }
   }
 

@@ -12,6 +12,7 @@
 // false), not an error.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -49,6 +50,14 @@ class GradientTape {
   // d(sum of target * output_gradient)/d(source) for each source; output_gradient defaults to ones.
   std::vector<Tensor> gradient(const Tensor& target, const std::vector<GradSource>& sources,
                                const Tensor& output_gradient = Tensor());
+
+  // Called once per source, on the calling thread, as soon as its gradient is final (no op left to run
+  // can add to it) and before backward goes on: with the source's index and gradient (undefined when it
+  // gets none). Sources the target does not reach come first. A data-parallel reducer uses it to start
+  // communicating a layer's gradients while backward still computes the earlier layers'.
+  using GradientReadyFn = std::function<void(size_t source_index, const Tensor& grad)>;
+  std::vector<Tensor> gradient(const Tensor& target, const std::vector<GradSource>& sources,
+                               const GradientReadyFn& on_ready, const Tensor& output_gradient = Tensor());
 
   // Pauses recording while the returned object lives (TF's `with tape.stop_recording():`).
   class Pause {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -32,11 +33,22 @@ class ReplicaContext {
   // Every replica's vars take replica 0's values (all replicas pass the same list, in the same order).
   virtual void broadcast_variables(const std::vector<Variable>& vars) = 0;
 
+  // Averages one step's gradients of `vars` across replicas while backward produces them:
   // sum_r(weight_r * grads_r) / sum_r(weight_r), and sum_r(weight_r). A replica with nothing to
-  // contribute passes weight 0 (its grads are ignored, but must have the right shapes). When the total
-  // weight is 0 the returned gradients are undefined. `nominal` is the usual weight, the same on every
+  // contribute passes weight 0 (and may skip ready()). `nominal` is the usual weight, the same on every
   // replica (fit passes the per-replica batch): a replica whose weight equals it needs no scaling pass.
-  virtual std::pair<std::vector<Tensor>, double> weighted_mean(const std::vector<Tensor>& grads, double weight,
+  class GradientAverager {
+   public:
+    virtual ~GradientAverager() = default;
+    // vars[i]'s gradient on this replica is final (undefined: it has none). At most once per variable,
+    // in any order (backward's is best: communication then starts while backward goes on).
+    virtual void ready(size_t i, const Tensor& grad) = 0;
+    // Waits for the communication; returns the averaged gradients and the total weight. A variable no
+    // replica had a gradient for gets an undefined one (the optimizer skips it, on every replica alike);
+    // when the total weight is 0 the gradients are empty. Variables never made ready count as undefined.
+    virtual std::pair<std::vector<Tensor>, double> finish() = 0;
+  };
+  virtual std::unique_ptr<GradientAverager> average_gradients(const std::vector<Variable>& vars, double weight,
                                                               double nominal) = 0;
 
   // Elementwise sums across replicas.

@@ -7,6 +7,7 @@
 
 #include "core/autodiff/tape.h"
 #include "core/nn/replica_context.h"
+#include "core/trace/trace.h"
 #include "core/ops/ops.h"
 
 namespace gradflow {
@@ -117,43 +118,63 @@ void compile(Model& model, OptimizerSpec optimizer, LossSpec loss, std::vector<M
 Logs train_step(ModelImpl& model, const Tensor& x, const Tensor& y) {
   TrainingConfig& t = config(model);
   GradientTape tape;
-  Tensor y_pred = model.forward({x}, true).at(0);
+  Tensor y_pred, loss;
+  {
+    trace::Span span("forward");
+    y_pred = model.forward({x}, true).at(0);
+    loss = (*t.loss)(y, y_pred);
+  }
   // After the forward pass: a model whose layers build from their first input has no variables before.
   std::vector<Variable> vars = model.trainable_variables();
-  Tensor loss = (*t.loss)(y, y_pred);
-  std::vector<Tensor> grads = tape.gradient(loss, std::vector<GradSource>(vars.begin(), vars.end()));
-  t.optimizer->apply_gradients(grads, vars);
+  std::vector<Tensor> grads;
+  {
+    trace::Span span("backward");
+    grads = tape.gradient(loss, std::vector<GradSource>(vars.begin(), vars.end()));
+  }
+  {
+    trace::Span span("optimizer");
+    t.optimizer->apply_gradients(grads, vars);
+  }
   update_metrics(t, y, y_pred);
   return {{"loss", loss.item()}};
 }
 
 namespace {
 
-// One data-parallel step. batch is this replica's rows (nullopt: none this step). Returns the local loss
-// (or nullopt) and whether any replica had data (false: the epoch is over everywhere).
+// One data-parallel step. batch is this replica's rows (nullopt: none this step). Returns whether any
+// replica had data (false: the epoch is over everywhere). Each gradient goes to the averager as soon as
+// backward has finished it, so its all-reduce overlaps the rest of backward.
 bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<std::pair<Tensor, Tensor>>& batch,
                      double nominal_rows, RunningMean& loss) {
   TrainingConfig& t = config(model);
   std::vector<Variable> vars = model.trainable_variables();
-  std::vector<Tensor> grads;
-  double rows = 0;
-  if (batch && batch->first.dim(0) > 0) {
+  const bool has_rows = batch && batch->first.dim(0) > 0;
+  const double rows = has_rows ? static_cast<double>(batch->first.dim(0)) : 0.0;
+  std::unique_ptr<ReplicaContext::GradientAverager> averager = ctx.average_gradients(vars, rows, nominal_rows);
+  if (has_rows) {
     GradientTape tape;
-    Tensor y_pred = model.forward({batch->first}, true).at(0);
-    Tensor l = (*t.loss)(batch->second, y_pred);
-    grads = tape.gradient(l, std::vector<GradSource>(vars.begin(), vars.end()));
-    for (size_t i = 0; i < grads.size(); ++i) {
-      if (!grads[i].defined()) grads[i] = zeros_like(vars[i].value_unwatched());  // an unused variable
+    Tensor y_pred, l;
+    {
+      trace::Span span("forward");
+      y_pred = model.forward({batch->first}, true).at(0);
+      l = (*t.loss)(batch->second, y_pred);
     }
-    rows = static_cast<double>(batch->first.dim(0));
+    {
+      trace::Span span("backward");
+      tape.gradient(l, std::vector<GradSource>(vars.begin(), vars.end()),
+                    [&](size_t i, const Tensor& g) { averager->ready(i, g); });
+    }
     update_metrics(t, batch->second, y_pred);
     loss.add(l.item(), rows);
-  } else {
-    for (const Variable& v : vars) grads.push_back(zeros_like(v.value_unwatched()));
   }
-  auto [averaged, total_rows] = ctx.weighted_mean(grads, rows, nominal_rows);
-  if (total_rows == 0) return false;
-  t.optimizer->apply_gradients(averaged, vars);
+  std::pair<std::vector<Tensor>, double> averaged;
+  {
+    trace::Span span("wait for gradients", "communication");
+    averaged = averager->finish();
+  }
+  if (averaged.second == 0) return false;
+  trace::Span span("optimizer");
+  t.optimizer->apply_gradients(averaged.first, vars);
   return true;
 }
 

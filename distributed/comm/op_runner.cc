@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "core/tensor/error.h"
+#include "core/trace/trace.h"
 
 namespace gradflow::distributed {
 namespace {
@@ -97,7 +98,12 @@ WorkPtr OpRunner::submit(Op op) {
     return work;
   }
   queue_.push_back(std::move(q));
-  if (!progress_.joinable()) progress_ = std::thread([this] { progress_loop(); });
+  if (!progress_.joinable()) {
+    progress_ = std::thread([this] {
+      trace::set_thread_name(str_cat("communication (", config_.backend, ")"));
+      progress_loop();
+    });
+  }
   cv_.notify_all();
   return work;
 }
@@ -133,6 +139,7 @@ void OpRunner::execute_exclusively(std::unique_lock<std::mutex>& lock, Queued& q
 }
 
 void OpRunner::run_body(Queued& q) {
+  trace::Span span(q.op.name, "communication", trace::enabled() ? str_cat("#", q.seq) : std::string());
   try {
     if (config_.debug && q.op.collective && config_.comm_store) debug_check(q);
     q.work->finish(q.op.body(q.op.timeout + config_.engine_grace));

@@ -2,6 +2,8 @@
 // nested tapes.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/gradflow.h"
 
 namespace gradflow {
@@ -149,6 +151,57 @@ TEST(Tape, ThirdDerivativeThroughThreeTapes) {
     d2 = t2.gradient(d1, {x})[0];
   }
   EXPECT_DOUBLE_EQ(t3.gradient(d2, {x})[0].item(), 24 * 0.5);  // d3/dx3 of x^4 = 24x
+}
+
+// The gradient-ready hook: once per source, with the final gradient, the last layer's before the first
+// layer's is even computed, unreached sources first.
+TEST(TapeReadyHook, EachSourceOnceWithItsFinalGradientInBackwardOrder) {
+  Variable w1(from_vector<double>({0.5, -1, 2, 0.25, 1, -0.5}, {2, 3}), "w1");
+  Variable b1(from_vector<double>({0.1, 0.2, -0.3}), "b1");
+  Variable w2(from_vector<double>({1, -2, 0.5}, {3, 1}), "w2");
+  Variable unused(from_vector<double>({7}), "unused");
+  Tensor x = from_vector<double>({1, 2, -1, 0.5}, {2, 2});
+  GradientTape tape({.persistent = true});
+  // w1 is read twice (two paths), so its gradient is final only after the earlier read's op.
+  Tensor h = relu(add(matmul(x, w1.value()), b1.value()));
+  Tensor y = sum(add(matmul(h, w2.value()), matmul(x, w1.value()) * 0.5));
+  (void)unused.value();
+  std::vector<GradSource> sources{w1, b1, w2, unused};
+  std::vector<std::pair<size_t, Tensor>> calls;
+  std::vector<Tensor> grads = tape.gradient(y, sources, [&](size_t k, const Tensor& g) { calls.emplace_back(k, g); });
+  std::vector<Tensor> plain = tape.gradient(y, sources);
+  ASSERT_EQ(calls.size(), 4u);
+  EXPECT_EQ(calls[0].first, 3u);  // unreached: first, undefined
+  EXPECT_FALSE(calls[0].second.defined());
+  EXPECT_EQ(calls[1].first, 2u);  // w2: its op is the last one recorded on its path
+  std::vector<size_t> order;
+  for (const auto& [k, g] : calls) order.push_back(k);
+  EXPECT_LT(std::find(order.begin(), order.end(), 1u), std::find(order.begin(), order.end(), 0u))
+      << "b1 is final before w1 (w1's first read comes earlier)";
+  for (const auto& [k, g] : calls) {
+    if (k == 3) continue;
+    ASSERT_TRUE(g.defined()) << k;
+    EXPECT_EQ(values(g), values(grads[k])) << k;
+    EXPECT_EQ(values(g), values(plain[k])) << k;
+  }
+  EXPECT_FALSE(grads[3].defined());
+}
+
+TEST(TapeReadyHook, DuplicateSourcesAndTheTargetItself) {
+  Tensor x = from_vector<double>({1, 2});
+  GradientTape tape;
+  tape.watch(x);
+  Tensor y = sum(square(x));
+  std::vector<size_t> seen;
+  std::vector<Tensor> g = tape.gradient(y, {x, y, x}, [&](size_t k, const Tensor& grad) {
+    seen.push_back(k);
+    EXPECT_TRUE(grad.defined()) << k;
+  });
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<size_t>{0, 1, 2}));
+  EXPECT_EQ(values(g[0]), (std::vector<double>{2, 4}));
+  EXPECT_EQ(values(g[1]), (std::vector<double>{1}));
+  EXPECT_EQ(values(g[2]), values(g[0]));
 }
 
 TEST(Variable, AssignKeepsIdentityAndChecksShape) {

@@ -6,9 +6,16 @@
 // With DP_RANK_DIES=R, rank R instead exits in the middle of a long fit, with status 0 so that the
 // launcher does not step in: the others must fail by themselves with the communicator's error (exit 4)
 // rather than hang.
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "core/trace/trace.h"
+#include "nlohmann/json.hpp"
 
 #include "strategies/data_parallel.h"
 
@@ -65,8 +72,10 @@ void fit_matches_single_replica(strategies::Strategy& strategy, int64_t n, int64
                       dist_eval["accuracy"], " vs ", single_eval["accuracy"]));
 }
 
-// The custom-loop form: each replica's gradients on its rows, reduce_gradients, apply.
-void custom_loop_matches_single_replica(strategies::Strategy& strategy) {
+// The custom-loop forms: each replica's gradients on its rows, then reduce_gradients (after backward)
+// or strategy.gradient (overlapped with backward), then apply.
+enum class Loop { kReduceGradients, kStrategyGradient };
+void custom_loop_matches_single_replica(strategies::Strategy& strategy, Loop form) {
   int rank = strategy.replica_id(), replicas = strategy.num_replicas_in_sync();
   int64_t b = 6, n = b * replicas * 5;
   Tensor x = random_uniform({n, 8}, -1, 1, kF32, kCPU, 21);
@@ -88,15 +97,104 @@ void custom_loop_matches_single_replica(strategies::Strategy& strategy) {
       std::vector<Variable> vars = model.trainable_variables();
       GradientTape tape;
       Tensor loss = loss_fn(yb, model(xb, true));
-      std::vector<Tensor> grads = tape.gradient(loss, std::vector<GradSource>(vars.begin(), vars.end()));
-      if (distributed) grads = strategy.reduce_gradients(grads);
+      std::vector<Tensor> grads;
+      if (distributed && form == Loop::kStrategyGradient) {
+        grads = strategy.gradient(tape, loss, vars);
+      } else {
+        grads = tape.gradient(loss, std::vector<GradSource>(vars.begin(), vars.end()));
+        if (distributed) grads = strategy.reduce_gradients(grads);
+      }
       sgd.apply_gradients(grads, vars);
     }
     return model;
   };
   Sequential distributed = run(true), single = run(false);
   double diff = max_relative_difference(distributed.variables(), single.variables());
-  check(diff < 1e-5, rank, str_cat("custom loop: max relative weight difference ", diff));
+  check(diff < 1e-5, rank, str_cat(form == Loop::kStrategyGradient ? "custom loop, strategy.gradient"
+                                                                    : "custom loop, reduce_gradients",
+                                   ": max relative weight difference ", diff));
+}
+
+// Variables without a gradient: one no replica uses gets an undefined gradient everywhere (the optimizer
+// skips it); one only replica 0 uses gets replica 0's gradient averaged with the others' zeros. No hang.
+void unused_variables_are_handled(strategies::Strategy& strategy) {
+  int rank = strategy.replica_id(), replicas = strategy.num_replicas_in_sync();
+  Variable w(from_vector<float>({1, 2, 3}), "w");
+  Variable unused(from_vector<float>({5, 5}), "unused_everywhere");
+  Variable only_rank0(from_vector<float>({1, 1, 1, 1}), "only_on_rank_0");
+  std::vector<Variable> vars{w, unused, only_rank0};
+  for (int step = 0; step < 3; ++step) {
+    GradientTape tape;
+    Tensor loss = sum(square(w.value())) * static_cast<double>(rank + 1);
+    if (rank == 0) loss = loss + sum(only_rank0.value()) * 0.5;
+    std::vector<Tensor> grads = strategy.gradient(tape, loss, vars);
+    bool ok = grads.size() == 3 && grads[0].defined() && !grads[1].defined() && grads[2].defined();
+    if (ok) {
+      // d/dw of (r+1)*sum(w^2), averaged: 2w * mean(r+1) = 2w * (replicas+1)/2.
+      std::vector<float> gw = grads[0].to_vector<float>(), g0 = grads[2].to_vector<float>();
+      for (int i = 0; i < 3; ++i) ok = ok && std::abs(gw[i] - 2.0f * (i + 1) * (replicas + 1) / 2.0f) < 1e-5f;
+      for (float v : g0) ok = ok && std::abs(v - 0.5f / replicas) < 1e-6f;
+    }
+    check(ok, rank, str_cat("unused variables, step ", step));
+  }
+}
+
+// With buckets small enough that the model needs several, and with overlap on and off, fit gives the
+// same weights; with overlap on, the buckets of the last layers start inside backward (the timeline's
+// "start all_reduce" marks fall within the "backward" bar), which is what lets them overlap it.
+void buckets_start_during_backward(strategies::DataParallelStrategy& strategy) {
+  int rank = strategy.replica_id();
+  strategies::DataParallelOptions saved = strategy.options();
+  Tensor x = random_uniform({64, 8}, -1, 1, kF32, kCPU, 31);
+  Tensor y = random_uniform({64}, 0, 4, kF32, kCPU, 32).to(kI64);
+  std::vector<std::vector<double>> weights;
+  for (bool overlap : {true, false}) {
+    strategy.set_options({.bucket_bytes = 300, .overlap = overlap});
+    set_seed(5);
+    Sequential model = make_model();
+    model.compile(std::make_shared<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.5}),
+                  "sparse_categorical_crossentropy");
+    std::string trace_path = str_cat("/tmp/gradflow_dp_trace_", ::getpid(), ".json");
+    {
+      auto scope = strategy.scope();
+      trace::start(str_cat("rank ", rank));
+      model.fit(x, y, {.epochs = 1, .batch_size = 8, .shuffle = false, .verbose = 0});
+      trace::stop_and_write(trace_path);
+    }
+    std::vector<double> all;
+    for (const Variable& v : model.variables()) {
+      for (double d : v.value_unwatched().to(kF64).reshape({-1}).to_vector<double>()) all.push_back(d);
+    }
+    weights.push_back(all);
+    if (!overlap) continue;
+    std::ifstream in(trace_path);
+    nlohmann::json trace = nlohmann::json::parse(in);
+    std::filesystem::remove(trace_path);
+    std::vector<std::pair<double, double>> backward;
+    std::vector<double> starts;
+    int ops = 0;
+    for (const auto& e : trace["traceEvents"]) {
+      if (e["ph"] != "X") continue;
+      if (e["name"] == "backward") backward.emplace_back(e["ts"].get<double>(), e["ts"].get<double>() + e["dur"].get<double>());
+      if (e["name"] == "start all_reduce") starts.push_back(e["ts"].get<double>());
+      if (e["name"] == "all_reduce" && e["cat"] == "communication") ++ops;
+    }
+    int inside = 0;
+    for (double t : starts) {
+      for (auto [b, end] : backward) inside += t >= b && t <= end;
+    }
+    // 64 / (8 x replicas) steps, then one with no rows anywhere (that ends the epoch). The 4 variables
+    // (kernel 512 B, bias 64 B, kernel 256 B, bias 16 B, last first) make 3 buckets of at most 300 B:
+    // [bias 2, kernel 2], [bias 1], [kernel 1 + the metadata]; each starts as soon as backward has
+    // produced its gradients, so all 3 inside each step's backward bar, and the empty step's after it.
+    const size_t steps = 64 / (8 * strategy.num_replicas_in_sync());
+    check(backward.size() == steps && ops >= 3 * static_cast<int>(steps) && inside == 3 * static_cast<int>(steps) &&
+              starts.size() == 3 * (steps + 1),
+          rank, str_cat("timeline: ", backward.size(), " backward bars, ", ops, " all_reduce ops, ", inside, " of ",
+                        starts.size(), " bucket starts inside backward"));
+  }
+  check(weights[0] == weights[1], rank, "overlap on and off give bitwise the same weights");
+  strategy.set_options(saved);
 }
 
 }  // namespace
@@ -143,7 +241,10 @@ int main() {
     fit_matches_single_replica(*strategy, 8 * replicas * 4, 8);      // equal shards
     fit_matches_single_replica(*strategy, 8 * replicas * 3 + 3, 8);  // a short last step, some replicas empty
     fit_matches_single_replica(*strategy, 8 * replicas - 3, 8);      // one step, short and uneven
-    custom_loop_matches_single_replica(*strategy);
+    custom_loop_matches_single_replica(*strategy, Loop::kReduceGradients);
+    custom_loop_matches_single_replica(*strategy, Loop::kStrategyGradient);
+    unused_variables_are_handled(*strategy);
+    buckets_start_during_backward(*strategy);
     std::printf("rank %d of %d (%s): %s\n", strategy->replica_id(), replicas,
                 std::string(distributed::backend_name(strategy->communicator().backend())).c_str(),
                 g_failures == 0 ? "all ok" : "FAILURES");

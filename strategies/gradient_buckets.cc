@@ -1,0 +1,152 @@
+#include "strategies/gradient_buckets.h"
+
+#include "core/trace/trace.h"
+
+namespace gradflow::strategies {
+namespace {
+
+bool carries_meta(DType dtype) { return dtype == kF32 || dtype == kF64; }
+
+}  // namespace
+
+BucketLayout::BucketLayout(const std::vector<Tensor>& like, const std::vector<std::string>& names,
+                           int64_t bucket_bytes) {
+  if (bucket_bytes <= 0) throw ValueError(str_cat("gradient buckets: bucket_bytes must be positive, got ", bucket_bytes));
+  slots_.resize(like.size());
+  std::vector<int64_t> elements;  // per bucket
+  std::vector<DType> dtypes;
+  std::vector<Device> devices;
+  int64_t bytes = 0;
+  for (size_t k = like.size(); k-- > 0;) {
+    const Tensor& v = like[k];
+    int64_t size = v.numel() * static_cast<int64_t>(dtype_size(v.dtype()));
+    bool fits = !buckets_.empty() && dtypes.back() == v.dtype() && devices.back() == v.device() &&
+                bytes + size <= bucket_bytes;
+    if (!fits) {
+      buckets_.emplace_back();
+      elements.push_back(0);
+      dtypes.push_back(v.dtype());
+      devices.push_back(v.device());
+      bytes = 0;
+    }
+    slots_[k] = {buckets_.size() - 1, elements.back(), v.shape(), v.dtype(), v.device(),
+                 k < names.size() ? names[k] : str_cat("tensor ", k)};
+    buckets_.back().vars.push_back(k);
+    elements.back() += v.numel();
+    bytes += size;
+  }
+  // The metadata (weight, one flag per variable) rides in the last bucket when its dtype holds it
+  // exactly enough, else in a bucket of its own.
+  const int64_t meta = 1 + static_cast<int64_t>(like.size());
+  if (buckets_.empty() || !carries_meta(dtypes.back())) {
+    buckets_.emplace_back();
+    elements.push_back(0);
+    dtypes.push_back(kF64);
+    devices.push_back(like.empty() ? kCPU : like[0].device());
+  }
+  buckets_.back().meta_offset = elements.back();
+  elements.back() += meta;
+  for (size_t b = 0; b < buckets_.size(); ++b) buckets_[b].buffer = zeros({elements[b]}, dtypes[b], devices[b]);
+}
+
+bool BucketLayout::matches(const std::vector<Tensor>& like) const {
+  if (like.size() != slots_.size()) return false;
+  for (size_t i = 0; i < like.size(); ++i) {
+    const Slot& s = slots_[i];
+    if (like[i].shape() != s.shape || like[i].dtype() != s.dtype || like[i].device() != s.device) return false;
+  }
+  return true;
+}
+
+BucketedAverager::BucketedAverager(distributed::Communicator& comm, std::shared_ptr<BucketLayout> layout,
+                                   double weight, double nominal, bool overlap)
+    : comm_(comm), layout_(std::move(layout)), nominal_(nominal), overlap_(overlap) {
+  if (nominal <= 0) throw ValueError(str_cat("average_gradients: nominal weight must be positive, got ", nominal));
+  if (weight < 0) throw ValueError(str_cat("average_gradients: weight must not be negative, got ", weight));
+  if (layout_->busy_) {
+    throw StateError("average_gradients: the previous step's gradients are still being averaged (call finish() first)");
+  }
+  layout_->busy_ = true;
+  scale_ = weight / nominal;
+  ready_.assign(layout_->slots_.size(), 0);
+  used_.assign(layout_->slots_.size(), 0.0);
+  for (const BucketLayout::Bucket& b : layout_->buckets_) missing_.push_back(static_cast<int>(b.vars.size()));
+}
+
+BucketedAverager::~BucketedAverager() {
+  for (const distributed::WorkPtr& w : works_) {
+    try {
+      w->wait();
+    } catch (const std::exception&) {
+      // finish() was not reached (an exception unwinds the step); its error is the one that matters.
+    }
+  }
+  layout_->busy_ = false;
+}
+
+void BucketedAverager::ready(size_t i, const Tensor& grad) {
+  if (finished_) throw StateError("GradientAverager.ready: called after finish()");
+  if (i >= ready_.size()) throw ValueError(str_cat("GradientAverager.ready: no variable ", i, " (", ready_.size(), " variables)"));
+  const BucketLayout::Slot& slot = layout_->slots_[i];
+  if (ready_[i]) throw StateError(str_cat("GradientAverager.ready: the gradient of '", slot.name, "' was given twice"));
+  if (grad.defined() && (grad.shape() != slot.shape || grad.dtype() != slot.dtype)) {
+    throw ShapeError(str_cat("GradientAverager.ready: the gradient of '", slot.name, "' is ", shape_str(grad.shape()), " ",
+                             dtype_name(grad.dtype()), ", the variable is ", shape_str(slot.shape), " ",
+                             dtype_name(slot.dtype)));
+  }
+  Tensor& buffer = layout_->buckets_[slot.bucket].buffer;
+  Tensor dst = buffer.slice(0, slot.offset, slot.offset + numel(slot.shape)).reshape(slot.shape);
+  if (grad.defined() && scale_ > 0) {
+    Tensor src = grad.device() == dst.device() ? grad : grad.to(dst.device());
+    copy_into(dst, scale_ == 1.0 ? src : src * scale_);
+    used_[i] = 1.0;
+  } else {
+    copy_into(dst, zeros(slot.shape, slot.dtype, dst.device()));
+  }
+  ready_[i] = 1;
+  --missing_[slot.bucket];
+  if (overlap_) start_ready_buckets(false);
+}
+
+void BucketedAverager::start_ready_buckets(bool all) {
+  while (next_bucket_ < missing_.size() && (all || missing_[next_bucket_] == 0)) start(next_bucket_++);
+}
+
+void BucketedAverager::start(size_t b) {
+  BucketLayout::Bucket& bucket = layout_->buckets_[b];
+  if (bucket.meta_offset >= 0) {
+    std::vector<double> meta{scale_};
+    meta.insert(meta.end(), used_.begin(), used_.end());
+    Tensor values = from_vector<double>(meta, {static_cast<int64_t>(meta.size())});
+    Tensor dst = bucket.buffer.slice(0, bucket.meta_offset, bucket.meta_offset + values.numel());
+    copy_into(dst, values.to(dst.dtype()).to(dst.device()));
+  }
+  trace::Span span("start all_reduce", "communication", str_cat("bucket ", b, ", ", bucket.buffer.numel(), " elements"));
+  works_.push_back(comm_.all_reduce({bucket.buffer}, {.async_op = true, .in_place = true}));
+}
+
+std::pair<std::vector<Tensor>, double> BucketedAverager::finish() {
+  if (finished_) throw StateError("GradientAverager.finish: called twice");
+  for (size_t i = 0; i < ready_.size(); ++i) {
+    if (!ready_[i]) ready(i, Tensor());  // never made ready: no gradient from this replica
+  }
+  finished_ = true;
+  start_ready_buckets(true);
+  for (const distributed::WorkPtr& w : works_) w->wait();
+  const BucketLayout::Bucket& last = layout_->buckets_.back();
+  std::vector<double> meta =
+      last.buffer.slice(0, last.meta_offset, last.buffer.numel()).to(kF64).to(kCPU).to_vector<double>();
+  double total_scale = meta[0];
+  if (total_scale <= 0) return {{}, 0.0};
+  std::vector<Tensor> means;  // per bucket: one division pass; the buffers are reused next step
+  for (const BucketLayout::Bucket& b : layout_->buckets_) means.push_back(b.buffer / total_scale);
+  std::vector<Tensor> grads(ready_.size());
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (meta[1 + i] == 0) continue;  // no replica had a gradient for it
+    const BucketLayout::Slot& slot = layout_->slots_[i];
+    grads[i] = means[slot.bucket].slice(0, slot.offset, slot.offset + numel(slot.shape)).reshape(slot.shape);
+  }
+  return {std::move(grads), total_scale * nominal_};
+}
+
+}  // namespace gradflow::strategies

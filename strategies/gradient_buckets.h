@@ -1,0 +1,78 @@
+// Bucketed gradient averaging for data-parallel strategies, overlapped with backward.
+//
+// The variables are laid out in buckets of at most bucket_bytes, in reverse order (backward finishes the
+// last layer's gradients first), each bucket one flat buffer per dtype and device that lives as long as
+// the layout (no per-step allocation). As backward makes a gradient final, the averager copies it (scaled
+// by weight / nominal) into its slot; when a bucket is full its in-place all-reduce starts on the
+// communicator's progress thread while backward goes on. Buckets always start in bucket order, the
+// same on every rank whatever order the gradients come in, so ranks never pair different buckets.
+// The last bucket also carries each replica's weight and a "had a gradient" flag per variable: a
+// variable no replica had a gradient for comes back undefined on every replica.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "core/gradflow.h"
+#include "core/nn/replica_context.h"
+#include "distributed/comm/communicator.h"
+
+namespace gradflow::strategies {
+
+class BucketLayout {
+ public:
+  // One slot per tensor of `like` (its shape, dtype and device; names for errors).
+  BucketLayout(const std::vector<Tensor>& like, const std::vector<std::string>& names, int64_t bucket_bytes);
+  // Whether this layout fits tensors like these (same shapes, dtypes and devices, in the same order).
+  bool matches(const std::vector<Tensor>& like) const;
+  size_t num_buckets() const { return buckets_.size(); }
+
+ private:
+  friend class BucketedAverager;
+  struct Slot {
+    size_t bucket;
+    int64_t offset;  // elements into the bucket's buffer
+    Shape shape;
+    DType dtype;
+    Device device;
+    std::string name;  // the variable's, for errors
+  };
+  struct Bucket {
+    std::vector<size_t> vars;
+    Tensor buffer;             // gradients, then (last bucket) the metadata
+    int64_t meta_offset = -1;  // where the metadata starts, in the bucket that holds it
+  };
+  std::vector<Slot> slots_;
+  std::vector<Bucket> buckets_;
+  bool busy_ = false;  // an averager is using the buffers
+};
+
+class BucketedAverager : public ReplicaContext::GradientAverager {
+ public:
+  // overlap false: every bucket starts in finish() (for comparison; the result is the same).
+  BucketedAverager(distributed::Communicator& comm, std::shared_ptr<BucketLayout> layout, double weight,
+                   double nominal, bool overlap);
+  // Waits for buckets still in flight (their buffers are reused by the next step).
+  ~BucketedAverager() override;
+
+  void ready(size_t i, const Tensor& grad) override;
+  std::pair<std::vector<Tensor>, double> finish() override;
+
+ private:
+  void start_ready_buckets(bool all);
+  void start(size_t bucket);
+
+  distributed::Communicator& comm_;
+  std::shared_ptr<BucketLayout> layout_;
+  double scale_;    // weight / nominal
+  double nominal_;
+  bool overlap_;
+  std::vector<char> ready_;    // per variable
+  std::vector<double> used_;   // per variable: 1 when this replica had a gradient
+  std::vector<int> missing_;   // per bucket: variables not ready yet
+  size_t next_bucket_ = 0;     // buckets start in order
+  std::vector<distributed::WorkPtr> works_;
+  bool finished_ = false;
+};
+
+}  // namespace gradflow::strategies
