@@ -16,6 +16,7 @@
 #include "core/nn/layers.h"
 #include "core/nn/model.h"
 #include "core/nn/replica_context.h"
+#include "core/nn/trace_callback.h"
 #include "core/nn/training.h"
 #include "core/optim/optimizers.h"
 #include "core/optim/schedules.h"

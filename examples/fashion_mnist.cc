@@ -13,6 +13,9 @@
 //
 //   build/bin/gfrun -np 2 build/bin/fashion_mnist --threads 1
 //
+// --trace-file writes a timeline of a few steps (forward, backward, each all-reduce on the communication
+// thread, optimizer) for ui.perfetto.dev.
+//
 // With --checkpoint-dir it saves every epoch and resumes from the latest checkpoint there, so a job under
 // `gfrun --max-restarts N` continues where it died.
 #include <CLI/CLI.hpp>
@@ -49,6 +52,8 @@ int main(int argc, char** argv) {
   std::string data_dir = "/usr/share/datasets/fashion-mnist", logdir, metrics_json, strategy_name = "auto",
               checkpoint_dir;
   int kill_after_epoch = -1;
+  std::string trace_file, trace_steps = "100:103";
+  bool no_overlap = false;
   app.add_option("--epochs", epochs, "passes over the training set")->check(CLI::PositiveNumber);
   app.add_option("--batch-size", batch_size, "examples per step")->check(CLI::PositiveNumber);
   app.add_option("--seed", seed, "seed for initial weights, dropout and shuffling");
@@ -62,6 +67,10 @@ int main(int argc, char** argv) {
   app.add_option("--checkpoint-dir", checkpoint_dir, "save every epoch here; resume from the latest when present");
   app.add_option("--kill-after-epoch", kill_after_epoch,
                  "testing: rank 0 kills itself (SIGKILL) after this epoch on a job's first try");
+  app.add_option("--trace-file", trace_file,
+                 "write a timeline of some steps here (Chrome trace JSON; {rank} becomes the rank)");
+  app.add_option("--trace-steps", trace_steps, "the steps --trace-file records, FIRST:LAST (LAST excluded)");
+  app.add_flag("--no-overlap", no_overlap, "data-parallel: all-reduce gradients after backward, not during it");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -78,7 +87,9 @@ int main(int argc, char** argv) {
     std::unique_ptr<strategies::Strategy> strategy = std::make_unique<strategies::DefaultStrategy>();
     absl::StatusOr<cluster::JobInfo> job = cluster::resolve_job(cluster::current_environment());
     if (!job.ok()) throw ValueError(std::string(job.status().message()));
-    if (strategy_name == "auto" && job->world_size > 1) strategy = strategies::DataParallelStrategy::from_environment();
+    if (strategy_name == "auto" && job->world_size > 1) {
+      strategy = strategies::DataParallelStrategy::from_environment({}, {.overlap = !no_overlap});
+    }
     auto scope = strategy->scope();
     bool chief = strategy->replica_id() == 0;
 
@@ -92,6 +103,11 @@ int main(int argc, char** argv) {
     std::vector<CallbackPtr> callbacks;
     if (!logdir.empty() && chief) callbacks.push_back(TensorBoard({.log_dir = logdir}));
     if (!checkpoint_dir.empty()) callbacks.push_back(BackupAndRestore(checkpoint_dir));
+    if (!trace_file.empty()) {
+      size_t colon = trace_steps.find(':');
+      if (colon == std::string::npos) throw ValueError(str_cat("--trace-steps: expected FIRST:LAST, got \"", trace_steps, "\""));
+      callbacks.push_back(TraceSteps(trace_file, std::stoll(trace_steps.substr(0, colon)), std::stoll(trace_steps.substr(colon + 1))));
+    }
     const char* restart = std::getenv("GRADFLOW_RESTART_COUNT");
     if (kill_after_epoch >= 0 && chief && (!restart || std::string(restart) == "0")) {
       callbacks.push_back(std::make_shared<KillAfterEpoch>(kill_after_epoch));

@@ -109,10 +109,17 @@ void BucketedAverager::ready(size_t i, const Tensor& grad) {
 }
 
 void BucketedAverager::start_ready_buckets(bool all) {
-  while (next_bucket_ < missing_.size() && (all || missing_[next_bucket_] == 0)) start(next_bucket_++);
+  // During backward the last bucket never starts: it completes with backward's very last gradient, so
+  // nothing is left to overlap, and finish() runs it on this thread instead (no hand-off to the progress
+  // thread, which on a machine with a core per rank also stops it competing with compute).
+  const size_t last = missing_.size() - 1;
+  while (next_bucket_ < missing_.size() && (all || (next_bucket_ < last && missing_[next_bucket_] == 0))) {
+    start(next_bucket_, /*async=*/next_bucket_ < last);
+    ++next_bucket_;
+  }
 }
 
-void BucketedAverager::start(size_t b) {
+void BucketedAverager::start(size_t b, bool async) {
   BucketLayout::Bucket& bucket = layout_->buckets_[b];
   if (bucket.meta_offset >= 0) {
     std::vector<double> meta{scale_};
@@ -122,7 +129,7 @@ void BucketedAverager::start(size_t b) {
     copy_into(dst, values.to(dst.dtype()).to(dst.device()));
   }
   trace::Span span("start all_reduce", "communication", str_cat("bucket ", b, ", ", bucket.buffer.numel(), " elements"));
-  works_.push_back(comm_.all_reduce({bucket.buffer}, {.async_op = true, .in_place = true}));
+  works_.push_back(comm_.all_reduce({bucket.buffer}, {.async_op = async, .in_place = true}));
 }
 
 std::pair<std::vector<Tensor>, double> BucketedAverager::finish() {

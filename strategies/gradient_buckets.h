@@ -4,7 +4,8 @@
 // last layer's gradients first), each bucket one flat buffer per dtype and device that lives as long as
 // the layout (no per-step allocation). As backward makes a gradient final, the averager copies it (scaled
 // by weight / nominal) into its slot; when a bucket is full its in-place all-reduce starts on the
-// communicator's progress thread while backward goes on. Buckets always start in bucket order, the
+// communicator's progress thread while backward goes on. The last bucket (the first layers' gradients,
+// the last ones backward makes) runs in finish() on the calling thread: nothing is left to overlap it. Buckets always start in bucket order, the
 // same on every rank whatever order the gradients come in, so ranks never pair different buckets.
 // The last bucket also carries each replica's weight and a "had a gradient" flag per variable: a
 // variable no replica had a gradient for comes back undefined on every replica.
@@ -60,7 +61,8 @@ class BucketedAverager : public ReplicaContext::GradientAverager {
 
  private:
   void start_ready_buckets(bool all);
-  void start(size_t bucket);
+  // async: on the progress thread; otherwise inline when the communicator is idle (finish() waits anyway).
+  void start(size_t bucket, bool async);
 
   distributed::Communicator& comm_;
   std::shared_ptr<BucketLayout> layout_;
