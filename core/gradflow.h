@@ -12,6 +12,7 @@
 #include "core/tensor/threads.h"
 #include "core/data/dataset.h"
 #include "core/data/idx.h"
+#include "core/data/sharding.h"
 #include "core/nn/callbacks.h"
 #include "core/nn/layers.h"
 #include "core/nn/model.h"

@@ -30,8 +30,9 @@ class Strategy {
   // While it lives, fit/evaluate on this thread run under this strategy.
   [[nodiscard]] std::unique_ptr<ReplicaContextScope> scope();
 
-  // For custom loops: this replica's part of ds (every num_replicas-th element; fit() does this itself).
-  Dataset distribute_dataset(const Dataset& ds) const;
+  // For custom loops: this replica's part of ds, by file or by element as `policy` says
+  // (core/data/sharding.h; fit() does this itself).
+  Dataset distribute_dataset(const Dataset& ds, AutoShardPolicy policy = AutoShardPolicy::kAuto) const;
 
   // For custom loops: the gradients of target with respect to vars, averaged over the replicas; each
   // bucket's all-reduce starts while backward still runs. A variable no replica has a gradient for gets

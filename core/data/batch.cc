@@ -168,6 +168,9 @@ class BatchNode : public DatasetNode {
   }
   std::string_view op() const override { return spec_.padded ? "padded_batch" : "batch"; }
   std::vector<NodePtr> inputs() const override { return {input_}; }
+  NodePtr with_inputs(std::vector<NodePtr> in) const override {
+    return std::make_shared<BatchNode>(in.at(0), spec_);
+  }
 
  private:
   NodePtr input_;

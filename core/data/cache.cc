@@ -263,6 +263,13 @@ class CacheNode : public DatasetNode {
   int64_t cardinality() const override { return input_->cardinality(); }
   std::string_view op() const override { return "cache"; }
   std::vector<NodePtr> inputs() const override { return {input_}; }
+  NodePtr with_inputs(std::vector<NodePtr> in) const override {
+    // A file cache's state is its file: a rebuilt pipeline (another shard of the data) would read the
+    // original's recording.
+    GF_CHECK(filename_.empty(), ValueError, "cache(\"", filename_, "\"): a pipeline with a file cache cannot be ",
+             "rebuilt over other inputs (e.g. sharded by file): its file holds the original's elements");
+    return std::make_shared<CacheNode>(in.at(0), filename_);
+  }
 
  private:
   NodePtr input_;

@@ -113,6 +113,10 @@ ElementIterator Dataset::begin() const {
 
 int64_t Dataset::cardinality() const { return node_->cardinality(); }
 
+data_internal::NodePtr data_internal::DatasetNode::with_files(std::vector<std::string>) const {
+  throw StateError(str_cat("with_files on \"", op(), "\", which reads no files"));
+}
+
 std::vector<std::string> Dataset::source_files() const {
   std::vector<std::string> out;
   // Depth-first, inputs in order, so files come out in pipeline order.

@@ -227,6 +227,9 @@ class InterleaveNode : public DatasetNode {
   int64_t cardinality() const override { return Dataset::kUnknown; }
   std::string_view op() const override { return "interleave"; }
   std::vector<NodePtr> inputs() const override { return {input_}; }
+  NodePtr with_inputs(std::vector<NodePtr> in) const override {
+    return std::make_shared<InterleaveNode>(in.at(0), fn_, cycle_length_, block_length_, workers_);
+  }
 
  private:
   NodePtr input_;

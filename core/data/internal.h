@@ -45,6 +45,11 @@ class DatasetNode {
   virtual std::string_view op() const = 0;
   virtual std::vector<NodePtr> inputs() const { return {}; }
   virtual std::vector<std::string> files() const { return {}; }
+  // A new node doing the same over `inputs` (as many as inputs()), with fresh mutable state (caches,
+  // shuffle pass counters): how a pipeline is rebuilt, e.g. to shard its files. Sources never get here.
+  virtual NodePtr with_inputs(std::vector<NodePtr> inputs) const = 0;
+  // File-backed sources: a new node reading only `files` (others are never asked).
+  virtual NodePtr with_files(std::vector<std::string> files) const;
 };
 
 // An empty state object for op.

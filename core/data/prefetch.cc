@@ -108,6 +108,9 @@ class PrefetchNode : public DatasetNode {
   int64_t cardinality() const override { return input_->cardinality(); }
   std::string_view op() const override { return "prefetch"; }
   std::vector<NodePtr> inputs() const override { return {input_}; }
+  NodePtr with_inputs(std::vector<NodePtr> in) const override {
+    return std::make_shared<PrefetchNode>(in.at(0), capacity_);
+  }
 
  private:
   NodePtr input_;

@@ -66,6 +66,9 @@ class ShuffleNode : public DatasetNode {
   int64_t cardinality() const override { return input_->cardinality(); }
   std::string_view op() const override { return "shuffle"; }
   std::vector<NodePtr> inputs() const override { return {input_}; }
+  NodePtr with_inputs(std::vector<NodePtr> in) const override {
+    return std::make_shared<ShuffleNode>(in.at(0), buffer_size_, seed_, stream_, reshuffle_);
+  }
 
  private:
   NodePtr input_;

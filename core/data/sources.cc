@@ -52,6 +52,7 @@ class RangeNode : public DatasetNode {
   }
   int64_t cardinality() const override { return count_; }
   std::string_view op() const override { return "range"; }
+  NodePtr with_inputs(std::vector<NodePtr>) const override { throw StateError("with_inputs on a source"); }
 
  private:
   int64_t start_, step_, count_;
@@ -74,6 +75,7 @@ class TensorSlicesNode : public DatasetNode {
   }
   int64_t cardinality() const override { return components_[0].dim(0); }
   std::string_view op() const override { return "from_tensor_slices"; }
+  NodePtr with_inputs(std::vector<NodePtr>) const override { throw StateError("with_inputs on a source"); }
 
  private:
   std::vector<Tensor> components_;
@@ -88,6 +90,7 @@ class TensorsNode : public DatasetNode {
   }
   int64_t cardinality() const override { return 1; }
   std::string_view op() const override { return "from_tensors"; }
+  NodePtr with_inputs(std::vector<NodePtr>) const override { throw StateError("with_inputs on a source"); }
 
  private:
   Element element_;
@@ -124,6 +127,7 @@ class GeneratorNode : public DatasetNode {
   }
   int64_t cardinality() const override { return Dataset::kUnknown; }
   std::string_view op() const override { return "from_generator"; }
+  NodePtr with_inputs(std::vector<NodePtr>) const override { throw StateError("with_inputs on a source"); }
 
  private:
   GeneratorFactory factory_;

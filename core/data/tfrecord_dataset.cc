@@ -72,6 +72,10 @@ class TFRecordNode : public DatasetNode {
   int64_t cardinality() const override { return files_.empty() ? 0 : Dataset::kUnknown; }
   std::string_view op() const override { return "tfrecord"; }
   std::vector<std::string> files() const override { return files_; }
+  NodePtr with_inputs(std::vector<NodePtr>) const override { throw StateError("with_inputs on a source"); }
+  NodePtr with_files(std::vector<std::string> files) const override {
+    return std::make_shared<TFRecordNode>(std::move(files), options_);
+  }
 
  private:
   std::vector<std::string> files_;

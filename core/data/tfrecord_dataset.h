@@ -6,7 +6,7 @@
 // gradflow has no string dtype, so each element is one u8 1-D tensor holding a record's bytes. A corrupt
 // record throws (naming the file and byte offset) at its position, and again on every later next(): the
 // rest of that file cannot be trusted. The iterator's state is (file index, byte offset). To shard by
-// file, give each worker a subset of the filenames (Dataset::source_files() lists them).
+// file, use auto_shard (core/data/sharding.h), which rebuilds the pipeline over each worker's files.
 #pragma once
 
 #include <string>

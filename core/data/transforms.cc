@@ -57,6 +57,9 @@ class MapNode : public DatasetNode {
   int64_t cardinality() const override { return input_->cardinality(); }
   std::string_view op() const override { return "map"; }
   std::vector<NodePtr> inputs() const override { return {input_}; }
+  NodePtr with_inputs(std::vector<NodePtr> in) const override {
+    return std::make_shared<MapNode>(in.at(0), fn_, options_);
+  }
 
  private:
   NodePtr input_;
@@ -96,6 +99,9 @@ class FilterNode : public DatasetNode {
   int64_t cardinality() const override { return Dataset::kUnknown; }
   std::string_view op() const override { return "filter"; }
   std::vector<NodePtr> inputs() const override { return {input_}; }
+  NodePtr with_inputs(std::vector<NodePtr> in) const override {
+    return std::make_shared<FilterNode>(in.at(0), predicate_);
+  }
 
  private:
   NodePtr input_;
@@ -183,6 +189,9 @@ class CountNode : public DatasetNode {
     return "?";
   }
   std::vector<NodePtr> inputs() const override { return {input_}; }
+  NodePtr with_inputs(std::vector<NodePtr> in) const override {
+    return std::make_shared<CountNode>(kind_, in.at(0), n_, index_);
+  }
 
  private:
   CountKind kind_;
@@ -253,6 +262,9 @@ class RepeatNode : public DatasetNode {
   }
   std::string_view op() const override { return "repeat"; }
   std::vector<NodePtr> inputs() const override { return {input_}; }
+  NodePtr with_inputs(std::vector<NodePtr> in) const override {
+    return std::make_shared<RepeatNode>(in.at(0), count_);
+  }
 
  private:
   NodePtr input_;

@@ -337,10 +337,13 @@ History fit(Model& model, const Dataset& dataset, const FitOptions& options) {
   if (card == Dataset::kInfinite) {
     throw ValueError("fit: the dataset is infinite (repeat() without a count); take() a number of batches per epoch");
   }
-  // Distributed: each replica takes every num_replicas-th batch (the dataset's batches are per replica).
+  // Distributed: each replica reads its share (by file, or every num_replicas-th batch: the dataset's
+  // batches are per replica).
   ReplicaContext* ctx = current_replica_context();
-  Dataset mine = ctx ? dataset.shard(ctx->num_replicas(), ctx->replica_id()) : dataset;
-  if (ctx && card >= 0) card = (card + ctx->num_replicas() - 1) / ctx->num_replicas();
+  Dataset mine = ctx ? auto_shard(dataset, ctx->num_replicas(), ctx->replica_id(), options.shard_policy) : dataset;
+  if (ctx && card >= 0 && options.shard_policy != AutoShardPolicy::kOff) {
+    card = (card + ctx->num_replicas() - 1) / ctx->num_replicas();  // the most any replica has
+  }
   return fit_loop(
       model,
       [&](int) -> NextBatch {
@@ -368,7 +371,7 @@ Logs evaluate(Model& model, const Dataset& dataset, const EvaluateOptions& optio
   RunningMean loss;
   int64_t batch = 0;
   ReplicaContext* ctx = current_replica_context();
-  Dataset mine = ctx ? dataset.shard(ctx->num_replicas(), ctx->replica_id()) : dataset;
+  Dataset mine = ctx ? auto_shard(dataset, ctx->num_replicas(), ctx->replica_id(), options.shard_policy) : dataset;
   for (const Element& e : mine) {
     auto [xb, yb] = as_pair("evaluate", e);
     check_pair("evaluate", xb, yb);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/data/dataset.h"
+#include "core/data/sharding.h"
 #include "core/nn/callbacks.h"
 #include "core/optim/losses.h"
 #include "core/optim/metrics.h"
@@ -74,12 +75,15 @@ struct FitOptions {
   bool shuffle = true;  // reshuffle the examples every epoch (from the global Philox generator)
   int verbose = 1;      // 0 silent, 1 progress bar, 2 one line per epoch
   int initial_epoch = 0;
+  // Data-parallel fit(dataset): which part of the dataset each replica reads (core/data/sharding.h).
+  AutoShardPolicy shard_policy = AutoShardPolicy::kAuto;
 };
 
 struct EvaluateOptions {
   int64_t batch_size = 32;
   int verbose = 0;
   std::vector<CallbackPtr> callbacks;
+  AutoShardPolicy shard_policy = AutoShardPolicy::kAuto;  // data-parallel evaluate(dataset)
 };
 
 }  // namespace gradflow
