@@ -178,6 +178,78 @@ bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<
   return true;
 }
 
+// Gradient accumulation: the sums of rows x gradient of the batches of one group.
+struct Accumulation {
+  std::vector<Tensor> sums;  // per variable; undefined while no batch gave it a gradient
+  double rows = 0;
+  int batches = 0;  // batches stepped in this group (data-parallel: including ones without rows here)
+
+  // Forward and backward on a batch of this replica; adds its gradients; updates loss and metrics.
+  void add(ModelImpl& model, const Tensor& x, const Tensor& y, RunningMean& loss) {
+    TrainingConfig& t = config(model);
+    GradientTape tape;
+    Tensor y_pred, l;
+    {
+      trace::Span span("forward");
+      y_pred = model.forward({x}, true).at(0);
+      l = (*t.loss)(y, y_pred);
+    }
+    std::vector<Variable> vars = model.trainable_variables();
+    std::vector<Tensor> grads;
+    {
+      trace::Span span("backward");
+      grads = tape.gradient(l, std::vector<GradSource>(vars.begin(), vars.end()));
+    }
+    const double n = static_cast<double>(x.dim(0));
+    sums.resize(grads.size());
+    for (size_t i = 0; i < grads.size(); ++i) {
+      if (!grads[i].defined()) continue;
+      sums[i] = sums[i].defined() ? sums[i] + grads[i] * n : grads[i] * n;
+    }
+    rows += n;
+    update_metrics(t, y, y_pred);
+    loss.add(l.item(), n);
+  }
+  // The group's mean gradients (undefined where no batch had one).
+  std::vector<Tensor> mean(size_t num_vars) const {
+    std::vector<Tensor> out(num_vars);
+    for (size_t i = 0; i < sums.size() && i < num_vars; ++i) {
+      if (sums[i].defined()) out[i] = sums[i] / rows;
+    }
+    return out;
+  }
+  void clear() { *this = Accumulation(); }
+};
+
+// Applies an accumulated group alone.
+void apply_accumulated(ModelImpl& model, Accumulation& acc) {
+  if (acc.rows > 0) {
+    std::vector<Variable> vars = model.trainable_variables();
+    trace::Span span("optimizer");
+    config(model).optimizer->apply_gradients(acc.mean(vars.size()), vars);
+  }
+  acc.clear();
+}
+
+// The data-parallel form: one all-reduce per group, each replica weighted by its rows in the group.
+// Returns whether any replica had rows in it (false: the epoch is over everywhere).
+bool apply_accumulated(ReplicaContext& ctx, ModelImpl& model, Accumulation& acc, double nominal_rows) {
+  std::vector<Variable> vars = model.trainable_variables();
+  std::unique_ptr<ReplicaContext::GradientAverager> averager = ctx.average_gradients(vars, acc.rows, nominal_rows);
+  std::vector<Tensor> mine = acc.mean(vars.size());
+  for (size_t i = vars.size(); i-- > 0;) averager->ready(i, mine[i]);
+  std::pair<std::vector<Tensor>, double> averaged;
+  {
+    trace::Span span("wait for gradients", "communication");
+    averaged = averager->finish();
+  }
+  acc.clear();
+  if (averaged.second == 0) return false;
+  trace::Span span("optimizer");
+  config(model).optimizer->apply_gradients(averaged.first, vars);
+  return true;
+}
+
 // Builds the model on a sample batch and gives every replica replica 0's variables.
 void build_and_sync(ReplicaContext& ctx, ModelImpl& model, const Tensor& sample_x) {
   {
@@ -228,6 +300,10 @@ using NextBatch = std::function<std::optional<std::pair<Tensor, Tensor>>()>;
 History fit_loop(Model& model, const std::function<NextBatch(int epoch)>& epoch_batches, int64_t steps,
                  const FitOptions& options, const std::function<Tensor()>& sample_x) {
   if (options.epochs < 0) throw ValueError(str_cat("fit: epochs must not be negative, got ", options.epochs));
+  const int accumulate = options.gradient_accumulation_steps;
+  if (accumulate < 1) {
+    throw ValueError(str_cat("fit: gradient_accumulation_steps must be at least 1, got ", accumulate));
+  }
   ModelImpl& m = model.impl();
   TrainingConfig& t = config(m);
   ReplicaContext* ctx = current_replica_context();
@@ -260,17 +336,37 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch)>& epoch_
     RunningMean loss;
     NextBatch next = epoch_batches(epoch);
     int64_t step = 0;
+    Accumulation acc;
     while (true) {
       std::optional<std::pair<Tensor, Tensor>> batch = next();
       if (batch) check_pair("fit", batch->first, batch->second);
-      if (!ctx && !batch) break;
-      for (const auto& cb : callbacks) cb->on_train_batch_begin(step, {});
-      if (ctx) {
+      if (!ctx && !batch) {
+        if (acc.batches > 0) apply_accumulated(m, acc);  // a short last group
+        break;
+      }
+      const bool has_rows = batch && batch->first.dim(0) > 0;
+      // Accumulating data-parallel replicas step in lockstep through groups of k batches; a batch they
+      // do not have (the data ended here first) is no step for callbacks.
+      const bool is_step = accumulate == 1 || has_rows;
+      if (is_step) {
+        for (const auto& cb : callbacks) cb->on_train_batch_begin(step, {});
+      }
+      if (accumulate > 1) {
+        if (has_rows) acc.add(m, batch->first, batch->second, loss);
+        if (++acc.batches == accumulate) {
+          if (ctx) {
+            if (!apply_accumulated(*ctx, m, acc, nominal_rows * accumulate)) break;
+          } else {
+            apply_accumulated(m, acc);
+          }
+        }
+      } else if (ctx) {
         // Every replica steps until none has data left: the last steps may be short or empty here.
         if (!replicated_step(*ctx, m, batch, nominal_rows, loss)) break;
       } else {
         loss.add(train_step(m, batch->first, batch->second).at("loss"), static_cast<double>(batch->first.dim(0)));
       }
+      if (!is_step) continue;
       Logs logs = metric_logs(t, loss);
       for (const auto& cb : callbacks) cb->on_train_batch_end(step, logs);
       ++step;

@@ -75,6 +75,9 @@ struct FitOptions {
   bool shuffle = true;  // reshuffle the examples every epoch (from the global Philox generator)
   int verbose = 1;      // 0 silent, 1 progress bar, 2 one line per epoch
   int initial_epoch = 0;
+  // Gradient accumulation: the optimizer (and, data-parallel, the all-reduce) runs once per this many
+  // batches, on the gradients averaged over all their rows; the last group of an epoch may be short.
+  int gradient_accumulation_steps = 1;
   // Data-parallel fit(dataset): which part of the dataset each replica reads (core/data/sharding.h).
   AutoShardPolicy shard_policy = AutoShardPolicy::kAuto;
 };

@@ -1,6 +1,7 @@
 // compile/fit/evaluate/predict, History, callbacks and the Keras progress bar.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -76,6 +77,34 @@ TEST_F(TrainingTest, FitOnADatasetMatchesFitOnTensorsWithoutShuffle) {
     EXPECT_EQ(va[i].value().to_vector<float>(), vb[i].value().to_vector<float>()) << va[i].name();
   }
   EXPECT_NEAR(b.evaluate(Dataset::from_tensor_slices({x, y}).batch(10))["loss"], a.evaluate(x, y)["loss"], 1e-5);
+}
+
+// Accumulating k batches of b gives the update of one batch of k x b (the same rows), also for a short
+// last group; the optimizer steps once per group.
+TEST_F(TrainingTest, GradientAccumulationMatchesOneLargerBatch) {
+  auto [x, y] = blobs(100, 40);  // groups of 3 x 8 = 24 rows: 4 full groups and a short one of 4 rows
+  auto train = [&](int64_t batch, int accumulate) {
+    reset_layer_names();
+    set_seed(6);
+    Sequential model = small_model();
+    model.compile(std::make_shared<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.3}),
+                  "sparse_categorical_crossentropy");
+    model.fit(x, y, {.epochs = 2, .batch_size = batch, .shuffle = false, .verbose = 0,
+                     .gradient_accumulation_steps = accumulate});
+    return model;
+  };
+  Sequential accumulated = train(8, 3), large = train(24, 1);
+  std::vector<Variable> a = accumulated.trainable_variables(), b = large.trainable_variables();
+  for (size_t i = 0; i < a.size(); ++i) {
+    std::vector<float> va = a[i].value().to_vector<float>(), vb = b[i].value().to_vector<float>();
+    for (size_t k = 0; k < va.size(); ++k) EXPECT_NEAR(va[k], vb[k], 1e-5 * std::max(1.0f, std::abs(vb[k]))) << a[i].name();
+  }
+  // And it differs from not accumulating (k optimizer steps instead of one).
+  Sequential plain = train(8, 1);
+  EXPECT_NE(plain.trainable_variables()[0].value().to_vector<float>(), a[0].value().to_vector<float>());
+  Sequential model = small_model();
+  model.compile("sgd", "mse");
+  EXPECT_THROW(model.fit(x, y, {.verbose = 0, .gradient_accumulation_steps = 0}), ValueError);
 }
 
 TEST_F(TrainingTest, ErrorsNameTheProblem) {

@@ -43,8 +43,9 @@ double max_relative_difference(const std::vector<Variable>& a, const std::vector
   return worst;
 }
 
-// n examples, per-replica batch b: fit under the strategy vs. one replica with batch b * replicas.
-void fit_matches_single_replica(strategies::Strategy& strategy, int64_t n, int64_t b) {
+// n examples, per-replica batch b (accumulating k batches per update): fit under the strategy vs. one
+// replica with batch b * replicas * k.
+void fit_matches_single_replica(strategies::Strategy& strategy, int64_t n, int64_t b, int k = 1) {
   int rank = strategy.replica_id(), replicas = strategy.num_replicas_in_sync();
   Tensor x = random_uniform({n, 8}, -1, 1, kF32, kCPU, 11);
   Tensor y = random_uniform({n}, 0, 4, kF32, kCPU, 12).to(kI64);
@@ -55,17 +56,17 @@ void fit_matches_single_replica(strategies::Strategy& strategy, int64_t n, int64
   Logs dist_eval;
   {
     auto scope = strategy.scope();
-    distributed.fit(x, y, {.epochs = 2, .batch_size = b, .shuffle = false, .verbose = 0});
+    distributed.fit(x, y, {.epochs = 2, .batch_size = b, .shuffle = false, .verbose = 0, .gradient_accumulation_steps = k});
     dist_eval = distributed.evaluate(x, y, {.batch_size = 7});
   }
   set_seed(7);
   Sequential single = make_model();
   single.compile(std::make_shared<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.5}),
                  "sparse_categorical_crossentropy", {"accuracy"});
-  single.fit(x, y, {.epochs = 2, .batch_size = b * replicas, .shuffle = false, .verbose = 0});
+  single.fit(x, y, {.epochs = 2, .batch_size = b * replicas * k, .shuffle = false, .verbose = 0});
   Logs single_eval = single.evaluate(x, y, {.batch_size = 7});
   double diff = max_relative_difference(distributed.variables(), single.variables());
-  check(diff < 1e-5, rank, str_cat("fit n=", n, " b=", b, ": max relative weight difference ", diff));
+  check(diff < 1e-5, rank, str_cat("fit n=", n, " b=", b, " k=", k, ": max relative weight difference ", diff));
   check(std::abs(dist_eval["loss"] - single_eval["loss"]) < 1e-5 &&
             std::abs(dist_eval["accuracy"] - single_eval["accuracy"]) < 1e-9,
         rank, str_cat("evaluate n=", n, ": loss ", dist_eval["loss"], " vs ", single_eval["loss"], ", accuracy ",
@@ -242,6 +243,8 @@ int main() {
     fit_matches_single_replica(*strategy, 8 * replicas * 4, 8);      // equal shards
     fit_matches_single_replica(*strategy, 8 * replicas * 3 + 3, 8);  // a short last step, some replicas empty
     fit_matches_single_replica(*strategy, 8 * replicas - 3, 8);      // one step, short and uneven
+    fit_matches_single_replica(*strategy, 8 * replicas * 2 * 3, 8, 2);   // accumulating 2 batches
+    fit_matches_single_replica(*strategy, 8 * replicas * 2 * 2 + 5, 8, 2);  // ... and a short last group
     custom_loop_matches_single_replica(*strategy, Loop::kReduceGradients);
     custom_loop_matches_single_replica(*strategy, Loop::kStrategyGradient);
     unused_variables_are_handled(*strategy);
