@@ -63,6 +63,50 @@ double dd_seconds(const std::string& dir, uint64_t count) {
   return seconds;
 }
 
+// What one round measures, in seconds (rates in MB/s).
+struct Round {
+  double copy, copy_each, blocked, background, save, save_rate, dd, dd_rate;
+};
+
+struct Bench {
+  Sequential& model;
+  std::string dir;
+  uint64_t model_bytes;
+  std::vector<char> source, target;            // mapped before timing
+  std::vector<std::vector<char>> per_variable;  // likewise
+  CheckpointManager async, sync;
+
+  Round round(int step) {
+    Round r{};
+    Clock::time_point t = Clock::now();
+    std::memcpy(target.data(), source.data(), model_bytes);
+    r.copy = seconds_since(t);
+    t = Clock::now();
+    std::vector<Variable> vars = model.variables();
+    for (size_t i = 0; i < vars.size(); ++i) {
+      std::memcpy(per_variable[i].data(), vars[i].value_unwatched().raw_data(), per_variable[i].size());
+    }
+    r.copy_each = seconds_since(t);
+
+    t = Clock::now();
+    async.save(step);
+    r.blocked = seconds_since(t);
+    async.wait();
+    r.background = seconds_since(t);
+
+    t = Clock::now();
+    std::string path = sync.save(step);
+    r.save = seconds_since(t);
+    sync.wait();  // the previous checkpoint's deletion, in the background since save() returned: not in dd's time
+    uint64_t written = bytes_under(path);
+    uint64_t count = (written + (16u << 20) - 1) / (16u << 20);
+    r.dd = dd_seconds(dir, count);
+    r.save_rate = written / r.save / 1e6;
+    r.dd_rate = count * (16.0 * (1 << 20)) / r.dd / 1e6;
+    return r;
+  }
+};
+
 int run(const std::string& dir, int rounds, int millions) {
   // Square Dense layers of 5000 x 5000 (25M parameters each), as many as make the size asked for.
   int layers = std::max(1, millions / 25);
@@ -70,62 +114,38 @@ int run(const std::string& dir, int rounds, int millions) {
   for (int i = 1; i < layers; ++i) stack.push_back(Dense(5000, {.use_bias = false}));
   Sequential model(stack);
   uint64_t model_bytes = 0;
-  for (const Variable& v : model.variables()) model_bytes += static_cast<uint64_t>(v.value_unwatched().numel()) * 4;
+  std::vector<std::vector<char>> per_variable;
+  for (const Variable& v : model.variables()) {
+    per_variable.emplace_back(static_cast<size_t>(v.value_unwatched().numel()) * 4, 0);
+    model_bytes += per_variable.back().size();
+  }
   std::printf("model: %d Dense(5000) layers, %.1f M parameters, %.1f MB; dir %s\n", layers, model_bytes / 4e6,
               model_bytes / 1e6, dir.c_str());
-
-  std::vector<char> source(model_bytes, 1), target(model_bytes, 0);  // both mapped before timing
-  std::vector<std::vector<char>> per_variable;
-  for (const Variable& v : model.variables()) per_variable.emplace_back(v.value_unwatched().numel() * 4, 0);
-  CheckpointManager async(dir + "/async", model, {.max_to_keep = 1, .async = true});
-  CheckpointManager sync(dir + "/sync", model, {.max_to_keep = 1});
-  std::vector<double> copy_s, copy_each_s, blocked_s, blocked_ratio, save_mbps, dd_mbps, throughput_ratio;
-  for (int round = 0; round <= rounds; ++round) {
-    Clock::time_point t = Clock::now();
-    std::memcpy(target.data(), source.data(), model_bytes);
-    double copy = seconds_since(t);
-    t = Clock::now();
-    std::vector<Variable> vars = model.variables();
-    for (size_t i = 0; i < vars.size(); ++i) {
-      std::memcpy(per_variable[i].data(), vars[i].value_unwatched().raw_data(), per_variable[i].size());
-    }
-    double copy_each = seconds_since(t);
-
-    t = Clock::now();
-    async.save(round);
-    double blocked = seconds_since(t);
-    async.wait();
-    double background = seconds_since(t);
-
-    t = Clock::now();
-    std::string path = sync.save(round);
-    double save = seconds_since(t);
-    sync.wait();  // the previous checkpoint's deletion, in the background since save() returned: not in dd's time
-    uint64_t written = bytes_under(path);
-    uint64_t count = (written + (16u << 20) - 1) / (16u << 20);
-    double dd = dd_seconds(dir, count);
-    double save_rate = written / save / 1e6, dd_rate = count * (16.0 * (1 << 20)) / dd / 1e6;
-
+  Bench bench{model, dir, model_bytes, std::vector<char>(model_bytes, 1), std::vector<char>(model_bytes, 0),
+              std::move(per_variable), CheckpointManager(dir + "/async", model, {.max_to_keep = 1, .async = true}),
+              CheckpointManager(dir + "/sync", model, {.max_to_keep = 1})};
+  std::vector<Round> counted;
+  for (int i = 0; i <= rounds; ++i) {
+    Round r = bench.round(i);
     std::printf("round %d%s: memcpy %.1f ms (per variable %.1f ms), async save blocked %.1f ms (%.2fx), written "
                 "after %.0f ms | sync save %.0f MB/s (%.2f s), dd %.0f MB/s (%.2f s), ratio %.2f\n",
-                round, round == 0 ? " (warm-up, not counted)" : "", copy * 1e3, copy_each * 1e3, blocked * 1e3,
-                blocked / copy,
-                background * 1e3, save_rate, save, dd_rate, dd, save_rate / dd_rate);
+                i, i == 0 ? " (warm-up, not counted)" : "", r.copy * 1e3, r.copy_each * 1e3, r.blocked * 1e3,
+                r.blocked / r.copy, r.background * 1e3, r.save_rate, r.save, r.dd_rate, r.dd, r.save_rate / r.dd_rate);
     std::fflush(stdout);
-    if (round == 0) continue;
-    copy_s.push_back(copy);
-    copy_each_s.push_back(copy_each);
-    blocked_s.push_back(blocked);
-    blocked_ratio.push_back(blocked / copy);
-    save_mbps.push_back(save_rate);
-    dd_mbps.push_back(dd_rate);
-    throughput_ratio.push_back(save_rate / dd_rate);
+    if (i > 0) counted.push_back(r);
   }
+  auto med = [&](double (*f)(const Round&)) {
+    std::vector<double> v;
+    for (const Round& r : counted) v.push_back(f(r));
+    return median(v);
+  };
   std::printf("median over %d rounds: memcpy %.1f ms (per variable %.1f ms), async save blocked %.1f ms, "
               "blocked/memcpy %.2f (goal < 1.10)\n",
-              rounds, median(copy_s) * 1e3, median(copy_each_s) * 1e3, median(blocked_s) * 1e3, median(blocked_ratio));
+              rounds, med([](const Round& r) { return r.copy; }) * 1e3, med([](const Round& r) { return r.copy_each; }) * 1e3,
+              med([](const Round& r) { return r.blocked; }) * 1e3, med([](const Round& r) { return r.blocked / r.copy; }));
   std::printf("median over %d rounds: sync save %.0f MB/s, dd %.0f MB/s, save/dd %.2f (goal >= 0.80)\n", rounds,
-              median(save_mbps), median(dd_mbps), median(throughput_ratio));
+              med([](const Round& r) { return r.save_rate; }), med([](const Round& r) { return r.dd_rate; }),
+              med([](const Round& r) { return r.save_rate / r.dd_rate; }));
   return 0;
 }
 
