@@ -1,15 +1,16 @@
 #include "core/checkpoint/checkpoint.h"
 
-#include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
+#include "core/checkpoint/files.h"
+#include "core/checkpoint/retention.h"
+#include "core/checkpoint/snapshot.h"
 #include "core/io/safetensors.h"
 #include "core/nn/replica_context.h"
 #include "core/tensor/error.h"
@@ -20,33 +21,18 @@ namespace gradflow {
 namespace {
 
 namespace fs = std::filesystem;
+using checkpoint_files::read_text;
+using checkpoint_files::Snapshot;
 constexpr int kFormatVersion = 1;
 constexpr char kFormat[] = "gradflow-checkpoint";
+constexpr char kDeleting[] = ".deleting";  // <dir>/.ckpt-<step>.deleting: pruned, being deleted
 
-void fsync_path(const std::string& path, bool directory) {
-  int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) throw Error(str_cat(path, ": cannot open to sync"));
-  bool ok = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok) throw Error(str_cat(path, ": fsync failed"));
-}
-
-void write_text(const std::string& path, const std::string& text) {
-  {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) throw Error(str_cat(path, ": cannot write"));
+void delete_all(const std::vector<std::string>& paths) {
+  for (const std::string& path : paths) {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+    if (ec) throw Error(str_cat(path, ": cannot delete an old checkpoint: ", ec.message()));
   }
-  fsync_path(path, false);
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(str_cat(path, ": missing"));
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 std::optional<int64_t> step_of(const std::string& name) {
@@ -97,79 +83,142 @@ std::vector<Tensor> matching_values(const std::string& file, const SafetensorsFi
 std::string sha256_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(str_cat(path, ": cannot open"));
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  checkpoint_files::Sha256 sha;
   std::vector<char> buffer(1 << 20);
   while (in) {
     in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    EVP_DigestUpdate(ctx, buffer.data(), static_cast<size_t>(in.gcount()));
+    sha.update(buffer.data(), static_cast<size_t>(in.gcount()));
   }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_DigestFinal_ex(ctx, digest, &length);
-  EVP_MD_CTX_free(ctx);
-  static const char hex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < length; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 15];
-  }
-  return out;
+  return sha.hex();
 }
 
 CheckpointManager::CheckpointManager(std::string dir, ModelImpl& model, CheckpointOptions options)
-    : dir_(std::move(dir)), model_(model), options_(options) {
+    : dir_(std::move(dir)), model_(model), options_(std::move(options)) {
+  auto non_negative = [&](const char* name, double value) {
+    if (value < 0) throw ValueError(str_cat(dir_, ": CheckpointOptions.", name, " must not be negative, got ", value));
+  };
+  non_negative("max_to_keep", options_.max_to_keep);
+  non_negative("keep_every_n_hours", options_.keep_every_n_hours);
+  non_negative("save_every_n_steps", static_cast<double>(options_.save_every_n_steps));
+  non_negative("save_every_seconds", options_.save_every_seconds);
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) throw Error(str_cat(dir_, ": cannot create the checkpoint directory: ", ec.message()));
+  // Checkpoints a crashed job had pruned but not yet deleted.
+  std::vector<std::string> leftovers;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir_)) {
+    std::string name = e.path().filename().string();
+    if (name.starts_with(".ckpt-") && name.ends_with(kDeleting)) leftovers.push_back(e.path().string());
+  }
+  delete_all(leftovers);
+  last_save_at_ = now();
+  retention_ = std::make_unique<checkpoint_files::Retention>(options_.max_to_keep, options_.keep_every_n_hours,
+                                                             checkpoints(), last_save_at_);
+}
+
+CheckpointManager::~CheckpointManager() {
+  try {
+    wait();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gradflow: the last checkpoint save in %s failed: %s\n", dir_.c_str(), e.what());
+  }
+}
+
+double CheckpointManager::now() const {
+  if (options_.now) return options_.now();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// The state to save, taken on the caller's thread: meta.json's fields and the tensors (sharing the
+// variables' memory until host_copy).
+Snapshot CheckpointManager::snapshot(int64_t step, int64_t epoch, const std::map<std::string, std::string>& extra) {
+  std::vector<Variable> vars = model_.variables();
+  if (vars.empty()) throw StateError(str_cat(dir_, ": save: the model has no variables yet (build it first)"));
+  Snapshot s;
+  s.step = step;
+  s.meta = {{"format", kFormat}, {"version", kFormatVersion}, {"step", step}, {"epoch", epoch},
+            {"world_size", 1}, {"extra", extra}, {"saved_at", now()},
+            {"last_preserved_at", retention_->last_preserved_at()}};
+  GeneratorState rng = global_generator().state();
+  s.meta["rng"] = {{"seed", rng.seed}, {"next_stream", rng.next_stream}};
+  if (!replica_rng_.empty()) {
+    s.meta["rng_replicas"] = nlohmann::json::array();
+    for (const GeneratorState& r : replica_rng_) s.meta["rng_replicas"].push_back({{"seed", r.seed}, {"next_stream", r.next_stream}});
+  }
+  s.files.push_back({"model.safetensors", named_values(vars)});
+  if (optimizers::Optimizer* opt = optimizer_of(model_)) {
+    opt->build(model_.trainable_variables());
+    s.files.push_back({"optimizer.safetensors", named_values(opt->variables())});
+    s.meta["optimizer"] = {{"iterations", opt->iterations()}, {"learning_rate", opt->learning_rate()}};
+  }
+  return s;
+}
+
+// Commits the snapshot, then takes what the retention rule drops out of the listing (a rename to a hidden
+// name, instant); returns those, for the caller to delete.
+std::vector<std::string> CheckpointManager::commit_and_prune(const Snapshot& snapshot) {
+  std::string final_dir = checkpoint_files::commit_snapshot(dir_, snapshot);
+  std::vector<std::string> doomed;
+  for (const std::string& path : retention_->prune(checkpoints(), final_dir)) {
+    std::string hidden = str_cat(dir_, "/.", fs::path(path).filename().string(), kDeleting);
+    std::error_code ec;
+    fs::remove_all(hidden, ec);
+    fs::rename(path, hidden, ec);
+    if (ec) throw Error(str_cat(path, ": cannot move an old checkpoint aside to delete it: ", ec.message()));
+    doomed.push_back(hidden);
+  }
+  return doomed;
 }
 
 std::string CheckpointManager::save(int64_t step, int64_t epoch, const std::map<std::string, std::string>& extra) {
-  std::vector<Variable> vars = model_.variables();
-  if (vars.empty()) throw StateError(str_cat(dir_, ": save: the model has no variables yet (build it first)"));
+  wait();
+  Snapshot s = snapshot(step, epoch, extra);
+  last_save_at_ = s.meta["saved_at"].get<double>();
   std::string final_dir = str_cat(dir_, "/ckpt-", step);
-  std::string tmp = str_cat(dir_, "/.ckpt-", step, ".tmp-", ::getpid());
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  nlohmann::json meta{{"format", kFormat}, {"version", kFormatVersion}, {"step", step}, {"epoch", epoch},
-                      {"world_size", 1}, {"extra", extra}};
-  GeneratorState rng = global_generator().state();
-  meta["rng"] = {{"seed", rng.seed}, {"next_stream", rng.next_stream}};
-  if (!replica_rng_.empty()) {
-    meta["rng_replicas"] = nlohmann::json::array();
-    for (const GeneratorState& r : replica_rng_) meta["rng_replicas"].push_back({{"seed", r.seed}, {"next_stream", r.next_stream}});
+  auto in_background = [this](std::function<void()> work) {
+    writer_ = std::thread([this, work = std::move(work)] {
+      try {
+        work();
+      } catch (...) {
+        writer_error_ = std::current_exception();
+      }
+    });
+  };
+  if (!options_.async) {
+    std::vector<std::string> doomed = commit_and_prune(s);
+    if (!doomed.empty()) in_background([doomed] { delete_all(doomed); });
+    return final_dir;
   }
-  std::vector<std::pair<std::string, std::vector<std::pair<std::string, Tensor>>>> files{
-      {"model.safetensors", named_values(vars)}};
-  if (optimizers::Optimizer* opt = optimizer_of(model_)) {
-    opt->build(model_.trainable_variables());
-    files.push_back({"optimizer.safetensors", named_values(opt->variables())});
-    meta["optimizer"] = {{"iterations", opt->iterations()}, {"learning_rate", opt->learning_rate()}};
-  }
-  for (const auto& [name, tensors] : files) {
-    std::string path = str_cat(tmp, "/", name);
-    absl::Status s = write_safetensors(path, tensors, {{"step", std::to_string(step)}}, {.fsync = true});
-    if (!s.ok()) throw Error(std::string(s.message()));
-    meta["files"][name] = {{"bytes", fs::file_size(path)}, {"sha256", sha256_file(path)}};
-  }
-  write_text(str_cat(tmp, "/meta.json"), meta.dump(2));
-  fsync_path(tmp, true);
-  if (fs::exists(final_dir)) fs::remove_all(final_dir);  // the same step saved again
-  fs::rename(tmp, final_dir);
-  fsync_path(dir_, true);
-  write_text(str_cat(dir_, "/latest.tmp"), str_cat("ckpt-", step, "\n"));
-  fs::rename(str_cat(dir_, "/latest.tmp"), str_cat(dir_, "/latest"));
-  fsync_path(dir_, true);
-  if (options_.max_to_keep > 0) {
-    std::vector<std::string> all = checkpoints();
-    for (size_t i = 0; i + options_.max_to_keep < all.size(); ++i) {
-      if (all[i] != final_dir) fs::remove_all(all[i]);
-    }
-  }
+  checkpoint_files::host_copy(s);  // from here on, training may change the variables
+  in_background([this, s = std::move(s)] { delete_all(commit_and_prune(s)); });
   return final_dir;
 }
 
+void CheckpointManager::wait() {
+  if (writer_.joinable()) writer_.join();
+  if (writer_error_) {
+    std::exception_ptr error = writer_error_;
+    writer_error_ = nullptr;
+    std::rethrow_exception(error);
+  }
+}
+
+bool CheckpointManager::should_save(int64_t step) const {
+  if (options_.save_every_n_steps == 0 && options_.save_every_seconds == 0) {
+    throw StateError(str_cat(dir_, ": should_save: no save policy is set (save_every_n_steps or save_every_seconds)"));
+  }
+  if (options_.save_every_n_steps > 0 && step % options_.save_every_n_steps == 0) return true;
+  return options_.save_every_seconds > 0 && now() - last_save_at_ >= options_.save_every_seconds;
+}
+
+std::optional<std::string> CheckpointManager::maybe_save(int64_t step, int64_t epoch,
+                                                         const std::map<std::string, std::string>& extra) {
+  if (!should_save(step)) return std::nullopt;
+  return save(step, epoch, extra);
+}
+
 CheckpointInfo CheckpointManager::restore(const std::string& path) {
+  wait();
   nlohmann::json meta = nlohmann::json::parse(read_text(str_cat(path, "/meta.json")), nullptr, false);
   if (meta.is_discarded() || !meta.is_object() || meta.value("format", "") != kFormat) {
     throw ValueError(str_cat(path, "/meta.json: not a gradflow checkpoint's metadata"));
@@ -231,6 +280,7 @@ std::vector<std::string> CheckpointManager::checkpoints() const {
 }
 
 std::optional<CheckpointInfo> CheckpointManager::restore_latest() {
+  wait();
   std::vector<std::string> candidates;
   std::ifstream latest(str_cat(dir_, "/latest"));
   std::string name;

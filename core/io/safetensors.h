@@ -33,7 +33,17 @@ struct SafetensorsFile {
 };
 
 struct SafetensorsWriteOptions {
-  bool fsync = false;  // flush the file to stable storage before returning (checkpoints want it)
+  // Flush the file to stable storage before returning (checkpoints want it). The writeback of each
+  // 16 MiB chunk is started as soon as it is written, so the final fsync has little left to wait for, and
+  // the synced file's pages are dropped from the page cache.
+  bool fsync = false;
+};
+
+// A file's bytes before they are written: `header` (size, JSON, padding), then each tensor's bytes in
+// `tensors` order (CPU, row-major). Checkpoints hash these pieces on one thread while another writes them.
+struct SafetensorsEncoding {
+  std::string header;
+  std::vector<Tensor> tensors;
 };
 
 struct SafetensorsReadOptions {
@@ -46,6 +56,13 @@ struct SafetensorsReadOptions {
 absl::Status write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                                const std::map<std::string, std::string>& metadata = {},
                                const SafetensorsWriteOptions& options = {});
+
+// The layout write_safetensors writes (the same checks; path labels errors), and writing it.
+absl::StatusOr<SafetensorsEncoding> encode_safetensors(const std::string& path,
+                                                       const std::vector<std::pair<std::string, Tensor>>& tensors,
+                                                       const std::map<std::string, std::string>& metadata = {});
+absl::Status write_encoded_safetensors(const std::string& path, const SafetensorsEncoding& encoding,
+                                       const SafetensorsWriteOptions& options = {});
 
 absl::StatusOr<SafetensorsFile> read_safetensors(const std::string& path, const SafetensorsReadOptions& options = {});
 

@@ -80,6 +80,22 @@ CallbackPtr TensorBoard(TensorBoardOptions options = {});
 // epoch it recorded, bitwise as if it had not stopped. Give every run of a job the same backup_dir.
 CallbackPtr BackupAndRestore(std::string backup_dir);
 
+struct ModelCheckpointOptions {
+  std::string monitor = "val_loss";  // the log value save_best_only compares
+  std::string mode = "auto";         // "min", "max", or "auto" (max for names with "acc" or "auc", as Keras)
+  bool save_best_only = false;       // save only when the monitored value improved on the best so far
+  std::string save_freq = "epoch";   // "epoch", or a number N: every N batches
+  std::optional<double> initial_value_threshold;  // save_best_only: the value to beat first
+  int max_to_keep = 5;   // the CheckpointManager's (core/checkpoint): older checkpoints are deleted
+  bool async = false;    // the CheckpointManager's: training goes on while a checkpoint is written
+};
+// Keras' ModelCheckpoint: checkpoints of the model, optimizer and RNG in dir through a CheckpointManager
+// (atomic, verified; named by the optimizer's iteration count, each with the logs in its `extra`), at the
+// end of every epoch or every N batches, or only when the monitored value improves. A monitored value
+// missing from the logs is reported once on stderr and nothing is saved. Data-parallel: replica 0 writes
+// (its generator state only; BackupAndRestore keeps every replica's). ValueError for a bad mode/save_freq.
+CallbackPtr ModelCheckpoint(std::string dir, ModelCheckpointOptions options = {});
+
 // Formats one Keras log value (" - loss: 0.4977").
 std::string format_logs(const Logs& logs);
 

@@ -68,6 +68,30 @@ TEST(Safetensors, RoundTripsEveryDtypeAndMetadata) {
   std::filesystem::remove(path);
 }
 
+// encode_safetensors gives the exact bytes write_safetensors writes (the header, then the tensors in
+// file order): what checkpoints hash on another thread while the file is written. A 40 MB tensor spans
+// several 16 MiB write chunks.
+TEST(Safetensors, EncodingIsTheFileBytes) {
+  std::string path = temp_path("encoding");
+  std::vector<std::pair<std::string, Tensor>> tensors{{"small", from_vector<int32_t>({1, 2, 3})},
+                                                      {"big", random_uniform({10, 1000, 1000}, 0, 1, kF32, kCPU, 6)},
+                                                      {"wide", from_vector<double>({0.5})}};
+  absl::StatusOr<SafetensorsEncoding> encoding = encode_safetensors(path, tensors, {{"step", "3"}});
+  ASSERT_TRUE(encoding.ok()) << encoding.status();
+  ASSERT_TRUE(write_encoded_safetensors(path, *encoding, {.fsync = true}).ok());
+  std::string expected = encoding->header;
+  for (const Tensor& t : encoding->tensors) {
+    expected.append(static_cast<const char*>(t.raw_data()), static_cast<size_t>(t.numel()) * dtype_size(t.dtype()));
+  }
+  EXPECT_EQ(encoding->tensors.size(), 3u);
+  EXPECT_TRUE(expected == file_bytes(path)) << expected.size() << " bytes encoded";
+  ASSERT_TRUE(write_safetensors(path + "2", tensors, {{"step", "3"}}).ok());
+  EXPECT_TRUE(file_bytes(path + "2") == file_bytes(path)) << "write_safetensors writes the same";
+  EXPECT_FALSE(encode_safetensors(path, {{"", zeros({1})}}).ok());
+  std::filesystem::remove(path);
+  std::filesystem::remove(path + "2");
+}
+
 TEST(Safetensors, WriterRefusesBadNames) {
   std::string path = temp_path("names");
   EXPECT_FALSE(write_safetensors(path, {{"a", zeros({1})}, {"a", zeros({2})}}).ok());
