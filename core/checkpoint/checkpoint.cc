@@ -29,9 +29,17 @@ constexpr char kDeleting[] = ".deleting";  // <dir>/.ckpt-<step>.deleting: prune
 
 void delete_all(const std::vector<std::string>& paths) {
   for (const std::string& path : paths) {
+    // Another deleter (a restarted manager cleaning leftovers while this one's background deletion runs)
+    // may remove entries under our feet: a vanished entry is no error, as long as the tree ends up gone.
     std::error_code ec;
-    fs::remove_all(path, ec);
-    if (ec) throw Error(str_cat(path, ": cannot delete an old checkpoint: ", ec.message()));
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      ec.clear();
+      fs::remove_all(path, ec);
+      if (!ec || ec != std::errc::no_such_file_or_directory) break;
+    }
+    if (ec && ec != std::errc::no_such_file_or_directory) {
+      throw Error(str_cat(path, ": cannot delete an old checkpoint: ", ec.message()));
+    }
   }
 }
 
