@@ -30,7 +30,12 @@ std::unique_ptr<MultiWorkerMirroredStrategy> MultiWorkerMirroredStrategy::from_e
 
 std::unique_ptr<ReplicaContext::GradientAverager> MultiWorkerMirroredStrategy::averager_for(
     const std::vector<Tensor>& like, const std::vector<std::string>& names, double weight, double nominal) {
-  if (!layout_ || !layout_->matches(like)) layout_ = std::make_shared<BucketLayout>(like, names, options_.bucket_bytes);
+  if (!layout_ || !layout_->matches(like)) {
+    std::optional<DType> wire;
+    if (options_.compression == GradientCompression::kFloat16) wire = kF16;
+    if (options_.compression == GradientCompression::kBFloat16) wire = kBF16;
+    layout_ = std::make_shared<BucketLayout>(like, names, options_.bucket_bytes, wire);
+  }
   return std::make_unique<BucketedAverager>(*comm_, layout_, weight, nominal, options_.overlap);
 }
 

@@ -17,11 +17,16 @@
 
 namespace gradflow::strategies {
 
+// Gradients on the wire: as they are, or rounded to a 16-bit float (half the bytes; the sum is then
+// computed in that precision, as with NCCL's f16/bf16).
+enum class GradientCompression { kNone, kFloat16, kBFloat16 };
+
 struct DataParallelOptions {
   int64_t bucket_bytes = int64_t{25} << 20;  // as PyTorch DDP's default
   // Start each bucket's all-reduce as soon as backward has finished its gradients (false: all of them
   // after backward; the same result, for comparison).
   bool overlap = true;
+  GradientCompression compression = GradientCompression::kNone;
 };
 
 class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {

@@ -10,7 +10,10 @@ bool carries_meta(DType dtype) { return dtype == kF32 || dtype == kF64; }
 }  // namespace
 
 BucketLayout::BucketLayout(const std::vector<Tensor>& like, const std::vector<std::string>& names,
-                           int64_t bucket_bytes) {
+                           int64_t bucket_bytes, std::optional<DType> wire) {
+  if (wire && !is_half(*wire)) {
+    throw ValueError(str_cat("gradient buckets: compression must be to f16 or bf16, got ", dtype_name(*wire)));
+  }
   if (bucket_bytes <= 0) throw ValueError(str_cat("gradient buckets: bucket_bytes must be positive, got ", bucket_bytes));
   slots_.resize(like.size());
   std::vector<int64_t> elements;  // per bucket
@@ -19,13 +22,14 @@ BucketLayout::BucketLayout(const std::vector<Tensor>& like, const std::vector<st
   int64_t bytes = 0;
   for (size_t k = like.size(); k-- > 0;) {
     const Tensor& v = like[k];
-    int64_t size = v.numel() * static_cast<int64_t>(dtype_size(v.dtype()));
-    bool fits = !buckets_.empty() && dtypes.back() == v.dtype() && devices.back() == v.device() &&
+    const DType travels = wire && (v.dtype() == kF32 || v.dtype() == kF64) ? *wire : v.dtype();
+    int64_t size = v.numel() * static_cast<int64_t>(dtype_size(travels));
+    bool fits = !buckets_.empty() && dtypes.back() == travels && devices.back() == v.device() &&
                 bytes + size <= bucket_bytes;
     if (!fits) {
       buckets_.emplace_back();
       elements.push_back(0);
-      dtypes.push_back(v.dtype());
+      dtypes.push_back(travels);
       devices.push_back(v.device());
       bytes = 0;
     }
@@ -98,10 +102,11 @@ void BucketedAverager::ready(size_t i, const Tensor& grad) {
   Tensor dst = buffer.slice(0, slot.offset, slot.offset + numel(slot.shape)).reshape(slot.shape);
   if (grad.defined() && scale_ > 0) {
     Tensor src = grad.device() == dst.device() ? grad : grad.to(dst.device());
-    copy_into(dst, scale_ == 1.0 ? src : src * scale_);
+    Tensor scaled = scale_ == 1.0 ? src : src * scale_;
+    copy_into(dst, scaled.dtype() == dst.dtype() ? scaled : scaled.to(dst.dtype()));
     used_[i] = 1.0;
   } else {
-    copy_into(dst, zeros(slot.shape, slot.dtype, dst.device()));
+    copy_into(dst, zeros(slot.shape, dst.dtype(), dst.device()));
   }
   ready_[i] = 1;
   --missing_[slot.bucket];
@@ -146,12 +151,15 @@ std::pair<std::vector<Tensor>, double> BucketedAverager::finish() {
   double total_scale = meta[0];
   if (total_scale <= 0) return {{}, 0.0};
   std::vector<Tensor> means;  // per bucket: one division pass; the buffers are reused next step
-  for (const BucketLayout::Bucket& b : layout_->buckets_) means.push_back(b.buffer / total_scale);
+  for (const BucketLayout::Bucket& b : layout_->buckets_) {
+    means.push_back((is_half(b.buffer.dtype()) ? b.buffer.to(kF32) : b.buffer) / total_scale);
+  }
   std::vector<Tensor> grads(ready_.size());
   for (size_t i = 0; i < grads.size(); ++i) {
     if (meta[1 + i] == 0) continue;  // no replica had a gradient for it
     const BucketLayout::Slot& slot = layout_->slots_[i];
-    grads[i] = means[slot.bucket].slice(0, slot.offset, slot.offset + numel(slot.shape)).reshape(slot.shape);
+    Tensor g = means[slot.bucket].slice(0, slot.offset, slot.offset + numel(slot.shape)).reshape(slot.shape);
+    grads[i] = g.dtype() == slot.dtype ? g : g.to(slot.dtype);
   }
   return {std::move(grads), total_scale * nominal_};
 }

@@ -8,10 +8,13 @@
 // the last ones backward makes) runs in finish() on the calling thread: nothing is left to overlap it. Buckets always start in bucket order, the
 // same on every rank whatever order the gradients come in, so ranks never pair different buckets.
 // The last bucket also carries each replica's weight and a "had a gradient" flag per variable: a
-// variable no replica had a gradient for comes back undefined on every replica.
+// variable no replica had a gradient for comes back undefined on every replica. With compression, f32
+// and f64 gradients travel as f16 or bf16 (converted after scaling, summed in that dtype by the engine,
+// widened back before the division), and the metadata in a small f64 bucket of its own.
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "core/gradflow.h"
@@ -22,8 +25,10 @@ namespace gradflow::strategies {
 
 class BucketLayout {
  public:
-  // One slot per tensor of `like` (its shape, dtype and device; names for errors).
-  BucketLayout(const std::vector<Tensor>& like, const std::vector<std::string>& names, int64_t bucket_bytes);
+  // One slot per tensor of `like` (its shape, dtype and device; names for errors). With `wire` set (f16
+  // or bf16), f32 and f64 gradients travel in that dtype: half the bytes, rounded on the way.
+  BucketLayout(const std::vector<Tensor>& like, const std::vector<std::string>& names, int64_t bucket_bytes,
+               std::optional<DType> wire = std::nullopt);
   // Whether this layout fits tensors like these (same shapes, dtypes and devices, in the same order).
   bool matches(const std::vector<Tensor>& like) const;
   size_t num_buckets() const { return buckets_.size(); }

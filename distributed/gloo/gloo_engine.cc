@@ -11,6 +11,7 @@
 
 #include "core/tensor/error.h"
 #include "distributed/comm/engine.h"
+#include "distributed/comm/half_reduce.h"
 #include "gloo/allgatherv.h"
 #include "gloo/allreduce.h"
 #include "gloo/alltoallv.h"
@@ -81,6 +82,7 @@ void with_type(DType dtype, F&& f) {
     case kI32: return f(int32_t{});
     case kI64: return f(int64_t{});
     case kU8: return f(uint8_t{});
+    case kF16: case kBF16: return f(uint16_t{});  // reduced by half_reduce's functions
     default: throw DTypeError(str_cat("gloo: cannot reduce ", dtype_name(dtype)));
   }
 }
@@ -92,8 +94,12 @@ ReduceFn reduce_fn(DType dtype, ReduceOp op) {
     case kI32: return reduce_fn<int32_t>(op);
     case kI64: return reduce_fn<int64_t>(op);
     case kU8: return reduce_fn<uint8_t>(op);
-    default: throw DTypeError(str_cat("gloo: cannot reduce ", dtype_name(dtype)));
+    case kF16: case kBF16:
+      if (half_reduce::Fn fn = half_reduce::function_for(dtype, op)) return fn;
+      break;
+    default: break;
   }
+  throw DTypeError(str_cat("gloo: cannot reduce ", dtype_name(dtype), " with ", reduce_op_name(op)));
 }
 
 // Gloo reports failures as exceptions derived from std::runtime_error; its timeouts say "Timed out".
@@ -139,7 +145,8 @@ class GlooEngine : public Engine {
   int size() const override { return context_->size; }
   bool supports_device(Device device) const override { return device.is_cpu(); }
   bool supports_reduction(DType dtype, ReduceOp op) const override {
-    return op != ReduceOp::kAvg && (dtype == kF32 || dtype == kF64 || dtype == kI32 || dtype == kI64 || dtype == kU8);
+    return op != ReduceOp::kAvg && (dtype == kF32 || dtype == kF64 || dtype == kI32 || dtype == kI64 ||
+                                    dtype == kU8 || dtype == kF16 || dtype == kBF16);
   }
   bool honours_timeouts() const override { return true; }
 

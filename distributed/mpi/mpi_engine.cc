@@ -8,10 +8,12 @@
 #include <climits>
 #include <cstdlib>
 #include <functional>
+#include <mutex>
 #include <string>
 
 #include "core/tensor/dtype.h"
 #include "core/tensor/error.h"
+#include "distributed/comm/half_reduce.h"
 
 namespace gradflow::distributed {
 namespace {
@@ -46,7 +48,37 @@ MPI_Datatype mpi_type(DType dtype) {
   throw DTypeError(str_cat("mpi: unknown dtype ", static_cast<int>(dtype)));
 }
 
-MPI_Op mpi_op(ReduceOp op) {
+// 16-bit floats reduce through user-defined ops (MPI has no f16 arithmetic): one per dtype and op, each
+// a distinct C function as MPI_Op_create needs.
+template <DType kDType, ReduceOp kOp>
+void half_op_function(void* in, void* inout, int* len, MPI_Datatype*) {
+  static const half_reduce::Fn fn = half_reduce::function_for(kDType, kOp);
+  fn(inout, in, inout, static_cast<size_t>(*len));
+}
+
+template <DType kDType>
+MPI_Op half_op(ReduceOp op) {
+  static MPI_Op ops[4];
+  static std::once_flag created;
+  std::call_once(created, [] {
+    check(MPI_Op_create(&half_op_function<kDType, ReduceOp::kSum>, 1, &ops[0]), "MPI_Op_create");
+    check(MPI_Op_create(&half_op_function<kDType, ReduceOp::kProd>, 1, &ops[1]), "MPI_Op_create");
+    check(MPI_Op_create(&half_op_function<kDType, ReduceOp::kMin>, 1, &ops[2]), "MPI_Op_create");
+    check(MPI_Op_create(&half_op_function<kDType, ReduceOp::kMax>, 1, &ops[3]), "MPI_Op_create");
+  });
+  switch (op) {
+    case ReduceOp::kSum: return ops[0];
+    case ReduceOp::kProd: return ops[1];
+    case ReduceOp::kMin: return ops[2];
+    case ReduceOp::kMax: return ops[3];
+    case ReduceOp::kAvg: break;
+  }
+  throw DTypeError(str_cat("mpi: no reduction ", reduce_op_name(op), " for 16-bit floats"));
+}
+
+MPI_Op mpi_op(ReduceOp op, DType dtype) {
+  if (dtype == kF16) return half_op<kF16>(op);
+  if (dtype == kBF16) return half_op<kBF16>(op);
   switch (op) {
     case ReduceOp::kSum: return MPI_SUM;
     case ReduceOp::kMin: return MPI_MIN;
@@ -58,10 +90,11 @@ MPI_Op mpi_op(ReduceOp op) {
 }
 
 bool reducible(DType dtype) {
-  return dtype == kF32 || dtype == kF64 || dtype == kI32 || dtype == kI64 || dtype == kU8;
+  return dtype == kF32 || dtype == kF64 || dtype == kI32 || dtype == kI64 || dtype == kU8 || dtype == kF16 ||
+         dtype == kBF16;
 }
 
-// Refuses what supports_reduction() refused: reducing f16 bits as uint16 would give wrong sums silently.
+// Refuses what supports_reduction() refused.
 MPI_Datatype reduction_type(DType dtype, ReduceOp op, const char* what) {
   GF_CHECK(reducible(dtype) && op != ReduceOp::kAvg, DTypeError, "mpi: ", what, ": no reduction ",
            reduce_op_name(op), " for dtype ", dtype_name(dtype));
@@ -147,7 +180,7 @@ void MpiEngine::all_reduce(const void* in, void* out, int64_t count, DType dtype
   const MPI_Datatype type = reduction_type(dtype, op, "all_reduce");
   for_each_chunk(count, dtype, [&](int64_t offset, int n) {
     const void* send = in == out ? MPI_IN_PLACE : at(in, offset);
-    check(MPI_Allreduce(send, at(out, offset), n, type, mpi_op(op), comm_), "MPI_Allreduce");
+    check(MPI_Allreduce(send, at(out, offset), n, type, mpi_op(op, dtype), comm_), "MPI_Allreduce");
   });
 }
 
@@ -164,7 +197,7 @@ void MpiEngine::reduce(const void* in, void* out, int64_t count, DType dtype, Re
   const bool in_place = rank_ == root && in == out;
   for_each_chunk(count, dtype, [&](int64_t offset, int n) {
     const void* send = in_place ? MPI_IN_PLACE : at(in, offset);
-    check(MPI_Reduce(send, at(out, offset), n, type, mpi_op(op), root, comm_), "MPI_Reduce");
+    check(MPI_Reduce(send, at(out, offset), n, type, mpi_op(op, dtype), root, comm_), "MPI_Reduce");
   });
 }
 
@@ -190,10 +223,10 @@ void MpiEngine::reduce_scatter(const void* in, void* out, const std::vector<int6
   const std::vector<int> ints = to_ints(counts, size_, "reduce_scatter", "count");
   const void* send = in == out ? MPI_IN_PLACE : in;
   if (all_equal(counts)) {
-    check(MPI_Reduce_scatter_block(send, out, ints[rank_], type, mpi_op(op), comm_),
+    check(MPI_Reduce_scatter_block(send, out, ints[rank_], type, mpi_op(op, dtype), comm_),
           "MPI_Reduce_scatter_block");
   } else {
-    check(MPI_Reduce_scatter(send, out, ints.data(), type, mpi_op(op), comm_), "MPI_Reduce_scatter");
+    check(MPI_Reduce_scatter(send, out, ints.data(), type, mpi_op(op, dtype), comm_), "MPI_Reduce_scatter");
   }
 }
 

@@ -140,6 +140,51 @@ void unused_variables_are_handled(strategies::Strategy& strategy) {
   }
 }
 
+// Gradients compressed to f16 or bf16 on the wire: every replica still applies the identical update
+// (weights bitwise equal across ranks), and training follows the uncompressed single replica closely.
+void compressed_gradients_stay_identical(strategies::DataParallelStrategy& strategy) {
+  int rank = strategy.replica_id(), replicas = strategy.num_replicas_in_sync();
+  strategies::DataParallelOptions saved = strategy.options();
+  Tensor x = random_uniform({96, 8}, -1, 1, kF32, kCPU, 41);
+  Tensor y = random_uniform({96}, 0, 4, kF32, kCPU, 42).to(kI64);
+  for (auto [compression, name] : {std::pair{strategies::GradientCompression::kFloat16, "f16"},
+                                   std::pair{strategies::GradientCompression::kBFloat16, "bf16"}}) {
+    strategy.set_options({.compression = compression});
+    auto train = [&](bool distributed) {
+      set_seed(8);
+      Sequential model = make_model();
+      model.compile(std::make_shared<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.5}),
+                    "sparse_categorical_crossentropy");
+      if (distributed) {
+        auto scope = strategy.scope();
+        model.fit(x, y, {.epochs = 2, .batch_size = 8, .shuffle = false, .verbose = 0});
+      } else {
+        model.fit(x, y, {.epochs = 2, .batch_size = 8 * replicas, .shuffle = false, .verbose = 0});
+      }
+      return model;
+    };
+    Sequential compressed = train(true), exact = train(false);
+    std::vector<double> mine;
+    double worst = 0;
+    std::vector<Variable> a = compressed.variables(), b = exact.variables();
+    for (size_t i = 0; i < a.size(); ++i) {
+      std::vector<double> u = a[i].value_unwatched().to(kF64).reshape({-1}).to_vector<double>();
+      std::vector<double> v = b[i].value_unwatched().to(kF64).reshape({-1}).to_vector<double>();
+      for (size_t k = 0; k < u.size(); ++k) worst = std::max(worst, std::abs(u[k] - v[k]));
+      mine.insert(mine.end(), u.begin(), u.end());
+    }
+    Tensor t = from_vector<double>(mine, {static_cast<int64_t>(mine.size())});
+    auto& comm = strategy.communicator();
+    std::vector<double> lo = comm.all_reduce({t}, {.op = distributed::ReduceOp::kMin})->result()[0].to_vector<double>();
+    std::vector<double> hi = comm.all_reduce({t}, {.op = distributed::ReduceOp::kMax})->result()[0].to_vector<double>();
+    check(lo == mine && hi == mine, rank, str_cat(name, " on the wire: weights bitwise equal on every rank"));
+    // Above float32's rounding (so the gradients really travelled in 16 bits), well below the weights' scale.
+    check(worst > 1e-6 && worst < 0.05, rank,
+          str_cat(name, " on the wire: largest weight difference from uncompressed ", worst));
+  }
+  strategy.set_options(saved);
+}
+
 // With buckets small enough that the model needs several, and with overlap on and off, fit gives the
 // same weights; with overlap on, the buckets of the last layers start inside backward (the timeline's
 // "start all_reduce" marks fall within the "backward" bar), which is what lets them overlap it.
@@ -249,6 +294,7 @@ int main() {
     custom_loop_matches_single_replica(*strategy, Loop::kStrategyGradient);
     unused_variables_are_handled(*strategy);
     buckets_start_during_backward(*strategy);
+    compressed_gradients_stay_identical(*strategy);
     std::printf("rank %d of %d (%s): %s\n", strategy->replica_id(), replicas,
                 std::string(distributed::backend_name(strategy->communicator().backend())).c_str(),
                 g_failures == 0 ? "all ok" : "FAILURES");
