@@ -29,25 +29,26 @@ std::unique_ptr<MultiWorkerMirroredStrategy> MultiWorkerMirroredStrategy::from_e
 }
 
 std::unique_ptr<ReplicaContext::GradientAverager> MultiWorkerMirroredStrategy::averager_for(
-    const std::vector<Tensor>& like, const std::vector<std::string>& names, double weight, double nominal) {
+    const std::vector<Tensor>& like, const std::vector<std::string>& names, double weight, double nominal,
+    bool weighted_loss) {
   if (!layout_ || !layout_->matches(like)) {
     std::optional<DType> wire;
     if (options_.compression == GradientCompression::kFloat16) wire = kF16;
     if (options_.compression == GradientCompression::kBFloat16) wire = kBF16;
     layout_ = std::make_shared<BucketLayout>(like, names, options_.bucket_bytes, wire);
   }
-  return std::make_unique<BucketedAverager>(*comm_, layout_, weight, nominal, options_.overlap);
+  return std::make_unique<BucketedAverager>(*comm_, layout_, weight, nominal, options_.overlap, weighted_loss);
 }
 
 std::unique_ptr<ReplicaContext::GradientAverager> MultiWorkerMirroredStrategy::average_gradients(
-    const std::vector<Variable>& vars, double weight, double nominal) {
+    const std::vector<Variable>& vars, double weight, double nominal, bool weighted_loss) {
   std::vector<Tensor> like;
   std::vector<std::string> names;
   for (const Variable& v : vars) {
     like.push_back(v.value_unwatched());
     names.push_back(v.name());
   }
-  return averager_for(like, names, weight, nominal);
+  return averager_for(like, names, weight, nominal, weighted_loss);
 }
 
 std::vector<Tensor> MultiWorkerMirroredStrategy::gradient(GradientTape& tape, const Tensor& target,
@@ -86,6 +87,8 @@ std::vector<double> MultiWorkerMirroredStrategy::sum(const std::vector<double>& 
   Tensor t = from_vector<double>(values, {static_cast<int64_t>(values.size())});
   return comm_->all_reduce({t})->result()[0].to_vector<double>();
 }
+
+Tensor MultiWorkerMirroredStrategy::all_reduce_sum(const Tensor& t) { return comm_->all_reduce({t})->result()[0]; }
 
 uint64_t MultiWorkerMirroredStrategy::shared_seed() {
   // Drawn from replica 0's global generator, so a run seeded with set_seed() repeats exactly (and a

@@ -56,14 +56,15 @@ class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
   // ReplicaContext
   int num_replicas() const override { return num_replicas_in_sync(); }
   std::unique_ptr<GradientAverager> average_gradients(const std::vector<Variable>& vars, double weight,
-                                                      double nominal) override;
+                                                      double nominal, bool weighted_loss = false) override;
   std::vector<double> sum(const std::vector<double>& values) override;
+  Tensor all_reduce_sum(const Tensor& t) override;
   uint64_t shared_seed() override;
 
   // An averager over buckets laid out for tensors like these (the layout and its buffers are kept while
   // the shapes stay the same).
   std::unique_ptr<GradientAverager> averager_for(const std::vector<Tensor>& like, const std::vector<std::string>& names,
-                                                 double weight, double nominal);
+                                                 double weight, double nominal, bool weighted_loss = false);
 
   std::unique_ptr<distributed::Communicator> comm_;
   DataParallelOptions options_;

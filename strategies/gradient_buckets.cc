@@ -63,8 +63,8 @@ bool BucketLayout::matches(const std::vector<Tensor>& like) const {
 }
 
 BucketedAverager::BucketedAverager(distributed::Communicator& comm, std::shared_ptr<BucketLayout> layout,
-                                   double weight, double nominal, bool overlap)
-    : comm_(comm), layout_(std::move(layout)), nominal_(nominal), overlap_(overlap) {
+                                   double weight, double nominal, bool overlap, bool weighted_loss)
+    : comm_(comm), layout_(std::move(layout)), prescaled_(weighted_loss), nominal_(nominal), overlap_(overlap) {
   if (nominal <= 0) throw ValueError(str_cat("average_gradients: nominal weight must be positive, got ", nominal));
   if (weight < 0) throw ValueError(str_cat("average_gradients: weight must not be negative, got ", weight));
   if (layout_->busy_) {
@@ -102,7 +102,7 @@ void BucketedAverager::ready(size_t i, const Tensor& grad) {
   Tensor dst = buffer.slice(0, slot.offset, slot.offset + numel(slot.shape)).reshape(slot.shape);
   if (grad.defined() && scale_ > 0) {
     Tensor src = grad.device() == dst.device() ? grad : grad.to(dst.device());
-    Tensor scaled = scale_ == 1.0 ? src : src * scale_;
+    Tensor scaled = scale_ == 1.0 || prescaled_ ? src : src * scale_;
     copy_into(dst, scaled.dtype() == dst.dtype() ? scaled : scaled.to(dst.dtype()));
     used_[i] = 1.0;
   } else {

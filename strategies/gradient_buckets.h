@@ -56,8 +56,9 @@ class BucketLayout {
 class BucketedAverager : public ReplicaContext::GradientAverager {
  public:
   // overlap false: every bucket starts in finish() (for comparison; the result is the same).
+  // weighted_loss: gradients arrive already scaled by weight / nominal (ReplicaContext::average_gradients).
   BucketedAverager(distributed::Communicator& comm, std::shared_ptr<BucketLayout> layout, double weight,
-                   double nominal, bool overlap);
+                   double nominal, bool overlap, bool weighted_loss = false);
   // Waits for buckets still in flight (their buffers are reused by the next step).
   ~BucketedAverager() override;
 
@@ -72,6 +73,7 @@ class BucketedAverager : public ReplicaContext::GradientAverager {
   distributed::Communicator& comm_;
   std::shared_ptr<BucketLayout> layout_;
   double scale_;    // weight / nominal
+  bool prescaled_;  // the gradients already carry scale_
   double nominal_;
   bool overlap_;
   std::vector<char> ready_;    // per variable

@@ -123,4 +123,11 @@ LayerImpl& Layer::impl() const {
   return *impl_;
 }
 
+bool LayerImpl::synchronizes_replicas() const {
+  for (const auto& l : sublayers()) {
+    if (l->synchronizes_replicas()) return true;
+  }
+  return false;
+}
+
 }  // namespace gradflow

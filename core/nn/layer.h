@@ -46,6 +46,9 @@ class LayerImpl {
   virtual std::vector<std::shared_ptr<LayerImpl>> sublayers() const { return {}; }
   int64_t count_params() const;
   bool trainable = true;  // false freezes every weight of the layer (Keras' layer.trainable)
+  // Whether a training step's forward and backward talk to the other replicas (SyncBatchNormalization):
+  // then every replica must run them in every step, even one without rows of its own.
+  virtual bool synchronizes_replicas() const;
 
  protected:
   // Creates weights from the shapes of the inputs (batch axis included).

@@ -61,6 +61,10 @@ struct BatchNormalizationOptions {
 };
 // Normalizes the last axis; moving statistics update in training, are used in inference.
 Layer BatchNormalization(BatchNormalizationOptions options = {});
+// BatchNormalization over the global batch of a data-parallel step (every replica's rows together, as
+// tf.keras.layers.experimental.SyncBatchNormalization): identical statistics and moving averages on every
+// replica. Alone (no strategy) it equals BatchNormalization.
+Layer SyncBatchNormalization(BatchNormalizationOptions options = {});
 
 struct LayerNormalizationOptions {
   double epsilon = 1e-3;

@@ -1,6 +1,7 @@
 // BatchNormalization and LayerNormalization over the last axis.
 #include "core/autodiff/tape.h"
 #include "core/nn/layers.h"
+#include "core/nn/replica_context.h"
 #include "core/ops/ops.h"
 
 namespace gradflow {
@@ -8,8 +9,8 @@ namespace {
 
 class BatchNormalizationImpl : public LayerImpl {
  public:
-  explicit BatchNormalizationImpl(BatchNormalizationOptions o)
-      : LayerImpl("batch_normalization", o.name), options_(std::move(o)) {
+  explicit BatchNormalizationImpl(BatchNormalizationOptions o, const char* type = "batch_normalization")
+      : LayerImpl(type, o.name), options_(std::move(o)) {
     if (!(options_.momentum >= 0 && options_.momentum <= 1)) {
       throw ValueError(str_cat("BatchNormalization: momentum ", options_.momentum, " is not in [0, 1]"));
     }
@@ -29,16 +30,45 @@ class BatchNormalizationImpl : public LayerImpl {
                                   options_.epsilon);
     }
     BatchNormResult r = batch_norm_training(x, gamma_.value(), beta_.value(), options_.epsilon);
-    autodiff::SuspendRecording no_record;
-    double m = options_.momentum;
-    moving_mean_.assign(moving_mean_.value_unwatched() * m + r.batch_mean * (1 - m));
-    moving_variance_.assign(moving_variance_.value_unwatched() * m + r.batch_variance * (1 - m));
+    update_moving(r.batch_mean, r.batch_variance);
     return r.y;
   }
+  void update_moving(const Tensor& batch_mean, const Tensor& batch_variance) {
+    autodiff::SuspendRecording no_record;
+    double m = options_.momentum;
+    moving_mean_.assign(moving_mean_.value_unwatched() * m + batch_mean * (1 - m));
+    moving_variance_.assign(moving_variance_.value_unwatched() * m + batch_variance * (1 - m));
+  }
 
- private:
   BatchNormalizationOptions options_;
   Variable gamma_, beta_, moving_mean_, moving_variance_;
+};
+
+// SyncBatchNormalization: the batch statistics are those of the global batch, every replica's rows
+// together (one cross_replica_sum of the per-channel sums, sums of squares and counts), so replicas
+// normalize identically, their moving statistics stay equal, and N replicas of B rows train as one of N x B.
+class SyncBatchNormalizationImpl : public BatchNormalizationImpl {
+ public:
+  explicit SyncBatchNormalizationImpl(BatchNormalizationOptions o) : BatchNormalizationImpl(std::move(o), "sync_batch_normalization") {}
+  bool synchronizes_replicas() const override { return true; }
+
+ protected:
+  Tensor call(const Tensor& x, bool training) override {
+    if (!training) return BatchNormalizationImpl::call(x, false);
+    const int64_t c = x.dim(-1);
+    std::vector<int64_t> axes;
+    for (int64_t a = 0; a + 1 < x.rank(); ++a) axes.push_back(a);
+    Tensor rows = full({1}, static_cast<double>(x.numel() / std::max<int64_t>(c, 1)), x.dtype(), x.device());
+    Tensor totals = cross_replica_sum(concat({sum(x, axes), sum(x * x, axes), rows}, 0));
+    Tensor global_rows = totals.slice(0, 2 * c, 2 * c + 1);
+    Tensor count = maximum(global_rows, full({1}, 1.0, x.dtype(), x.device()));
+    Tensor mean = totals.slice(0, 0, c) / count;
+    Tensor variance = maximum(totals.slice(0, c, 2 * c) / count - mean * mean, zeros({c}, x.dtype(), x.device()));
+    Tensor y = (x - mean) * rsqrt(variance + options_.epsilon) * gamma_.value() + beta_.value();
+    // A step in which no replica has rows (fit's last, which finds the epoch over) leaves them alone.
+    if (global_rows.to(kF64).item() > 0) update_moving(mean, variance);
+    return y;
+  }
 };
 
 class LayerNormalizationImpl : public LayerImpl {
@@ -140,6 +170,10 @@ class LSTMImpl : public LayerImpl {
 
 Layer BatchNormalization(BatchNormalizationOptions options) {
   return Layer(std::make_shared<BatchNormalizationImpl>(std::move(options)));
+}
+
+Layer SyncBatchNormalization(BatchNormalizationOptions options) {
+  return Layer(std::make_shared<SyncBatchNormalizationImpl>(std::move(options)));
 }
 Layer LayerNormalization(LayerNormalizationOptions options) {
   return Layer(std::make_shared<LayerNormalizationImpl>(std::move(options)));

@@ -48,11 +48,16 @@ class ReplicaContext {
     // when the total weight is 0 the gradients are empty. Variables never made ready count as undefined.
     virtual std::pair<std::vector<Tensor>, double> finish() = 0;
   };
+  // weighted_loss: the gradients given to ready() already carry weight / nominal, because the loss was
+  // scaled by it before backward. A model whose backward talks to the other replicas (cross_replica_sum)
+  // needs that: its cross-replica gradient terms are summed inside backward, before any averaging.
   virtual std::unique_ptr<GradientAverager> average_gradients(const std::vector<Variable>& vars, double weight,
-                                                              double nominal) = 0;
+                                                              double nominal, bool weighted_loss = false) = 0;
 
   // Elementwise sums across replicas.
   virtual std::vector<double> sum(const std::vector<double>& values) = 0;
+  // The elementwise sum of t over the replicas (every replica passes the same shape and dtype).
+  virtual Tensor all_reduce_sum(const Tensor& t) = 0;
 
   // A seed drawn by replica 0 (from its global generator, so set_seed() makes runs repeat), the same on
   // every replica.
@@ -61,6 +66,12 @@ class ReplicaContext {
 
 // The context of this thread (nullptr: training is not distributed).
 ReplicaContext* current_replica_context();
+
+// x summed over the replicas of the current context (x itself without one), as a differentiable op: its
+// gradient is the replicas' sum of the output's gradients, which makes a replica's backward account for
+// how its rows moved every replica's loss (SyncBatchNormalization's statistics). Collective: every
+// replica must call it, in the same order.
+Tensor cross_replica_sum(const Tensor& x);
 
 // Makes context current on this thread for the scope's lifetime.
 class ReplicaContextScope {

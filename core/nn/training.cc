@@ -145,27 +145,38 @@ namespace {
 // replica had data (false: the epoch is over everywhere). Each gradient goes to the averager as soon as
 // backward has finished it, so its all-reduce overlaps the rest of backward.
 bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<std::pair<Tensor, Tensor>>& batch,
-                     double nominal_rows, RunningMean& loss) {
+                     double nominal_rows, RunningMean& loss, const std::optional<std::pair<Tensor, Tensor>>& no_rows) {
   TrainingConfig& t = config(model);
   std::vector<Variable> vars = model.trainable_variables();
   const bool has_rows = batch && batch->first.dim(0) > 0;
   const double rows = has_rows ? static_cast<double>(batch->first.dim(0)) : 0.0;
-  std::unique_ptr<ReplicaContext::GradientAverager> averager = ctx.average_gradients(vars, rows, nominal_rows);
-  if (has_rows) {
+  // A model whose forward and backward talk to the other replicas runs them even without rows here (on
+  // an empty batch, whose gradients have weight 0), so that every replica makes the same collectives;
+  // its loss is weighted before backward, so the cross-replica terms summed inside backward are too.
+  const bool synchronizes = model.synchronizes_replicas();
+  std::unique_ptr<ReplicaContext::GradientAverager> averager =
+      ctx.average_gradients(vars, rows, nominal_rows, /*weighted_loss=*/synchronizes);
+  const std::optional<std::pair<Tensor, Tensor>>& work =
+      has_rows ? batch : (synchronizes ? no_rows : std::optional<std::pair<Tensor, Tensor>>());
+  if (work) {
     GradientTape tape;
     Tensor y_pred, l;
     {
       trace::Span span("forward");
-      y_pred = model.forward({batch->first}, true).at(0);
-      l = (*t.loss)(batch->second, y_pred);
+      y_pred = model.forward({work->first}, true).at(0);
+      l = (*t.loss)(work->second, y_pred);
     }
     {
       trace::Span span("backward");
-      tape.gradient(l, std::vector<GradSource>(vars.begin(), vars.end()),
+      const double weight = rows / nominal_rows;
+      Tensor objective = synchronizes && weight != 1.0 ? l * weight : l;
+      tape.gradient(objective, std::vector<GradSource>(vars.begin(), vars.end()),
                     [&](size_t i, const Tensor& g) { averager->ready(i, g); });
     }
-    update_metrics(t, batch->second, y_pred);
-    loss.add(l.item(), rows);
+    if (has_rows) {
+      update_metrics(t, batch->second, y_pred);
+      loss.add(l.item(), rows);
+    }
   }
   std::pair<std::vector<Tensor>, double> averaged;
   {
@@ -184,7 +195,8 @@ struct Accumulation {
   double rows = 0;
   int batches = 0;  // batches stepped in this group (data-parallel: including ones without rows here)
 
-  // Forward and backward on a batch of this replica; adds its gradients; updates loss and metrics.
+  // Forward and backward on a batch of this replica; adds its gradients; updates loss and metrics. An
+  // empty batch (a synchronizing model's replica without rows) only takes part in the collectives.
   void add(ModelImpl& model, const Tensor& x, const Tensor& y, RunningMean& loss) {
     TrainingConfig& t = config(model);
     GradientTape tape;
@@ -201,6 +213,7 @@ struct Accumulation {
       grads = tape.gradient(l, std::vector<GradSource>(vars.begin(), vars.end()));
     }
     const double n = static_cast<double>(x.dim(0));
+    if (n == 0) return;
     sums.resize(grads.size());
     for (size_t i = 0; i < grads.size(); ++i) {
       if (!grads[i].defined()) continue;
@@ -295,10 +308,10 @@ namespace {
 using NextBatch = std::function<std::optional<std::pair<Tensor, Tensor>>()>;
 
 // The epoch loop shared by fit over tensors and over datasets. steps < 0: unknown until the data ends.
-// sample_x: one full per-replica batch's inputs (the same on every replica), to build the model before
+// sample: one full per-replica batch (the same on every replica), to build the model before
 // training when distributed; its rows are the nominal weight of a step.
 History fit_loop(Model& model, const std::function<NextBatch(int epoch)>& epoch_batches, int64_t steps,
-                 const FitOptions& options, const std::function<Tensor()>& sample_x) {
+                 const FitOptions& options, const std::function<std::pair<Tensor, Tensor>()>& sample) {
   if (options.epochs < 0) throw ValueError(str_cat("fit: epochs must not be negative, got ", options.epochs));
   const int accumulate = options.gradient_accumulation_steps;
   if (accumulate < 1) {
@@ -308,15 +321,18 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch)>& epoch_
   TrainingConfig& t = config(m);
   ReplicaContext* ctx = current_replica_context();
   double nominal_rows = 1;
+  std::optional<std::pair<Tensor, Tensor>> no_rows;
   if (ctx) {
-    Tensor sample = sample_x();
-    nominal_rows = static_cast<double>(std::max<int64_t>(1, sample.dim(0)));
-    build_and_sync(*ctx, m, sample);
+    std::pair<Tensor, Tensor> first = sample();
+    nominal_rows = static_cast<double>(std::max<int64_t>(1, first.first.dim(0)));
+    build_and_sync(*ctx, m, first.first);
+    // No rows of its own in a step, a replica still runs a synchronizing model's collectives on these.
+    no_rows = std::pair{first.first.slice(0, 0, 0), first.second.slice(0, 0, 0)};
   } else if (m.variables().empty()) {
     // Build before the callbacks start, so that they see the variables (BackupAndRestore restores into
     // them). The inference-mode forward draws nothing from the RNG beyond the initializers' own draws.
     autodiff::SuspendRecording no_record;
-    m.forward({sample_x()}, false);
+    m.forward({sample().first}, false);
   }
   std::vector<CallbackPtr> callbacks = options.callbacks;
   bool shows_progress = options.verbose > 0 && (!ctx || ctx->replica_id() == 0);
@@ -352,7 +368,11 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch)>& epoch_
         for (const auto& cb : callbacks) cb->on_train_batch_begin(step, {});
       }
       if (accumulate > 1) {
-        if (has_rows) acc.add(m, batch->first, batch->second, loss);
+        if (has_rows) {
+          acc.add(m, batch->first, batch->second, loss);
+        } else if (ctx && no_rows && m.synchronizes_replicas()) {
+          acc.add(m, no_rows->first, no_rows->second, loss);
+        }
         if (++acc.batches == accumulate) {
           if (ctx) {
             if (!apply_accumulated(*ctx, m, acc, nominal_rows * accumulate)) break;
@@ -362,7 +382,7 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch)>& epoch_
         }
       } else if (ctx) {
         // Every replica steps until none has data left: the last steps may be short or empty here.
-        if (!replicated_step(*ctx, m, batch, nominal_rows, loss)) break;
+        if (!replicated_step(*ctx, m, batch, nominal_rows, loss, no_rows)) break;
       } else {
         loss.add(train_step(m, batch->first, batch->second).at("loss"), static_cast<double>(batch->first.dim(0)));
       }
@@ -425,7 +445,7 @@ History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& op
                                            rows(y, *order, begin, end, !options.shuffle)};
         };
       },
-      steps, options, [&] { return x.slice(0, 0, std::min(n, bs)); });
+      steps, options, [&] { return std::pair{x.slice(0, 0, std::min(n, bs)), y.slice(0, 0, std::min(n, bs))}; });
 }
 
 History fit(Model& model, const Dataset& dataset, const FitOptions& options) {
@@ -453,7 +473,7 @@ History fit(Model& model, const Dataset& dataset, const FitOptions& options) {
       card >= 0 ? card : -1, options, [&] {
         std::optional<Element> first = dataset.take(1).make_iterator().next();
         if (!first) throw ValueError("fit: the dataset is empty");
-        return as_pair("fit", *first).first;
+        return as_pair("fit", *first);
       });
 }
 

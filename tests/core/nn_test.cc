@@ -85,6 +85,38 @@ TEST_F(NnTest, BatchNormalizationMovingStatistics) {
   EXPECT_NEAR(inference.to_vector<float>()[0], 0, 1e-3);
 }
 
+// Without a strategy SyncBatchNormalization is BatchNormalization: outputs, gradients and moving
+// statistics agree (its statistics come from sums, not the fused kernel's two passes).
+TEST_F(NnTest, SyncBatchNormalizationAloneEqualsBatchNormalization) {
+  Layer bn = BatchNormalization({.momentum = 0.5}), sync = SyncBatchNormalization({.momentum = 0.5});
+  Tensor x = random_normal({6, 2, 3}, 1, 2, kF32, kCPU, 4);
+  bn(x);
+  sync(x);
+  EXPECT_EQ(sync.variables()[2].name(), "sync_batch_normalization/moving_mean");
+  auto forward_backward = [&](Layer& layer) {
+    std::vector<Variable> vars = layer.trainable_variables();
+    GradientTape tape;
+    tape.watch(x);
+    Tensor y = layer(x, true);
+    Tensor loss = sum(y * y * random_uniform({3}, 0, 1, kF32, kCPU, 9));
+    std::vector<Tensor> g = tape.gradient(loss, {x, vars[0], vars[1]});
+    g.insert(g.begin(), y);
+    return g;
+  };
+  std::vector<Tensor> a = forward_backward(bn), b = forward_backward(sync);
+  for (size_t i = 0; i < a.size(); ++i) {
+    std::vector<float> u = a[i].to_vector<float>(), v = b[i].to_vector<float>();
+    ASSERT_EQ(u.size(), v.size());
+    for (size_t k = 0; k < u.size(); ++k) EXPECT_NEAR(u[k], v[k], 2e-4 * std::max(1.0f, std::abs(u[k]))) << i << " " << k;
+  }
+  for (int w : {2, 3}) {
+    std::vector<float> u = bn.variables()[w].value().to_vector<float>(), v = sync.variables()[w].value().to_vector<float>();
+    for (size_t k = 0; k < u.size(); ++k) EXPECT_NEAR(u[k], v[k], 1e-4 * std::max(1.0f, std::abs(u[k])));
+  }
+  EXPECT_TRUE(sync.impl().synchronizes_replicas());
+  EXPECT_FALSE(bn.impl().synchronizes_replicas());
+}
+
 TEST_F(NnTest, LayerGradientsMatchFiniteDifferences) {
   // Layers are compositions of checked ops; check a Dense/LSTM/LayerNorm stack end to end in f64.
   Layer lstm = LSTM(3, {.return_sequences = true});

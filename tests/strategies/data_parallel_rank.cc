@@ -140,6 +140,51 @@ void unused_variables_are_handled(strategies::Strategy& strategy) {
   }
 }
 
+// SyncBatchNormalization: N replicas with per-replica batch B train as one replica with batch N x B and
+// plain BatchNormalization (weights and moving statistics), also when the last step leaves some
+// replicas without rows (they still run the statistics' collectives). Accumulating k batches, the
+// statistics are those of each global batch of N x B (not of N x B x k): it must not hang and must
+// keep the replicas identical.
+void sync_batch_norm_matches_single_replica(strategies::Strategy& strategy, int64_t n, int k) {
+  int rank = strategy.replica_id(), replicas = strategy.num_replicas_in_sync();
+  Tensor x = random_uniform({n, 8}, -1, 1, kF32, kCPU, 51) * 3.0 + 1.0;
+  Tensor y = random_uniform({n}, 0, 4, kF32, kCPU, 52).to(kI64);
+  auto make = [](bool sync) {
+    BatchNormalizationOptions bn{.momentum = 0.8};
+    return Sequential({Dense(16), sync ? SyncBatchNormalization(bn) : BatchNormalization(bn), Activation("relu"),
+                       Dense(4, {.activation = "softmax"})});
+  };
+  auto compile = [](Sequential& m) {
+    m.compile(std::make_shared<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.2}),
+              "sparse_categorical_crossentropy");
+  };
+  set_seed(13);
+  Sequential distributed = make(true);
+  compile(distributed);
+  {
+    auto scope = strategy.scope();
+    distributed.fit(x, y, {.epochs = 2, .batch_size = 8, .shuffle = false, .verbose = 0, .gradient_accumulation_steps = k});
+  }
+  set_seed(13);
+  Sequential single = make(false);
+  compile(single);
+  single.fit(x, y, {.epochs = 2, .batch_size = 8 * replicas * k, .shuffle = false, .verbose = 0});
+  if (k == 1) {
+    double diff = max_relative_difference(distributed.variables(), single.variables());
+    check(diff < 1e-4, rank, str_cat("SyncBatchNormalization n=", n, ": max relative difference ", diff,
+                                     " (weights and moving statistics)"));
+    return;
+  }
+  std::vector<double> mine;
+  for (const Variable& v : distributed.variables()) {
+    for (double d : v.value_unwatched().to(kF64).reshape({-1}).to_vector<double>()) mine.push_back(d);
+  }
+  Tensor t = from_vector<double>(mine, {static_cast<int64_t>(mine.size())});
+  auto* dp = dynamic_cast<strategies::DataParallelStrategy*>(&strategy);
+  std::vector<double> lo = dp->communicator().all_reduce({t}, {.op = distributed::ReduceOp::kMin})->result()[0].to_vector<double>();
+  check(lo == mine, rank, str_cat("SyncBatchNormalization n=", n, " k=", k, ": replicas identical"));
+}
+
 // Gradients compressed to f16 or bf16 on the wire: every replica still applies the identical update
 // (weights bitwise equal across ranks), and training follows the uncompressed single replica closely.
 void compressed_gradients_stay_identical(strategies::DataParallelStrategy& strategy) {
@@ -295,6 +340,9 @@ int main() {
     unused_variables_are_handled(*strategy);
     buckets_start_during_backward(*strategy);
     compressed_gradients_stay_identical(*strategy);
+    sync_batch_norm_matches_single_replica(*strategy, 8 * replicas * 4, 1);
+    sync_batch_norm_matches_single_replica(*strategy, 8 * replicas * 3 + 3, 1);  // replicas without rows
+    sync_batch_norm_matches_single_replica(*strategy, 8 * replicas * 4 + 5, 2);  // accumulating
     std::printf("rank %d of %d (%s): %s\n", strategy->replica_id(), replicas,
                 std::string(distributed::backend_name(strategy->communicator().backend())).c_str(),
                 g_failures == 0 ? "all ok" : "FAILURES");
