@@ -16,8 +16,8 @@
 // --trace-file writes a timeline of a few steps (forward, backward, each all-reduce on the communication
 // thread, optimizer) for ui.perfetto.dev.
 //
-// With --checkpoint-dir it saves every epoch and resumes from the latest checkpoint there, so a job under
-// `gfrun --max-restarts N` continues where it died.
+// With --checkpoint-dir it saves every epoch (or every --save-freq batches) and resumes from the latest
+// checkpoint there, so a job under `gfrun --max-restarts N` continues where it died, to the exact batch.
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <fstream>
@@ -28,6 +28,7 @@
 
 #include "cluster/environment.h"
 #include "core/gradflow.h"
+#include "core/io/safetensors.h"
 #include "strategies/data_parallel.h"
 
 using namespace gradflow;
@@ -52,6 +53,8 @@ int main(int argc, char** argv) {
   std::string data_dir = "/usr/share/datasets/fashion-mnist", logdir, metrics_json, strategy_name = "auto",
               checkpoint_dir;
   int kill_after_epoch = -1;
+  int64_t kill_in_save = -1;
+  std::string save_freq = "epoch", save_weights;
   std::string trace_file, trace_steps = "100:103";
   bool no_overlap = false;
   app.add_option("--epochs", epochs, "passes over the training set")->check(CLI::PositiveNumber);
@@ -65,8 +68,13 @@ int main(int argc, char** argv) {
   app.add_option("--strategy", strategy_name, "auto: data-parallel when started as several ranks; none")
       ->check(CLI::IsMember({"auto", "none"}));
   app.add_option("--checkpoint-dir", checkpoint_dir, "save every epoch here; resume from the latest when present");
+  app.add_option("--save-freq", save_freq, "with --checkpoint-dir: \"epoch\" or every N batches");
   app.add_option("--kill-after-epoch", kill_after_epoch,
                  "testing: rank 0 kills itself (SIGKILL) after this epoch on a job's first try");
+  app.add_option("--kill-in-save", kill_in_save,
+                 "testing: rank 0 kills itself (SIGKILL) inside the save of checkpoint N (numbered by batches), "
+                 "between writing its files and the commit, on a job's first try");
+  app.add_option("--save-weights", save_weights, "write the final weights here (safetensors; the chief)");
   app.add_option("--trace-file", trace_file,
                  "write a timeline of some steps here (Chrome trace JSON; {rank} becomes the rank)");
   app.add_option("--trace-steps", trace_steps, "the steps --trace-file records, FIRST:LAST (LAST excluded)");
@@ -102,14 +110,23 @@ int main(int argc, char** argv) {
     model.compile(std::make_shared<optimizers::Adam>(), "sparse_categorical_crossentropy", {"accuracy"});
     std::vector<CallbackPtr> callbacks;
     if (!logdir.empty() && chief) callbacks.push_back(TensorBoard({.log_dir = logdir}));
-    if (!checkpoint_dir.empty()) callbacks.push_back(BackupAndRestore(checkpoint_dir));
+    const char* restart = std::getenv("GRADFLOW_RESTART_COUNT");
+    const bool first_try = !restart || std::string(restart) == "0";
+    if (!checkpoint_dir.empty()) {
+      BackupAndRestoreOptions backup{.save_freq = save_freq};
+      if (kill_in_save >= 0 && chief && first_try) {
+        backup.before_commit = [kill_in_save](int64_t step) {
+          if (step == kill_in_save) ::raise(SIGKILL);
+        };
+      }
+      callbacks.push_back(BackupAndRestore(checkpoint_dir, backup));
+    }
     if (!trace_file.empty()) {
       size_t colon = trace_steps.find(':');
       if (colon == std::string::npos) throw ValueError(str_cat("--trace-steps: expected FIRST:LAST, got \"", trace_steps, "\""));
       callbacks.push_back(TraceSteps(trace_file, std::stoll(trace_steps.substr(0, colon)), std::stoll(trace_steps.substr(colon + 1))));
     }
-    const char* restart = std::getenv("GRADFLOW_RESTART_COUNT");
-    if (kill_after_epoch >= 0 && chief && (!restart || std::string(restart) == "0")) {
+    if (kill_after_epoch >= 0 && chief && first_try) {
       callbacks.push_back(std::make_shared<KillAfterEpoch>(kill_after_epoch));
     }
     auto start = std::chrono::steady_clock::now();
@@ -118,6 +135,12 @@ int main(int argc, char** argv) {
     Logs result = model.evaluate(x_test, y_test);
 
     if (!chief) return 0;  // every replica has the same (global) result; the chief reports it
+    if (!save_weights.empty()) {
+      std::vector<std::pair<std::string, Tensor>> named;
+      for (const Variable& v : model.variables()) named.emplace_back(v.name(), v.value_unwatched());
+      absl::Status written = write_safetensors(save_weights, named);
+      if (!written.ok()) throw Error(std::string(written.message()));
+    }
     std::printf("test_loss=%.4f test_accuracy=%.4f\n", result["loss"], result["accuracy"]);
     if (!metrics_json.empty()) {
       std::ofstream out(metrics_json);

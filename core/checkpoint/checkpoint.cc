@@ -10,6 +10,8 @@
 
 #include "core/checkpoint/files.h"
 #include "core/checkpoint/retention.h"
+#include "core/checkpoint/sharded_commit.h"
+#include "core/checkpoint/shards.h"
 #include "core/checkpoint/snapshot.h"
 #include "core/io/safetensors.h"
 #include "core/nn/replica_context.h"
@@ -63,24 +65,23 @@ optimizers::Optimizer* optimizer_of(ModelImpl& model) {
   return model.training ? model.training->optimizer.get() : nullptr;
 }
 
-// Checks that file holds a value for every variable, of its shape and dtype; the values to assign.
-std::vector<Tensor> matching_values(const std::string& file, const SafetensorsFile& contents,
-                                    const std::vector<Variable>& vars) {
+// Checks that the files hold a value for every variable, of its shape and dtype; the values to assign.
+std::vector<Tensor> matching_values(const checkpoint_files::MergedFiles& files, const std::vector<Variable>& vars) {
   std::vector<Tensor> values;
   for (const Variable& v : vars) {
-    auto it = contents.tensors.find(v.name());
-    if (it == contents.tensors.end()) throw ValueError(str_cat(file, ": has no variable \"", v.name(), "\""));
+    auto it = files.tensors.find(v.name());
+    if (it == files.tensors.end()) throw ValueError(str_cat(files.label, ": has no variable \"", v.name(), "\""));
     if (it->second.shape() != v.shape() || it->second.dtype() != v.dtype()) {
-      throw ValueError(str_cat(file, ": \"", v.name(), "\" is ", shape_str(it->second.shape()), " ",
+      throw ValueError(str_cat(files.origin.at(v.name()), ": \"", v.name(), "\" is ", shape_str(it->second.shape()), " ",
                                dtype_name(it->second.dtype()), " but the model's is ", shape_str(v.shape()), " ",
                                dtype_name(v.dtype())));
     }
     values.push_back(it->second.to(v.device()));
   }
-  if (contents.tensors.size() != vars.size()) {
-    for (const auto& [name, t] : contents.tensors) {
+  if (files.tensors.size() != vars.size()) {
+    for (const auto& [name, t] : files.tensors) {
       bool known = std::any_of(vars.begin(), vars.end(), [&](const Variable& v) { return v.name() == name; });
-      if (!known) throw ValueError(str_cat(file, ": holds \"", name, "\", which the model does not have"));
+      if (!known) throw ValueError(str_cat(files.origin.at(name), ": holds \"", name, "\", which the model does not have"));
     }
   }
   return values;
@@ -159,15 +160,15 @@ Snapshot CheckpointManager::snapshot(int64_t step, int64_t epoch, const std::map
     s.files.push_back({"optimizer.safetensors", named_values(opt->variables())});
     s.meta["optimizer"] = {{"iterations", opt->iterations()}, {"learning_rate", opt->learning_rate()}};
   }
+  s.before_commit = options_.before_commit;
   return s;
 }
 
-// Commits the snapshot, then takes what the retention rule drops out of the listing (a rename to a hidden
-// name, instant); returns those, for the caller to delete.
-std::vector<std::string> CheckpointManager::commit_and_prune(const Snapshot& snapshot) {
-  std::string final_dir = checkpoint_files::commit_snapshot(dir_, snapshot);
+// Takes what the retention rule drops out of the listing (a rename to a hidden name, instant); returns
+// those, for the caller to delete.
+std::vector<std::string> CheckpointManager::prune(const std::string& just_saved) {
   std::vector<std::string> doomed;
-  for (const std::string& path : retention_->prune(checkpoints(), final_dir)) {
+  for (const std::string& path : retention_->prune(checkpoints(), just_saved)) {
     std::string hidden = str_cat(dir_, "/.", fs::path(path).filename().string(), kDeleting);
     std::error_code ec;
     fs::remove_all(hidden, ec);
@@ -178,27 +179,42 @@ std::vector<std::string> CheckpointManager::commit_and_prune(const Snapshot& sna
   return doomed;
 }
 
+ReplicaContext* CheckpointManager::sharding_context() const {
+  ReplicaContext* ctx = options_.sharded ? current_replica_context() : nullptr;
+  return ctx && ctx->num_replicas() > 1 ? ctx : nullptr;
+}
+
+void CheckpointManager::in_background(std::function<void()> work) {
+  writer_ = std::thread([this, work = std::move(work)] {
+    try {
+      work();
+    } catch (...) {
+      writer_error_ = std::current_exception();
+    }
+  });
+}
+
 std::string CheckpointManager::save(int64_t step, int64_t epoch, const std::map<std::string, std::string>& extra) {
   wait();
   Snapshot s = snapshot(step, epoch, extra);
   last_save_at_ = s.meta["saved_at"].get<double>();
-  std::string final_dir = str_cat(dir_, "/ckpt-", step);
-  auto in_background = [this](std::function<void()> work) {
-    writer_ = std::thread([this, work = std::move(work)] {
-      try {
-        work();
-      } catch (...) {
-        writer_error_ = std::current_exception();
-      }
+  if (ReplicaContext* ctx = sharding_context()) {
+    checkpoint_files::keep_shard(s, ctx->replica_id(), ctx->num_replicas());
+    std::vector<std::string> doomed;
+    std::string final_dir = checkpoint_files::commit_sharded(dir_, s, *ctx, [&](const std::string& committed) {
+      doomed = prune(committed);  // rank 0 only
     });
-  };
+    if (!doomed.empty()) in_background([doomed] { delete_all(doomed); });
+    return final_dir;
+  }
+  std::string final_dir = str_cat(dir_, "/ckpt-", step);
   if (!options_.async) {
-    std::vector<std::string> doomed = commit_and_prune(s);
+    std::vector<std::string> doomed = prune(checkpoint_files::commit_snapshot(dir_, s));
     if (!doomed.empty()) in_background([doomed] { delete_all(doomed); });
     return final_dir;
   }
   checkpoint_files::host_copy(s);  // from here on, training may change the variables
-  in_background([this, s = std::move(s)] { delete_all(commit_and_prune(s)); });
+  in_background([this, s = std::move(s)] { delete_all(prune(checkpoint_files::commit_snapshot(dir_, s))); });
   return final_dir;
 }
 
@@ -216,7 +232,11 @@ bool CheckpointManager::should_save(int64_t step) const {
     throw StateError(str_cat(dir_, ": should_save: no save policy is set (save_every_n_steps or save_every_seconds)"));
   }
   if (options_.save_every_n_steps > 0 && step % options_.save_every_n_steps == 0) return true;
-  return options_.save_every_seconds > 0 && now() - last_save_at_ >= options_.save_every_seconds;
+  if (options_.save_every_seconds <= 0) return false;
+  bool due = now() - last_save_at_ >= options_.save_every_seconds;
+  // Ranks' clocks differ: all must agree to call the collective save, so rank 0's decides.
+  if (ReplicaContext* ctx = sharding_context()) return ctx->sum({ctx->replica_id() == 0 && due ? 1.0 : 0.0})[0] > 0;
+  return due;
 }
 
 std::optional<std::string> CheckpointManager::maybe_save(int64_t step, int64_t epoch,
@@ -225,8 +245,15 @@ std::optional<std::string> CheckpointManager::maybe_save(int64_t step, int64_t e
   return save(step, epoch, extra);
 }
 
-CheckpointInfo CheckpointManager::restore(const std::string& path) {
-  wait();
+struct CheckpointManager::Loaded {
+  CheckpointInfo info;
+  std::vector<Variable> vars, slots;
+  std::vector<Tensor> values, slot_values;
+  std::optional<GeneratorState> rng;
+};
+
+// Reads and verifies everything before anything is assigned.
+CheckpointManager::Loaded CheckpointManager::load(const std::string& path) {
   nlohmann::json meta = nlohmann::json::parse(read_text(str_cat(path, "/meta.json")), nullptr, false);
   if (meta.is_discarded() || !meta.is_object() || meta.value("format", "") != kFormat) {
     throw ValueError(str_cat(path, "/meta.json: not a gradflow checkpoint's metadata"));
@@ -234,7 +261,6 @@ CheckpointInfo CheckpointManager::restore(const std::string& path) {
   if (meta.value("version", 0) != kFormatVersion) {
     throw ValueError(str_cat(path, "/meta.json: format version ", meta.value("version", 0), ", expected ", kFormatVersion));
   }
-  // Verify every file before touching the model.
   std::map<std::string, SafetensorsFile> contents;
   if (!meta.contains("files") || !meta["files"].is_object()) throw ValueError(str_cat(path, "/meta.json: no files listed"));
   for (auto it = meta["files"].begin(); it != meta["files"].end(); ++it) {
@@ -249,30 +275,39 @@ CheckpointInfo CheckpointManager::restore(const std::string& path) {
     if (!f.ok()) throw ValueError(std::string(f.status().message()));
     contents[it.key()] = std::move(*f);
   }
-  if (!contents.count("model.safetensors")) throw ValueError(str_cat(path, ": no model.safetensors"));
-  std::vector<Variable> vars = model_.variables();
-  std::vector<Tensor> values = matching_values(str_cat(path, "/model.safetensors"), contents["model.safetensors"], vars);
+  checkpoint_files::MergedFiles model_files = checkpoint_files::merge_files(path, contents, "model");
+  if (model_files.empty()) throw ValueError(str_cat(path, ": no model.safetensors (nor shards of it)"));
+  Loaded loaded;
+  loaded.vars = model_.variables();
+  loaded.values = matching_values(model_files, loaded.vars);
+  checkpoint_files::MergedFiles optimizer_files = checkpoint_files::merge_files(path, contents, "optimizer");
   optimizers::Optimizer* opt = optimizer_of(model_);
-  std::vector<Variable> slots;
-  std::vector<Tensor> slot_values;
-  if (opt && contents.count("optimizer.safetensors")) {
+  if (opt && !optimizer_files.empty()) {
     opt->build(model_.trainable_variables());
-    slots = opt->variables();
-    slot_values = matching_values(str_cat(path, "/optimizer.safetensors"), contents["optimizer.safetensors"], slots);
+    loaded.slots = opt->variables();
+    loaded.slot_values = matching_values(optimizer_files, loaded.slots);
   }
-  for (size_t i = 0; i < vars.size(); ++i) vars[i].assign(values[i]);
-  for (size_t i = 0; i < slots.size(); ++i) slots[i].assign(slot_values[i]);
-  // A data-parallel checkpoint holds every replica's generator: each takes its own.
+  // A data-parallel checkpoint holds every replica's generator: each takes its own (or a derived one).
   ReplicaContext* ctx = current_replica_context();
-  const nlohmann::json* rng = meta.contains("rng") ? &meta["rng"] : nullptr;
-  if (ctx && meta.contains("rng_replicas") && meta["rng_replicas"].is_array() &&
-      static_cast<int>(meta["rng_replicas"].size()) == ctx->num_replicas()) {
-    rng = &meta["rng_replicas"][ctx->replica_id()];
+  loaded.rng = checkpoint_files::replica_generator_state(meta, ctx ? ctx->replica_id() : 0);
+  loaded.info = {path, meta.value("step", int64_t{0}), meta.value("epoch", int64_t{0}), {}};
+  if (meta.contains("extra") && meta["extra"].is_object()) {
+    loaded.info.extra = meta["extra"].get<std::map<std::string, std::string>>();
   }
-  if (rng) global_generator().set_state({rng->value("seed", uint64_t{0}), rng->value("next_stream", uint64_t{0})});
-  CheckpointInfo info{path, meta.value("step", int64_t{0}), meta.value("epoch", int64_t{0}), {}};
-  if (meta.contains("extra") && meta["extra"].is_object()) info.extra = meta["extra"].get<std::map<std::string, std::string>>();
-  return info;
+  return loaded;
+}
+
+CheckpointInfo CheckpointManager::apply(Loaded& loaded) {
+  for (size_t i = 0; i < loaded.vars.size(); ++i) loaded.vars[i].assign(loaded.values[i]);
+  for (size_t i = 0; i < loaded.slots.size(); ++i) loaded.slots[i].assign(loaded.slot_values[i]);
+  if (loaded.rng) global_generator().set_state(*loaded.rng);
+  return loaded.info;
+}
+
+CheckpointInfo CheckpointManager::restore(const std::string& path) {
+  wait();
+  Loaded loaded = load(path);
+  return apply(loaded);
 }
 
 std::vector<std::string> CheckpointManager::checkpoints() const {
@@ -297,12 +332,25 @@ std::optional<CheckpointInfo> CheckpointManager::restore_latest() {
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     if (std::find(candidates.begin(), candidates.end(), *it) == candidates.end()) candidates.push_back(*it);
   }
+  ReplicaContext* ctx = sharding_context();
   for (const std::string& path : candidates) {
+    std::optional<Loaded> loaded;
     try {
-      return restore(path);
+      loaded = load(path);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "gradflow: checkpoint %s is unusable (%s); trying the previous one\n", path.c_str(), e.what());
     }
+    // Sharded: every rank sees the same directory and tries the same candidates; one that any rank
+    // cannot load is skipped by all, so that no two ranks resume from different checkpoints.
+    if (ctx) {
+      double unusable = ctx->sum({loaded ? 0.0 : 1.0})[0];
+      if (unusable > 0 && loaded) {
+        std::fprintf(stderr, "gradflow: checkpoint %s is unusable on %.0f other rank(s); trying the previous one\n",
+                     path.c_str(), unusable);
+        continue;
+      }
+    }
+    if (loaded) return apply(*loaded);
   }
   return std::nullopt;
 }

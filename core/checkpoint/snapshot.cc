@@ -56,15 +56,16 @@ void host_copy(Snapshot& snapshot) {
   }
 }
 
-std::string commit_snapshot(const std::string& dir, const Snapshot& snapshot) {
-  std::string final_dir = str_cat(dir, "/ckpt-", snapshot.step);
-  std::string tmp = str_cat(dir, "/.ckpt-", snapshot.step, ".tmp-", ::getpid());
+void fresh_directory(const std::string& tmp) {
   std::error_code ec;
   fs::remove_all(tmp, ec);
   check(ec, tmp, "remove a leftover temporary directory");
   fs::create_directories(tmp, ec);
   check(ec, tmp, "create the temporary directory");
-  nlohmann::json meta = snapshot.meta;
+}
+
+nlohmann::json write_snapshot_files(const std::string& tmp, const Snapshot& snapshot) {
+  nlohmann::json files = nlohmann::json::object();
   for (const SnapshotFile& file : snapshot.files) {
     std::string path = str_cat(tmp, "/", file.name);
     absl::StatusOr<SafetensorsEncoding> encoding =
@@ -86,8 +87,14 @@ std::string commit_snapshot(const std::string& dir, const Snapshot& snapshot) {
     hasher.join();
     if (!s.ok()) throw Error(std::string(s.message()));
     for (const Tensor& t : encoding->tensors) bytes += static_cast<uint64_t>(t.numel()) * dtype_size(t.dtype());
-    meta["files"][file.name] = {{"bytes", bytes}, {"sha256", sha}};
+    files[file.name] = {{"bytes", bytes}, {"sha256", sha}};
   }
+  return files;
+}
+
+std::string commit_directory(const std::string& dir, const std::string& tmp, int64_t step, const nlohmann::json& meta) {
+  std::string final_dir = str_cat(dir, "/ckpt-", step);
+  std::error_code ec;
   write_text(str_cat(tmp, "/meta.json"), meta.dump(2));
   fsync_path(tmp, true);
   if (fs::exists(final_dir)) fs::remove_all(final_dir, ec);  // the same step saved again
@@ -95,11 +102,20 @@ std::string commit_snapshot(const std::string& dir, const Snapshot& snapshot) {
   fs::rename(tmp, final_dir, ec);
   check(ec, final_dir, str_cat("rename ", tmp, " to it").c_str());
   fsync_path(dir, true);
-  write_text(str_cat(dir, "/latest.tmp"), str_cat("ckpt-", snapshot.step, "\n"));
+  write_text(str_cat(dir, "/latest.tmp"), str_cat("ckpt-", step, "\n"));
   fs::rename(str_cat(dir, "/latest.tmp"), str_cat(dir, "/latest"), ec);
   check(ec, str_cat(dir, "/latest"), "replace");
   fsync_path(dir, true);
   return final_dir;
+}
+
+std::string commit_snapshot(const std::string& dir, const Snapshot& snapshot) {
+  std::string tmp = str_cat(dir, "/.ckpt-", snapshot.step, ".tmp-", ::getpid());
+  fresh_directory(tmp);
+  nlohmann::json meta = snapshot.meta;
+  meta["files"] = write_snapshot_files(tmp, snapshot);
+  if (snapshot.before_commit) snapshot.before_commit(snapshot.step);
+  return commit_directory(dir, tmp, snapshot.step, meta);
 }
 
 }  // namespace gradflow::checkpoint_files

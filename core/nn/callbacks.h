@@ -75,10 +75,20 @@ struct TensorBoardOptions {
 // epoch_<metric> (and batch_* with a numeric update_freq), weight histograms and the layer graph.
 CallbackPtr TensorBoard(TensorBoardOptions options = {});
 
-// Keras' BackupAndRestore: at the end of every epoch, a checkpoint of the model, optimizer and RNG in
-// backup_dir (core/checkpoint); when fit starts and a checkpoint is there, training resumes after the
-// epoch it recorded, bitwise as if it had not stopped. Give every run of a job the same backup_dir.
-CallbackPtr BackupAndRestore(std::string backup_dir);
+struct BackupAndRestoreOptions {
+  // "epoch": a checkpoint at the end of every epoch; a number N: every N batches (counted across epochs,
+  // as Keras), and fit resumes at the exact batch after it.
+  std::string save_freq = "epoch";
+  // Testing: CheckpointOptions::before_commit (kill tests crash a save between its files and its commit).
+  std::function<void(int64_t step)> before_commit;
+};
+// Keras' BackupAndRestore: checkpoints of the model, optimizer, RNG (every replica's) and data position
+// in backup_dir (core/checkpoint; sharded and collective under data-parallel training); when fit starts
+// and a checkpoint is there, training resumes where it was taken, bitwise as if it had not stopped (a
+// mid-epoch checkpoint resumes mid-epoch when the replica count is the same; with another count, that
+// epoch starts over from the checkpoint's weights). Checkpoints are numbered by the batches trained.
+// Give every run of a job the same backup_dir. ValueError for a bad save_freq.
+CallbackPtr BackupAndRestore(std::string backup_dir, BackupAndRestoreOptions options = {});
 
 struct ModelCheckpointOptions {
   std::string monitor = "val_loss";  // the log value save_best_only compares

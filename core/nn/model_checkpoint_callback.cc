@@ -62,7 +62,7 @@ class ModelCheckpointCallback : public Callback {
     if (o_.save_best_only && !improved(logs)) return;
     if (!manager_) {
       manager_ = std::make_unique<CheckpointManager>(
-          dir_, *model_, CheckpointOptions{.max_to_keep = o_.max_to_keep, .async = o_.async});
+          dir_, *model_, CheckpointOptions{.max_to_keep = o_.max_to_keep, .async = o_.async, .sharded = false});
     }
     std::map<std::string, std::string> extra;
     char value[32];

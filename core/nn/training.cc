@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <numeric>
 #include <optional>
+#include <utility>
 
 #include "core/autodiff/tape.h"
 #include "core/nn/replica_context.h"
@@ -310,7 +311,8 @@ using NextBatch = std::function<std::optional<std::pair<Tensor, Tensor>>()>;
 // The epoch loop shared by fit over tensors and over datasets. steps < 0: unknown until the data ends.
 // sample: one full per-replica batch (the same on every replica), to build the model before
 // training when distributed; its rows are the nominal weight of a step.
-History fit_loop(Model& model, const std::function<NextBatch(int epoch)>& epoch_batches, int64_t steps,
+// epoch_batches(epoch, skip) starts an epoch after its first `skip` batches (a mid-epoch resume).
+History fit_loop(Model& model, const std::function<NextBatch(int epoch, int64_t skip)>& epoch_batches, int64_t steps,
                  const FitOptions& options, const std::function<std::pair<Tensor, Tensor>()>& sample) {
   if (options.epochs < 0) throw ValueError(str_cat("fit: epochs must not be negative, got ", options.epochs));
   const int accumulate = options.gradient_accumulation_steps;
@@ -343,6 +345,8 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch)>& epoch_
   }
   t.stop_training = false;
   t.resume_epoch = -1;
+  t.resume_step = 0;
+  t.resume_data_state.clear();
   History history;
   for (const auto& cb : callbacks) cb->on_train_begin({});
   int first_epoch = std::max(options.initial_epoch, t.resume_epoch);
@@ -350,8 +354,9 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch)>& epoch_
     for (const auto& cb : callbacks) cb->on_epoch_begin(epoch, {});
     reset_metrics(t);
     RunningMean loss;
-    NextBatch next = epoch_batches(epoch);
-    int64_t step = 0;
+    const int64_t skip = epoch == t.resume_epoch ? t.resume_step : 0;
+    NextBatch next = epoch_batches(epoch, skip);
+    int64_t step = skip;
     Accumulation acc;
     while (true) {
       std::optional<std::pair<Tensor, Tensor>> batch = next();
@@ -431,10 +436,10 @@ History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& op
   int64_t steps = (n + global - 1) / global;
   return fit_loop(
       model,
-      [&, seed](int epoch) -> NextBatch {
+      [&, seed](int epoch, int64_t skip) -> NextBatch {
         auto order = std::make_shared<std::vector<int64_t>>(
             epoch_order(n, options.shuffle, seed ? std::optional<uint64_t>(*seed + epoch) : std::nullopt));
-        auto lo = std::make_shared<int64_t>(0);
+        auto lo = std::make_shared<int64_t>(std::min(n, skip * global));
         return [=, &x, &y]() -> std::optional<std::pair<Tensor, Tensor>> {
           if (*lo >= n) return std::nullopt;
           int64_t hi = std::min(n, *lo + global);
@@ -462,8 +467,28 @@ History fit(Model& model, const Dataset& dataset, const FitOptions& options) {
   }
   return fit_loop(
       model,
-      [&](int) -> NextBatch {
-        auto it = std::make_shared<Iterator>(mine.make_iterator());
+      [&](int, int64_t skip) -> NextBatch {
+        TrainingConfig& t = config(model.impl());
+        IteratorState saved = IteratorState::from_bytes(std::exchange(t.resume_data_state, ""));
+        std::shared_ptr<Iterator> it;
+        if (skip > 0 && !saved.empty()) {
+          it = std::make_shared<Iterator>(mine.make_iterator(saved));
+        } else {
+          // A position saved at an epoch's end still matters: restoring it sets the pipeline's pass
+          // count, so this epoch reshuffles as it did in the saved run.
+          if (!saved.empty()) mine.make_iterator(saved);
+          it = std::make_shared<Iterator>(mine.make_iterator());
+          for (int64_t i = 0; i < skip && it->next(); ++i) {
+          }
+        }
+        t.data_position = [weak = std::weak_ptr<Iterator>(it)]() -> std::string {
+          std::shared_ptr<Iterator> live = weak.lock();
+          try {
+            return live ? live->save().bytes() : "";
+          } catch (const StateError&) {
+            return "";  // from_generator: the position is opaque
+          }
+        };
         return [it]() -> std::optional<std::pair<Tensor, Tensor>> {
           std::optional<Element> e = it->next();
           if (!e) return std::nullopt;

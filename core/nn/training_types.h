@@ -2,6 +2,7 @@
 #pragma once
 
 #include <concepts>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -53,6 +54,14 @@ struct TrainingConfig {
   std::vector<std::shared_ptr<metrics::Metric>> metrics;
   bool stop_training = false;  // set by callbacks (EarlyStopping) to end fit after this epoch
   int resume_epoch = -1;       // set by a callback's on_train_begin (BackupAndRestore): fit starts there
+  // Mid-epoch resume (BackupAndRestore with a batch save_freq), set with resume_epoch: the batches of
+  // that epoch already trained, which fit skips, and for fit(dataset) the iterator position after them
+  // (IteratorState bytes; empty: fit reads and drops those batches instead).
+  int64_t resume_step = 0;
+  std::string resume_data_state;
+  // Set by fit(dataset) for each epoch: the position of that epoch's iterator (IteratorState bytes;
+  // empty when the pipeline cannot save it, as with from_generator).
+  std::function<std::string()> data_position;
 };
 double current_learning_rate(const TrainingConfig& t);
 void set_learning_rate(TrainingConfig& t, double lr);

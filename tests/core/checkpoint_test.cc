@@ -182,3 +182,81 @@ TEST_F(CheckpointTest, BackupAndRestoreResumesFitBitwiseAfterACrash) {
 
 }  // namespace
 }  // namespace gradflow
+
+namespace gradflow {
+namespace {
+
+// A crash after the `after`-th batch of the job (BackupAndRestore, listed first, has saved by then).
+class CrashAfterBatch : public Callback {
+ public:
+  explicit CrashAfterBatch(int64_t after) : after_(after) {}
+  void on_train_batch_end(int64_t, const Logs&) override {
+    if (++seen_ == after_) throw std::runtime_error("simulated crash");
+  }
+
+ private:
+  int64_t after_, seen_ = 0;
+};
+
+Sequential unbuilt_model() {
+  reset_layer_names();
+  Sequential m({Dense(8, {.activation = "relu"}), Dropout(0.3), Dense(3, {.activation = "softmax"})});
+  m.compile("adam", "sparse_categorical_crossentropy");
+  return m;
+}
+
+// 64 rows in batches of 16: 4 batches an epoch. Saving every 3 batches and crashing after batch 7 leaves
+// ckpt-6, taken after batch 2 of epoch 1: the resumed fit must replay epoch 1's shuffle, skip its first
+// two batches, and continue with the generator (dropout) where it was.
+TEST_F(CheckpointTest, BackupAndRestoreEveryNBatchesResumesMidEpochBitwise) {
+  set_seed(11);
+  Sequential uninterrupted = unbuilt_model();
+  uninterrupted.fit(x_, y_, {.epochs = 3, .batch_size = 16, .verbose = 0});
+
+  set_seed(11);
+  Sequential crashing = unbuilt_model();
+  EXPECT_THROW(crashing.fit(x_, y_, {.epochs = 3, .batch_size = 16,
+                                     .callbacks = {BackupAndRestore(dir_, {.save_freq = "3"}),
+                                                   std::make_shared<CrashAfterBatch>(7)},
+                                     .verbose = 0}),
+               std::runtime_error);
+  std::ifstream latest(dir_ + "/latest");
+  std::string name;
+  latest >> name;
+  EXPECT_EQ(name, "ckpt-6");
+  set_seed(999);  // the restarted process
+  Sequential resumed = unbuilt_model();
+  History h = resumed.fit(x_, y_, {.epochs = 3, .batch_size = 16,
+                                   .callbacks = {BackupAndRestore(dir_, {.save_freq = "3"})}, .verbose = 0});
+  EXPECT_EQ(h.epoch, (std::vector<int>{1, 2})) << "epoch 1 resumes at its third batch";
+  EXPECT_EQ(weights(resumed), weights(uninterrupted));
+  EXPECT_THROW(BackupAndRestore(dir_, {.save_freq = "0"}), ValueError);
+}
+
+// The same over a reshuffling Dataset: the checkpoint carries the iterator's position in meta.json.
+TEST_F(CheckpointTest, BackupAndRestoreResumesADatasetMidEpochFromItsIteratorState) {
+  // Each run is a process of its own, with a fresh pipeline (its pass counter starts at 0).
+  auto pipeline = [&] { return Dataset::from_tensor_slices({x_, y_}).shuffle(64, 5).batch(16); };
+  set_seed(11);
+  Sequential uninterrupted = unbuilt_model();
+  uninterrupted.fit(pipeline(), {.epochs = 3, .verbose = 0});
+
+  set_seed(11);
+  Sequential crashing = unbuilt_model();
+  EXPECT_THROW(crashing.fit(pipeline(), {.epochs = 3,
+                                 .callbacks = {BackupAndRestore(dir_, {.save_freq = "3"}),
+                                               std::make_shared<CrashAfterBatch>(7)},
+                                 .verbose = 0}),
+               std::runtime_error);
+  std::ifstream meta(dir_ + "/ckpt-6/meta.json");
+  std::string text((std::istreambuf_iterator<char>(meta)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"data_iterator\""), std::string::npos);
+  set_seed(999);
+  Sequential resumed = unbuilt_model();
+  History h = resumed.fit(pipeline(), {.epochs = 3, .callbacks = {BackupAndRestore(dir_, {.save_freq = "3"})}, .verbose = 0});
+  EXPECT_EQ(h.epoch, (std::vector<int>{1, 2}));
+  EXPECT_EQ(weights(resumed), weights(uninterrupted));
+}
+
+}  // namespace
+}  // namespace gradflow
