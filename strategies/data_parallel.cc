@@ -25,6 +25,7 @@ std::unique_ptr<MultiWorkerMirroredStrategy> MultiWorkerMirroredStrategy::from_e
     const distributed::JobCommunicatorOptions& comm_options, DataParallelOptions options) {
   absl::StatusOr<cluster::JobInfo> job = cluster::resolve_job(cluster::current_environment());
   if (!job.ok()) throw ValueError(std::string(job.status().message()));
+  if (job->debug_collectives && options.verify_replicas_every == 0) options.verify_replicas_every = 100;
   return std::make_unique<MultiWorkerMirroredStrategy>(distributed::communicator_for_job(*job, comm_options), options);
 }
 
@@ -42,6 +43,7 @@ std::unique_ptr<ReplicaContext::GradientAverager> MultiWorkerMirroredStrategy::a
 
 std::unique_ptr<ReplicaContext::GradientAverager> MultiWorkerMirroredStrategy::average_gradients(
     const std::vector<Variable>& vars, double weight, double nominal, bool weighted_loss) {
+  if (options_.verify_replicas_every > 0 && steps_++ % options_.verify_replicas_every == 0) verify_replicas(vars);
   std::vector<Tensor> like;
   std::vector<std::string> names;
   for (const Variable& v : vars) {
@@ -86,6 +88,39 @@ std::vector<double> MultiWorkerMirroredStrategy::sum(const std::vector<double>& 
   if (values.empty()) return {};
   Tensor t = from_vector<double>(values, {static_cast<int64_t>(values.size())});
   return comm_->all_reduce({t})->result()[0].to_vector<double>();
+}
+
+namespace {
+// FNV-1a over a variable's bytes: equal values give equal hashes on every replica.
+int64_t fingerprint(const Tensor& value) {
+  Tensor host = value.to(kCPU).contiguous();
+  const auto* bytes = static_cast<const uint8_t*>(host.raw_data());
+  uint64_t h = 1469598103934665603ull;
+  for (int64_t i = 0, n = host.numel() * static_cast<int64_t>(dtype_size(host.dtype())); i < n; ++i) {
+    h = (h ^ bytes[i]) * 1099511628211ull;
+  }
+  return static_cast<int64_t>(h);
+}
+}  // namespace
+
+void MultiWorkerMirroredStrategy::verify_replicas(const std::vector<Variable>& vars) {
+  std::vector<int64_t> mine;
+  for (const Variable& v : vars) mine.push_back(fingerprint(v.value_unwatched()));
+  if (mine.empty()) return;
+  const int64_t n = static_cast<int64_t>(mine.size());
+  std::vector<int64_t> all =
+      comm_->all_gather(from_vector<int64_t>(mine, {1, n}))->result()[0].reshape({-1}).to_vector<int64_t>();
+  for (int64_t i = 0; i < n; ++i) {
+    std::string differ;
+    for (int r = 1; r < comm_->size(); ++r) {
+      if (all[r * n + i] != all[i]) differ += str_cat(differ.empty() ? "" : ", ", r);
+    }
+    if (!differ.empty()) {
+      throw StateError(str_cat("MultiWorkerMirroredStrategy: replicas diverged before step ", steps_ - 1,
+                               ": variable '", vars[i].name(), "' on rank(s) ", differ,
+                               " differs from rank 0's (every replica must apply the identical update)"));
+    }
+  }
 }
 
 Tensor MultiWorkerMirroredStrategy::all_reduce_sum(const Tensor& t) { return comm_->all_reduce({t})->result()[0]; }

@@ -27,6 +27,10 @@ struct DataParallelOptions {
   // after backward; the same result, for comparison).
   bool overlap = true;
   GradientCompression compression = GradientCompression::kNone;
+  // Every this many steps (0: never), check that every replica holds bitwise the same trainable
+  // variables (a 64-bit hash of each, all-gathered), and fail naming the first variable and the ranks
+  // that differ. from_environment turns it on (every 100 steps) under GRADFLOW_DEBUG_COLLECTIVES=1.
+  int64_t verify_replicas_every = 0;
 };
 
 class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
@@ -66,9 +70,13 @@ class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
   std::unique_ptr<GradientAverager> averager_for(const std::vector<Tensor>& like, const std::vector<std::string>& names,
                                                  double weight, double nominal, bool weighted_loss = false);
 
+  // The replica-identity check (verify_replicas_every): throws StateError when replicas have diverged.
+  void verify_replicas(const std::vector<Variable>& vars);
+
   std::unique_ptr<distributed::Communicator> comm_;
   DataParallelOptions options_;
   std::shared_ptr<BucketLayout> layout_;
+  int64_t steps_ = 0;  // average_gradients calls, for verify_replicas_every
 };
 
 using DataParallelStrategy = MultiWorkerMirroredStrategy;

@@ -14,12 +14,16 @@
 #pragma once
 
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/gradflow.h"
 #include "core/nn/replica_context.h"
 
 namespace gradflow::strategies {
+
+// How reduce() combines the replicas' values.
+enum class Reduction { kSum, kMean };
 
 class Strategy {
  public:
@@ -46,6 +50,17 @@ class Strategy {
 
   // Every replica's vars take replica 0's values (after building the model in a custom loop).
   virtual void broadcast_variables(const std::vector<Variable>& vars) = 0;
+
+  // tf.distribute's strategy.run(fn, args): runs one replica's step. Each process here is one replica
+  // (DefaultStrategy, MultiWorkerMirroredStrategy), so this is that process's call; its value is this
+  // replica's ("per replica"), to combine with reduce().
+  template <typename Fn, typename... Args>
+  decltype(auto) run(Fn&& step_fn, Args&&... args) {
+    return std::forward<Fn>(step_fn)(std::forward<Args>(args)...);
+  }
+  // The sum or mean over the replicas of a per-replica value (same shape and dtype on each); every
+  // replica gets it. Collective.
+  Tensor reduce(Reduction op, const Tensor& per_replica);
 
  protected:
   // What fit() talks to; nullptr for one replica.

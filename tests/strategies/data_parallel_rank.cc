@@ -185,6 +185,53 @@ void sync_batch_norm_matches_single_replica(strategies::Strategy& strategy, int6
   check(lo == mine, rank, str_cat("SyncBatchNormalization n=", n, " k=", k, ": replicas identical"));
 }
 
+// A callback that nudges one weight on one rank: replicas that stop being identical.
+class Diverge : public Callback {
+ public:
+  explicit Diverge(int64_t at) : at_(at) {}
+  void on_train_batch_end(int64_t step, const Logs&) override {
+    if (step != at_) return;
+    Variable v = model_->trainable_variables()[0];
+    v.assign(v.value_unwatched() + 1e-3);
+  }
+
+ private:
+  int64_t at_;
+};
+
+// strategy.run / reduce, and the replica-identity check catching a replica that diverged.
+void run_reduce_and_divergence_check(strategies::DataParallelStrategy& strategy) {
+  int rank = strategy.replica_id(), replicas = strategy.num_replicas_in_sync();
+  auto scope = strategy.scope();
+  Tensor mine = strategy.run([&](double scale) { return full({2}, (rank + 1) * scale, kF64); }, 2.0);
+  double expected_sum = replicas * (replicas + 1.0);  // sum of 2(r+1)
+  check(strategy.reduce(strategies::Reduction::kSum, mine).to_vector<double>() ==
+                std::vector<double>(2, expected_sum) &&
+            strategy.reduce(strategies::Reduction::kMean, mine).to_vector<double>() ==
+                std::vector<double>(2, expected_sum / replicas),
+        rank, "strategy.run and strategy.reduce (sum, mean)");
+
+  strategies::DataParallelOptions saved = strategy.options();
+  strategies::DataParallelOptions verify = saved;
+  verify.verify_replicas_every = 1;
+  strategy.set_options(verify);
+  Tensor x = random_uniform({64, 8}, -1, 1, kF32, kCPU, 61), y = random_uniform({64}, 0, 4, kF32, kCPU, 62).to(kI64);
+  Sequential model = make_model();
+  model.compile("sgd", "sparse_categorical_crossentropy");
+  std::vector<CallbackPtr> callbacks;
+  if (rank == replicas - 1) callbacks.push_back(std::make_shared<Diverge>(1));
+  std::string error;
+  try {
+    model.fit(x, y, {.epochs = 1, .batch_size = 4, .callbacks = callbacks, .verbose = 0});
+  } catch (const StateError& e) {
+    error = e.what();
+  }
+  check(error.find("replicas diverged") != std::string::npos && error.find("rank(s) " + std::to_string(replicas - 1)) != std::string::npos &&
+            error.find("'dense") != std::string::npos,
+        rank, str_cat("a replica that diverged is caught on every rank: ", error));
+  strategy.set_options(saved);
+}
+
 // Gradients compressed to f16 or bf16 on the wire: every replica still applies the identical update
 // (weights bitwise equal across ranks), and training follows the uncompressed single replica closely.
 void compressed_gradients_stay_identical(strategies::DataParallelStrategy& strategy) {
@@ -340,6 +387,7 @@ int main() {
     unused_variables_are_handled(*strategy);
     buckets_start_during_backward(*strategy);
     compressed_gradients_stay_identical(*strategy);
+    run_reduce_and_divergence_check(*strategy);
     sync_batch_norm_matches_single_replica(*strategy, 8 * replicas * 4, 1);
     sync_batch_norm_matches_single_replica(*strategy, 8 * replicas * 3 + 3, 1);  // replicas without rows
     sync_batch_norm_matches_single_replica(*strategy, 8 * replicas * 4 + 5, 2);  // accumulating
