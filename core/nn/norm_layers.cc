@@ -34,6 +34,9 @@ class BatchNormalizationImpl : public LayerImpl {
     return r.y;
   }
   void update_moving(const Tensor& batch_mean, const Tensor& batch_variance) {
+    // Replicas on threads share these variables: replica 0 keeps them (from its rows; from the global
+    // batch with SyncBatchNormalization, where every replica computes the same), the others leave them.
+    if (ReplicaContext* ctx = current_replica_context(); ctx && ctx->in_process() && ctx->replica_id() != 0) return;
     autodiff::SuspendRecording no_record;
     double m = options_.momentum;
     moving_mean_.assign(moving_mean_.value_unwatched() * m + batch_mean * (1 - m));
@@ -59,11 +62,20 @@ class SyncBatchNormalizationImpl : public BatchNormalizationImpl {
     std::vector<int64_t> axes;
     for (int64_t a = 0; a + 1 < x.rank(); ++a) axes.push_back(a);
     Tensor rows = full({1}, static_cast<double>(x.numel() / std::max<int64_t>(c, 1)), x.dtype(), x.device());
-    Tensor totals = cross_replica_sum(concat({sum(x, axes), sum(x * x, axes), rows}, 0));
+    // Sums of x - shift rather than of x: the variance is E[(x-shift)^2] - E[x-shift]^2 exactly for any
+    // constant shift, and with the moving mean (the same on every replica) the two terms stay small, so
+    // the difference loses far less to rounding than E[x^2] - E[x]^2 would.
+    // A copy: under replicas on threads, replica 0 updates the moving mean in place once every replica
+    // has passed the sum below, while the others still use the shift.
+    Tensor shift = moving_mean_.value_unwatched() + 0.0;
+    Tensor centered = x - shift;
+    Tensor totals = cross_replica_sum(concat({sum(centered, axes), sum(centered * centered, axes), rows}, 0));
     Tensor global_rows = totals.slice(0, 2 * c, 2 * c + 1);
     Tensor count = maximum(global_rows, full({1}, 1.0, x.dtype(), x.device()));
-    Tensor mean = totals.slice(0, 0, c) / count;
-    Tensor variance = maximum(totals.slice(0, c, 2 * c) / count - mean * mean, zeros({c}, x.dtype(), x.device()));
+    Tensor centered_mean = totals.slice(0, 0, c) / count;
+    Tensor variance = maximum(totals.slice(0, c, 2 * c) / count - centered_mean * centered_mean,
+                              zeros({c}, x.dtype(), x.device()));
+    Tensor mean = centered_mean + shift;
     Tensor y = (x - mean) * rsqrt(variance + options_.epsilon) * gamma_.value() + beta_.value();
     // A step in which no replica has rows (fit's last, which finds the epoch over) leaves them alone.
     if (global_rows.to(kF64).item() > 0) update_moving(mean, variance);

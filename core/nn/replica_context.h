@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -29,6 +30,14 @@ class ReplicaContext {
 
   virtual int num_replicas() const = 0;
   virtual int replica_id() const = 0;
+
+  // Replicas on threads of this process sharing the model's variables (MirroredStrategy): fit then
+  // takes each step's global batch on the calling thread and hands every replica its part through
+  // run_replicas; evaluate runs on the calling thread, which sees all the data.
+  virtual bool in_process() const { return false; }
+  // Runs fn(replica) for every replica, each on its own thread with that replica's context current (so
+  // its cross_replica_sum meets the others'), and returns when all have; rethrows the first error.
+  virtual void run_replicas(const std::function<void(int replica)>& fn);
 
   // Every replica's vars take replica 0's values (all replicas pass the same list, in the same order).
   virtual void broadcast_variables(const std::vector<Variable>& vars) = 0;

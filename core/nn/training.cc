@@ -45,6 +45,13 @@ struct RunningMean {
   double result() const { return count == 0 ? 0 : total / count; }
 };
 
+// The current context when its replicas are processes (each evaluates its share); nullptr alone or when
+// they are threads of this process.
+ReplicaContext* own_process_replicas() {
+  ReplicaContext* ctx = current_replica_context();
+  return ctx != nullptr && !ctx->in_process() ? ctx : nullptr;
+}
+
 Logs metric_logs(const TrainingConfig& t, const RunningMean& loss, const std::string& prefix = "") {
   Logs logs{{prefix + "loss", loss.result()}};
   for (const auto& m : t.metrics) logs[prefix + m->name()] = m->result();
@@ -190,6 +197,70 @@ bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<
   return true;
 }
 
+// One step of replicas on threads (MirroredStrategy): the global batch split as numpy.array_split
+// does, each part's forward and backward on its replica's thread (own tape, own random generator, its
+// replica context current for cross_replica_sum), then here: gradients averaged weighted by rows, one
+// optimizer update of the shared variables, metrics on the whole batch.
+void mirrored_step(ReplicaContext& ctx, ModelImpl& model, const std::pair<Tensor, Tensor>& batch, double nominal_rows,
+                   RunningMean& loss) {
+  TrainingConfig& t = config(model);
+  std::vector<Variable> vars = model.trainable_variables();
+  const int n = ctx.num_replicas();
+  const int64_t total = batch.first.dim(0);
+  std::vector<int64_t> begin(n + 1);
+  for (int r = 0; r <= n; ++r) begin[r] = total / n * r + std::min<int64_t>(r, total % n);
+  const bool synchronizes = model.synchronizes_replicas();
+  // Each replica's random numbers come from its own generator, seeded from one draw of the global one:
+  // the same masks every run, whatever the threads' timing.
+  const RandomStream step = take_random_stream(std::nullopt);
+  std::vector<std::vector<Tensor>> grads(n);
+  std::vector<Tensor> preds(n);
+  std::vector<double> losses(n, 0.0);
+  {
+    trace::Span span("replicas forward and backward");
+    ctx.run_replicas([&](int r) {
+      const int64_t rows = begin[r + 1] - begin[r];
+      if (rows == 0 && !synchronizes) return;
+      Generator generator(step.seed ^ (0x9e3779b97f4a7c15ull * (step.stream + 1)) ^ (static_cast<uint64_t>(r) << 32));
+      GeneratorScope scope(generator);
+      Tensor x = batch.first.slice(0, begin[r], begin[r + 1]), y = batch.second.slice(0, begin[r], begin[r + 1]);
+      GradientTape tape;
+      Tensor y_pred = model.forward({x}, true).at(0);
+      Tensor l = (*t.loss)(y, y_pred);
+      // Weighted before backward, so that cross-replica terms summed inside backward are weighted too.
+      Tensor objective = l * (static_cast<double>(rows) / nominal_rows);
+      grads[r] = tape.gradient(objective, std::vector<GradSource>(vars.begin(), vars.end()));
+      if (rows > 0) {
+        preds[r] = y_pred;
+        losses[r] = l.item();
+      }
+    });
+  }
+  if (total == 0) return;
+  std::vector<Tensor> averaged(vars.size());
+  const double weight = static_cast<double>(total) / nominal_rows;
+  for (size_t i = 0; i < vars.size(); ++i) {
+    for (int r = 0; r < n; ++r) {
+      if (grads[r].empty() || !grads[r][i].defined() || begin[r + 1] == begin[r]) continue;
+      averaged[i] = averaged[i].defined() ? averaged[i] + grads[r][i] : grads[r][i];
+    }
+    if (averaged[i].defined()) averaged[i] = averaged[i] / weight;
+  }
+  {
+    trace::Span span("optimizer");
+    t.optimizer->apply_gradients(averaged, vars);
+  }
+  std::vector<Tensor> parts;
+  double loss_sum = 0;
+  for (int r = 0; r < n; ++r) {
+    if (!preds[r].defined()) continue;
+    parts.push_back(preds[r]);
+    loss_sum += losses[r] * static_cast<double>(begin[r + 1] - begin[r]);
+  }
+  update_metrics(t, batch.second, parts.size() == 1 ? parts[0] : concat(parts, 0));
+  loss.add(loss_sum / static_cast<double>(total), static_cast<double>(total));
+}
+
 // Gradient accumulation: the sums of rows x gradient of the batches of one group.
 struct Accumulation {
   std::vector<Tensor> sums;  // per variable; undefined while no batch gave it a gradient
@@ -285,7 +356,8 @@ Logs evaluate(Model& model, const Tensor& x, const Tensor& y, const EvaluateOpti
   for (const auto& cb : options.callbacks) cb->on_test_begin({});
   autodiff::SuspendRecording no_record;
   RunningMean loss;
-  ReplicaContext* ctx = current_replica_context();
+  // Replicas on threads share the model: the calling thread evaluates everything itself.
+  ReplicaContext* ctx = own_process_replicas();
   // Each replica evaluates its part of the examples; the states are merged at the end.
   auto [first, last] = ctx ? replica_part(0, x.dim(0), ctx->num_replicas(), ctx->replica_id())
                            : std::pair<int64_t, int64_t>{0, x.dim(0)};
@@ -361,7 +433,8 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch, int64_t 
     while (true) {
       std::optional<std::pair<Tensor, Tensor>> batch = next();
       if (batch) check_pair("fit", batch->first, batch->second);
-      if (!ctx && !batch) {
+      const bool threads = ctx && ctx->in_process();
+      if ((!ctx || threads) && !batch) {
         if (acc.batches > 0) apply_accumulated(m, acc);  // a short last group
         break;
       }
@@ -379,12 +452,14 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch, int64_t 
           acc.add(m, no_rows->first, no_rows->second, loss);
         }
         if (++acc.batches == accumulate) {
-          if (ctx) {
+          if (ctx && !threads) {
             if (!apply_accumulated(*ctx, m, acc, nominal_rows * accumulate)) break;
           } else {
             apply_accumulated(m, acc);
           }
         }
+      } else if (threads) {
+        mirrored_step(*ctx, m, *batch, nominal_rows, loss);
       } else if (ctx) {
         // Every replica steps until none has data left: the last steps may be short or empty here.
         if (!replicated_step(*ctx, m, batch, nominal_rows, loss, no_rows)) break;
@@ -429,7 +504,10 @@ History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& op
   int64_t n = x.dim(0), bs = options.batch_size;
   // Distributed: batch_size rows per replica, so a global batch of batch_size x replicas.
   ReplicaContext* ctx = current_replica_context();
-  int replicas = ctx ? ctx->num_replicas() : 1, id = ctx ? ctx->replica_id() : 0;
+  int replicas = ctx ? ctx->num_replicas() : 1;
+  // Replicas on threads: this thread takes the whole global batch and fit_loop splits it.
+  ReplicaContext* processes = own_process_replicas();
+  int slices = processes ? replicas : 1, id = processes ? processes->replica_id() : 0;
   std::optional<uint64_t> seed;
   if (ctx && options.shuffle) seed = ctx->shared_seed();
   int64_t global = bs * replicas;
@@ -443,7 +521,7 @@ History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& op
         return [=, &x, &y]() -> std::optional<std::pair<Tensor, Tensor>> {
           if (*lo >= n) return std::nullopt;
           int64_t hi = std::min(n, *lo + global);
-          auto [begin, end] = replica_part(*lo, hi, replicas, id);
+          auto [begin, end] = replica_part(*lo, hi, slices, id);
           *lo = hi;
           if (begin == end) return std::nullopt;  // this replica sits out the short last step
           return std::pair<Tensor, Tensor>{rows(x, *order, begin, end, !options.shuffle),
@@ -461,7 +539,10 @@ History fit(Model& model, const Dataset& dataset, const FitOptions& options) {
   // Distributed: each replica reads its share (by file, or every num_replicas-th batch: the dataset's
   // batches are per replica).
   ReplicaContext* ctx = current_replica_context();
-  Dataset mine = ctx ? auto_shard(dataset, ctx->num_replicas(), ctx->replica_id(), options.shard_policy) : dataset;
+  ReplicaContext* processes = own_process_replicas();
+  // Replicas on threads: one batch per replica each step, all read here (fit_loop splits them again).
+  const int64_t per_step = ctx && !processes ? ctx->num_replicas() : 1;
+  Dataset mine = processes ? auto_shard(dataset, ctx->num_replicas(), ctx->replica_id(), options.shard_policy) : dataset;
   if (ctx && card >= 0 && options.shard_policy != AutoShardPolicy::kOff) {
     card = (card + ctx->num_replicas() - 1) / ctx->num_replicas();  // the most any replica has
   }
@@ -489,10 +570,18 @@ History fit(Model& model, const Dataset& dataset, const FitOptions& options) {
             return "";  // from_generator: the position is opaque
           }
         };
-        return [it]() -> std::optional<std::pair<Tensor, Tensor>> {
-          std::optional<Element> e = it->next();
-          if (!e) return std::nullopt;
-          return as_pair("fit", *e);
+        return [it, per_step]() -> std::optional<std::pair<Tensor, Tensor>> {
+          std::vector<Tensor> xs, ys;
+          for (int64_t k = 0; k < per_step; ++k) {
+            std::optional<Element> e = it->next();
+            if (!e) break;
+            auto [xb, yb] = as_pair("fit", *e);
+            xs.push_back(xb);
+            ys.push_back(yb);
+          }
+          if (xs.empty()) return std::nullopt;
+          if (xs.size() == 1) return std::pair{xs[0], ys[0]};
+          return std::pair{concat(xs, 0), concat(ys, 0)};
         };
       },
       card >= 0 ? card : -1, options, [&] {
@@ -511,7 +600,8 @@ Logs evaluate(Model& model, const Dataset& dataset, const EvaluateOptions& optio
   autodiff::SuspendRecording no_record;
   RunningMean loss;
   int64_t batch = 0;
-  ReplicaContext* ctx = current_replica_context();
+  // Replicas on threads share the model: the calling thread evaluates everything itself.
+  ReplicaContext* ctx = own_process_replicas();
   Dataset mine = ctx ? auto_shard(dataset, ctx->num_replicas(), ctx->replica_id(), options.shard_policy) : dataset;
   for (const Element& e : mine) {
     auto [xb, yb] = as_pair("evaluate", e);

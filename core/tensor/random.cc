@@ -15,9 +15,16 @@ Generator& global_generator() {
 
 void set_seed(uint64_t seed) { global_generator().set_state({seed, 0}); }
 
+namespace {
+thread_local Generator* scoped_generator = nullptr;
+}  // namespace
+
+GeneratorScope::GeneratorScope(Generator& generator) : previous_(scoped_generator) { scoped_generator = &generator; }
+GeneratorScope::~GeneratorScope() { scoped_generator = previous_; }
+
 RandomStream take_random_stream(std::optional<uint64_t> seed) {
   if (seed.has_value()) return {*seed, 0};
-  Generator& g = global_generator();
+  Generator& g = scoped_generator != nullptr ? *scoped_generator : global_generator();
   return {g.seed(), g.take_stream()};
 }
 

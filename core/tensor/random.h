@@ -42,6 +42,20 @@ class Generator {
 Generator& global_generator();
 void set_seed(uint64_t seed);
 
+// Makes `generator` the one this thread's random ops draw from (instead of the global one) while the
+// scope lives: replicas running on threads of one process (MirroredStrategy) each draw from their own,
+// so their numbers do not depend on which thread happens to draw first.
+class GeneratorScope {
+ public:
+  explicit GeneratorScope(Generator& generator);
+  ~GeneratorScope();
+  GeneratorScope(const GeneratorScope&) = delete;
+  GeneratorScope& operator=(const GeneratorScope&) = delete;
+
+ private:
+  Generator* previous_;
+};
+
 // A (seed, stream) pair: from the global generator, or stream 0 of an explicit seed.
 struct RandomStream {
   uint64_t seed;

@@ -1,0 +1,57 @@
+// MirroredStrategy: several replicas in one process, each on its own thread, sharing the model's
+// variables (one CPU device; tf.distribute's MirroredStrategy for CPU-only nodes and for testing).
+//
+//   strategies::MirroredStrategy strategy(4);
+//   auto scope = strategy.scope();
+//   model.fit(x, y, {.batch_size = 32});   // a global batch of 4 x 32, one part per replica thread
+//
+// fit takes each step's global batch on the calling thread, runs every replica's forward and backward
+// on its part concurrently (own tape, own random generator, SyncBatchNormalization's statistics summed
+// across the threads), averages the gradients weighted by rows and applies one update. evaluate and
+// predict run on the calling thread, which has all the data. Custom loops run as one replica holding
+// the global batch (strategy.gradient is tape.gradient). Not here yet: replicas on several GPUs (they
+// need per-device copies of every variable).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "strategies/strategy.h"
+
+namespace gradflow::strategies {
+
+class MirroredStrategy : public Strategy, private ReplicaContext {
+ public:
+  // ValueError unless num_replicas >= 1.
+  explicit MirroredStrategy(int num_replicas);
+  ~MirroredStrategy() override;
+
+  int num_replicas_in_sync() const override { return num_replicas_; }
+  int replica_id() const override { return 0; }
+  // The calling thread holds every replica's data: its gradients are already the average.
+  std::vector<Tensor> reduce_gradients(const std::vector<Tensor>& grads) override { return grads; }
+  void broadcast_variables(const std::vector<Variable>&) override {}  // the replicas share them
+
+ protected:
+  ReplicaContext* replica_context() override { return this; }
+
+ private:
+  class ThreadReplica;
+  struct Rendezvous;
+
+  // ReplicaContext, as the calling thread sees it.
+  int num_replicas() const override { return num_replicas_; }
+  bool in_process() const override { return true; }
+  void run_replicas(const std::function<void(int)>& fn) override;
+  std::unique_ptr<GradientAverager> average_gradients(const std::vector<Variable>& vars, double weight,
+                                                      double nominal, bool weighted_loss) override;
+  std::vector<double> sum(const std::vector<double>& values) override { return values; }
+  Tensor all_reduce_sum(const Tensor& t) override { return t; }
+  uint64_t shared_seed() override;
+
+  int num_replicas_;
+  std::unique_ptr<Rendezvous> rendezvous_;
+  std::vector<std::unique_ptr<ThreadReplica>> replicas_;
+};
+
+}  // namespace gradflow::strategies
