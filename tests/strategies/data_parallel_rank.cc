@@ -18,30 +18,18 @@
 #include "nlohmann/json.hpp"
 
 #include "strategies/data_parallel.h"
+#include "tests/strategies/replica_checks.h"
 
 namespace gradflow {
 namespace {
 
-int g_failures = 0;
-
-void check(bool ok, int rank, const std::string& what) {
-  std::printf("rank %d: %s %s\n", rank, what.c_str(), ok ? "ok" : "FAILED");
-  g_failures += !ok;
-}
+using testing::check;
 
 Sequential make_model() {
   return Sequential({Dense(16, {.activation = "relu"}), Dense(4, {.activation = "softmax"})});
 }
 
-double max_relative_difference(const std::vector<Variable>& a, const std::vector<Variable>& b) {
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    std::vector<double> x = a[i].value_unwatched().to(kF64).reshape({-1}).to_vector<double>();
-    std::vector<double> y = b[i].value_unwatched().to(kF64).reshape({-1}).to_vector<double>();
-    for (size_t k = 0; k < x.size(); ++k) worst = std::max(worst, std::abs(x[k] - y[k]) / std::max(1e-3, std::abs(y[k])));
-  }
-  return worst;
-}
+using testing::max_relative_difference;
 
 // n examples, per-replica batch b (accumulating k batches per update): fit under the strategy vs. one
 // replica with batch b * replicas * k.
@@ -393,10 +381,10 @@ int main() {
     sync_batch_norm_matches_single_replica(*strategy, 8 * replicas * 4 + 5, 2);  // accumulating
     std::printf("rank %d of %d (%s): %s\n", strategy->replica_id(), replicas,
                 std::string(distributed::backend_name(strategy->communicator().backend())).c_str(),
-                g_failures == 0 ? "all ok" : "FAILURES");
+                testing::failures() == 0 ? "all ok" : "FAILURES");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "data_parallel_rank: %s\n", e.what());
     return 1;
   }
-  return g_failures == 0 ? 0 : 1;
+  return testing::failures() == 0 ? 0 : 1;
 }

@@ -6,19 +6,12 @@
 #include <cmath>
 
 #include "strategies/mirrored.h"
+#include "tests/strategies/replica_checks.h"
 
 namespace gradflow::strategies {
 namespace {
 
-double max_relative_difference(const std::vector<Variable>& a, const std::vector<Variable>& b) {
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    std::vector<double> x = a[i].value_unwatched().to(kF64).reshape({-1}).to_vector<double>();
-    std::vector<double> y = b[i].value_unwatched().to(kF64).reshape({-1}).to_vector<double>();
-    for (size_t k = 0; k < x.size(); ++k) worst = std::max(worst, std::abs(x[k] - y[k]) / std::max(1e-3, std::abs(y[k])));
-  }
-  return worst;
-}
+using testing::max_relative_difference;
 
 Sequential make_model(bool sync_bn = false, bool plain_bn = false, double dropout = 0) {
   std::vector<Layer> layers{Dense(16)};

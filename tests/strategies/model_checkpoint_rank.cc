@@ -9,16 +9,12 @@
 
 #include "core/checkpoint/checkpoint.h"
 #include "strategies/data_parallel.h"
+#include "tests/strategies/replica_checks.h"
 
 namespace gradflow {
 namespace {
 
-int g_failures = 0;
-
-void check(bool ok, int rank, const std::string& what) {
-  std::printf("rank %d: %s %s\n", rank, what.c_str(), ok ? "ok" : "FAILED");
-  g_failures += !ok;
-}
+using testing::check;
 
 Sequential make_model() {
   reset_layer_names();
@@ -88,10 +84,10 @@ int main(int argc, char** argv) {
     }
     run(*strategy, base);
     std::printf("rank %d of %d: %s\n", strategy->replica_id(), strategy->num_replicas_in_sync(),
-                g_failures == 0 ? "all ok" : "FAILURES");
+                testing::failures() == 0 ? "all ok" : "FAILURES");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "model_checkpoint_rank: %s\n", e.what());
     return 1;
   }
-  return g_failures == 0 ? 0 : 1;
+  return testing::failures() == 0 ? 0 : 1;
 }

@@ -20,17 +20,13 @@
 #include "core/io/safetensors.h"
 #include "nlohmann/json.hpp"
 #include "strategies/data_parallel.h"
+#include "tests/strategies/replica_checks.h"
 
 namespace gradflow {
 namespace {
 
 namespace fs = std::filesystem;
-int g_failures = 0;
-
-void check(bool ok, int rank, const std::string& what) {
-  std::printf("rank %d: %s %s\n", rank, what.c_str(), ok ? "ok" : "FAILED");
-  g_failures += !ok;
-}
+using testing::check;
 
 Sequential make_model() {
   reset_layer_names();
@@ -203,10 +199,10 @@ int main(int argc, char** argv) {
     else if (a.phase == "fail") fail_phase(*strategy, a, rank, n);
     else if (a.phase == "damage") damage_phase(*strategy, a, rank, n);
     else throw ValueError("unknown --phase " + a.phase);
-    std::printf("rank %d of %d: %s\n", rank, n, g_failures == 0 ? "all ok" : "FAILURES");
+    std::printf("rank %d of %d: %s\n", rank, n, testing::failures() == 0 ? "all ok" : "FAILURES");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "sharded_checkpoint_rank: %s\n", e.what());
     return 1;
   }
-  return g_failures == 0 ? 0 : 1;
+  return testing::failures() == 0 ? 0 : 1;
 }

@@ -1,0 +1,37 @@
+// What the strategy tests share: each rank's "rank R: ... ok|FAILED" lines (the multi-rank tests pass on
+// every rank printing no FAILED), and the distance between two models' variables.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "core/gradflow.h"
+
+namespace gradflow::testing {
+
+// Failed checks so far in this process (its exit status).
+inline int& failures() {
+  static int count = 0;
+  return count;
+}
+
+inline void check(bool ok, int rank, const std::string& what) {
+  std::printf("rank %d: %s %s\n", rank, what.c_str(), ok ? "ok" : "FAILED");
+  failures() += !ok;
+}
+
+// The largest |a - b| / max(1e-3, |b|) over every element of every variable (same models, same order).
+inline double max_relative_difference(const std::vector<Variable>& a, const std::vector<Variable>& b) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    std::vector<double> x = a[i].value_unwatched().to(kF64).reshape({-1}).to_vector<double>();
+    std::vector<double> y = b[i].value_unwatched().to(kF64).reshape({-1}).to_vector<double>();
+    for (size_t k = 0; k < x.size(); ++k) worst = std::max(worst, std::abs(x[k] - y[k]) / std::max(1e-3, std::abs(y[k])));
+  }
+  return worst;
+}
+
+}  // namespace gradflow::testing
