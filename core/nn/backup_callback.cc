@@ -8,6 +8,10 @@
 // shuffle from the epoch-start state, skips the trained batches, then puts the generator back where the
 // checkpoint left it. Data-parallel, the shuffle comes from a seed the replicas share (no draw from the
 // global generator) and each replica's generator is in the checkpoint (rng_replicas).
+//
+// With gradient_accumulation_steps > 1 a batch-level save that falls inside a group waits for the end of
+// the group (or of the epoch): the accumulated gradients are in no checkpoint, so one taken mid-group
+// would lose them. The saved epoch_step is then a group boundary, and the resumed groups line up.
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -112,6 +116,7 @@ class BackupAndRestoreCallback : public Callback {
 
   void on_epoch_begin(int epoch, const Logs&) override {
     epoch_ = epoch;
+    epoch_steps_ = 0;
     epoch_rng_ = global_generator().state();  // before fit draws the epoch's shuffle from it
   }
 
@@ -121,11 +126,20 @@ class BackupAndRestoreCallback : public Callback {
 
   void on_train_batch_end(int64_t batch, const Logs&) override {
     ++batches_;
-    if (every_ > 0 && batches_ % every_ == 0) save(epoch_, batch + 1);
+    epoch_steps_ = batch + 1;
+    if (every_ > 0 && batches_ % every_ == 0) save_due_ = true;
+    if (save_due_ && !model_->training->mid_accumulation_group) {
+      save_due_ = false;
+      save(epoch_, epoch_steps_);
+    }
   }
 
   void on_epoch_end(int epoch, const Logs&) override {
     resume_generator();  // a checkpoint taken after an epoch's last batch resumes with no batch left
+    if (save_due_) {  // deferred from inside the epoch's last (short) group, applied by now
+      save_due_ = false;
+      save(epoch, epoch_steps_);
+    }
     if (every_ == 0) save(epoch, -1);
   }
 
@@ -174,6 +188,8 @@ class BackupAndRestoreCallback : public Callback {
   std::unique_ptr<CheckpointManager> manager_;
   int64_t batches_ = 0;  // trained since the job began: numbers the checkpoints
   int epoch_ = 0;
+  int64_t epoch_steps_ = 0;  // batches of this epoch trained so far (counting those skipped by a resume)
+  bool save_due_ = false;    // a batch-level save waits for the end of an accumulation group
   GeneratorState epoch_rng_;
   std::optional<GeneratorState> mid_epoch_rng_;  // set by a mid-epoch resume until its first batch
 };
