@@ -7,7 +7,9 @@
 // ("data_iterator", base64 of IteratorState bytes, for fit(dataset)). Resuming replays the epoch's
 // shuffle from the epoch-start state, skips the trained batches, then puts the generator back where the
 // checkpoint left it. Data-parallel, the shuffle comes from a seed the replicas share (no draw from the
-// global generator) and each replica's generator is in the checkpoint (rng_replicas).
+// global generator), each replica's generator is in the checkpoint (rng_replicas), and so is each
+// replica's data iterator ("data_iterator_replica_<r>", gathered to every rank before the save). Every
+// checkpoint records "replicas": iterator positions are restored only on as many replicas as saved them.
 //
 // With gradient_accumulation_steps > 1 a batch-level save that falls inside a group waits for the end of
 // the group (or of the epoch): the accumulated gradients are in no checkpoint, so one taken mid-group
@@ -21,6 +23,7 @@
 #include "core/nn/callbacks.h"
 #include "core/nn/model.h"
 #include "core/nn/replica_context.h"
+#include "core/nn/replica_gather.h"
 #include "core/tensor/error.h"
 #include "core/tensor/random.h"
 
@@ -91,14 +94,15 @@ class BackupAndRestoreCallback : public Callback {
     if (!info) return;
     batches_ = info->step;
     auto step = info->extra.find("epoch_step");
-    auto data = info->extra.find("data_iterator");
-    if (data != info->extra.end()) model_->training->resume_data_state = unbase64(data->second);
+    // Older epoch-end checkpoints lack "replicas"; their one data_iterator came from a single process.
+    auto count = info->extra.find("replicas");
+    int64_t saved_replicas = count == info->extra.end() ? 1 : parse_count(info->path + " replicas", count->second);
+    restore_data_state(*info, saved_replicas);
     if (step == info->extra.end()) {  // taken at the end of its epoch
       model_->training->resume_epoch = static_cast<int>(info->epoch) + 1;
       return;
     }
     model_->training->resume_epoch = static_cast<int>(info->epoch);
-    int64_t saved_replicas = parse_count(info->path + " replicas", info->extra.at("replicas"));
     if (saved_replicas != replicas()) {
       model_->training->resume_data_state.clear();
       std::fprintf(stderr, "gradflow: BackupAndRestore: %s was taken mid-epoch by %lld replicas, this job has %d: "
@@ -157,6 +161,24 @@ class BackupAndRestoreCallback : public Callback {
     return *manager_;
   }
 
+  // The data position this process resumes from: its own entry, when as many replicas saved the
+  // checkpoint as run now (positions of other shardings do not map: the epoch is read from its start).
+  void restore_data_state(const CheckpointInfo& info, int64_t saved_replicas) {
+    ReplicaContext* ctx = current_replica_context();
+    std::string key = ctx ? str_cat("data_iterator_replica_", ctx->replica_id()) : "data_iterator";
+    auto data = info.extra.find(key);
+    // One replica under a context reads the unsharded pipeline too (auto_shard of 1 is the dataset).
+    if (data == info.extra.end()) data = info.extra.find(ctx ? "data_iterator" : "data_iterator_replica_0");
+    if (saved_replicas == replicas() && data != info.extra.end()) {
+      model_->training->resume_data_state = unbase64(data->second);
+    } else if (saved_replicas != replicas() && info.extra.count("epoch_step") == 0 &&
+               (info.extra.count("data_iterator") || info.extra.count("data_iterator_replica_0"))) {
+      std::fprintf(stderr, "gradflow: BackupAndRestore: %s holds the data positions of %lld replicas, this job has %d: "
+                   "the dataset's pass count (its reshuffling) starts over\n", info.path.c_str(),
+                   static_cast<long long>(saved_replicas), replicas());
+    }
+  }
+
   void resume_generator() {
     if (!mid_epoch_rng_) return;
     global_generator().set_state(*mid_epoch_rng_);
@@ -166,19 +188,26 @@ class BackupAndRestoreCallback : public Callback {
   // epoch_step < 0: at the end of the epoch. Every replica calls it: the save is collective and sharded.
   void save(int epoch, int64_t epoch_step) {
     std::map<std::string, std::string> extra;
-    const bool single = !current_replica_context();
+    ReplicaContext* ctx = current_replica_context();
+    const bool single = !ctx;
+    extra["replicas"] = std::to_string(replicas());
     if (epoch_step >= 0) {
       extra["epoch_step"] = std::to_string(epoch_step);
-      extra["replicas"] = std::to_string(replicas());
       if (single) {
         extra["epoch_rng_seed"] = std::to_string(epoch_rng_.seed);
         extra["epoch_rng_stream"] = std::to_string(epoch_rng_.next_stream);
       }
     }
-    // Data-parallel replicas each read their own shard of a dataset: they skip the trained batches by
-    // reading them again instead (the same pipeline gives the same batches).
-    std::string position = single && model_->training->data_position ? model_->training->data_position() : "";
-    if (!position.empty()) extra["data_iterator"] = base64(position);
+    // Data-parallel replicas each read their own shard of a dataset: every replica's position goes into
+    // the checkpoint (rank 0 writes meta.json, so all are gathered; collective, like the save).
+    std::string position = model_->training->data_position ? model_->training->data_position() : "";
+    if (single && !position.empty()) extra["data_iterator"] = base64(position);
+    if (ctx) {
+      std::vector<std::string> all = all_gather_bytes(*ctx, position);
+      for (size_t r = 0; r < all.size(); ++r) {
+        if (!all[r].empty()) extra[str_cat("data_iterator_replica_", r)] = base64(all[r]);
+      }
+    }
     manager().save(batches_, epoch, extra);
   }
 
