@@ -7,7 +7,13 @@
 // ("data_iterator", base64 of IteratorState bytes, for fit(dataset)). Resuming replays the epoch's
 // shuffle from the epoch-start state, skips the trained batches, then puts the generator back where the
 // checkpoint left it. Data-parallel, the shuffle comes from a seed the replicas share (no draw from the
-// global generator) and each replica's generator is in the checkpoint (rng_replicas).
+// global generator), each replica's generator is in the checkpoint (rng_replicas), and so is each
+// replica's data iterator ("data_iterator_replica_<r>", gathered to every rank before the save). Every
+// checkpoint records "replicas": iterator positions are restored only on as many replicas as saved them.
+//
+// With gradient_accumulation_steps > 1 a batch-level save that falls inside a group waits for the end of
+// the group (or of the epoch): the accumulated gradients are in no checkpoint, so one taken mid-group
+// would lose them. The saved epoch_step is then a group boundary, and the resumed groups line up.
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -17,6 +23,7 @@
 #include "core/nn/callbacks.h"
 #include "core/nn/model.h"
 #include "core/nn/replica_context.h"
+#include "core/nn/replica_gather.h"
 #include "core/tensor/error.h"
 #include "core/tensor/random.h"
 
@@ -87,14 +94,15 @@ class BackupAndRestoreCallback : public Callback {
     if (!info) return;
     batches_ = info->step;
     auto step = info->extra.find("epoch_step");
-    auto data = info->extra.find("data_iterator");
-    if (data != info->extra.end()) model_->training->resume_data_state = unbase64(data->second);
+    // Older epoch-end checkpoints lack "replicas"; their one data_iterator came from a single process.
+    auto count = info->extra.find("replicas");
+    int64_t saved_replicas = count == info->extra.end() ? 1 : parse_count(info->path + " replicas", count->second);
+    restore_data_state(*info, saved_replicas);
     if (step == info->extra.end()) {  // taken at the end of its epoch
       model_->training->resume_epoch = static_cast<int>(info->epoch) + 1;
       return;
     }
     model_->training->resume_epoch = static_cast<int>(info->epoch);
-    int64_t saved_replicas = parse_count(info->path + " replicas", info->extra.at("replicas"));
     if (saved_replicas != replicas()) {
       model_->training->resume_data_state.clear();
       std::fprintf(stderr, "gradflow: BackupAndRestore: %s was taken mid-epoch by %lld replicas, this job has %d: "
@@ -112,6 +120,7 @@ class BackupAndRestoreCallback : public Callback {
 
   void on_epoch_begin(int epoch, const Logs&) override {
     epoch_ = epoch;
+    epoch_steps_ = 0;
     epoch_rng_ = global_generator().state();  // before fit draws the epoch's shuffle from it
   }
 
@@ -121,11 +130,20 @@ class BackupAndRestoreCallback : public Callback {
 
   void on_train_batch_end(int64_t batch, const Logs&) override {
     ++batches_;
-    if (every_ > 0 && batches_ % every_ == 0) save(epoch_, batch + 1);
+    epoch_steps_ = batch + 1;
+    if (every_ > 0 && batches_ % every_ == 0) save_due_ = true;
+    if (save_due_ && !model_->training->mid_accumulation_group) {
+      save_due_ = false;
+      save(epoch_, epoch_steps_);
+    }
   }
 
   void on_epoch_end(int epoch, const Logs&) override {
     resume_generator();  // a checkpoint taken after an epoch's last batch resumes with no batch left
+    if (save_due_) {  // deferred from inside the epoch's last (short) group, applied by now
+      save_due_ = false;
+      save(epoch, epoch_steps_);
+    }
     if (every_ == 0) save(epoch, -1);
   }
 
@@ -143,6 +161,24 @@ class BackupAndRestoreCallback : public Callback {
     return *manager_;
   }
 
+  // The data position this process resumes from: its own entry, when as many replicas saved the
+  // checkpoint as run now (positions of other shardings do not map: the epoch is read from its start).
+  void restore_data_state(const CheckpointInfo& info, int64_t saved_replicas) {
+    ReplicaContext* ctx = current_replica_context();
+    std::string key = ctx ? str_cat("data_iterator_replica_", ctx->replica_id()) : "data_iterator";
+    auto data = info.extra.find(key);
+    // One replica under a context reads the unsharded pipeline too (auto_shard of 1 is the dataset).
+    if (data == info.extra.end()) data = info.extra.find(ctx ? "data_iterator" : "data_iterator_replica_0");
+    if (saved_replicas == replicas() && data != info.extra.end()) {
+      model_->training->resume_data_state = unbase64(data->second);
+    } else if (saved_replicas != replicas() && info.extra.count("epoch_step") == 0 &&
+               (info.extra.count("data_iterator") || info.extra.count("data_iterator_replica_0"))) {
+      std::fprintf(stderr, "gradflow: BackupAndRestore: %s holds the data positions of %lld replicas, this job has %d: "
+                   "the dataset's pass count (its reshuffling) starts over\n", info.path.c_str(),
+                   static_cast<long long>(saved_replicas), replicas());
+    }
+  }
+
   void resume_generator() {
     if (!mid_epoch_rng_) return;
     global_generator().set_state(*mid_epoch_rng_);
@@ -152,19 +188,26 @@ class BackupAndRestoreCallback : public Callback {
   // epoch_step < 0: at the end of the epoch. Every replica calls it: the save is collective and sharded.
   void save(int epoch, int64_t epoch_step) {
     std::map<std::string, std::string> extra;
-    const bool single = !current_replica_context();
+    ReplicaContext* ctx = current_replica_context();
+    const bool single = !ctx;
+    extra["replicas"] = std::to_string(replicas());
     if (epoch_step >= 0) {
       extra["epoch_step"] = std::to_string(epoch_step);
-      extra["replicas"] = std::to_string(replicas());
       if (single) {
         extra["epoch_rng_seed"] = std::to_string(epoch_rng_.seed);
         extra["epoch_rng_stream"] = std::to_string(epoch_rng_.next_stream);
       }
     }
-    // Data-parallel replicas each read their own shard of a dataset: they skip the trained batches by
-    // reading them again instead (the same pipeline gives the same batches).
-    std::string position = single && model_->training->data_position ? model_->training->data_position() : "";
-    if (!position.empty()) extra["data_iterator"] = base64(position);
+    // Data-parallel replicas each read their own shard of a dataset: every replica's position goes into
+    // the checkpoint (rank 0 writes meta.json, so all are gathered; collective, like the save).
+    std::string position = model_->training->data_position ? model_->training->data_position() : "";
+    if (single && !position.empty()) extra["data_iterator"] = base64(position);
+    if (ctx) {
+      std::vector<std::string> all = all_gather_bytes(*ctx, position);
+      for (size_t r = 0; r < all.size(); ++r) {
+        if (!all[r].empty()) extra[str_cat("data_iterator_replica_", r)] = base64(all[r]);
+      }
+    }
     manager().save(batches_, epoch, extra);
   }
 
@@ -174,6 +217,8 @@ class BackupAndRestoreCallback : public Callback {
   std::unique_ptr<CheckpointManager> manager_;
   int64_t batches_ = 0;  // trained since the job began: numbers the checkpoints
   int epoch_ = 0;
+  int64_t epoch_steps_ = 0;  // batches of this epoch trained so far (counting those skipped by a resume)
+  bool save_due_ = false;    // a batch-level save waits for the end of an accumulation group
   GeneratorState epoch_rng_;
   std::optional<GeneratorState> mid_epoch_rng_;  // set by a mid-epoch resume until its first batch
 };

@@ -77,7 +77,8 @@ CallbackPtr TensorBoard(TensorBoardOptions options = {});
 
 struct BackupAndRestoreOptions {
   // "epoch": a checkpoint at the end of every epoch; a number N: every N batches (counted across epochs,
-  // as Keras), and fit resumes at the exact batch after it.
+  // as Keras), and fit resumes at the exact batch after it. With gradient_accumulation_steps > 1 a save
+  // that falls inside a group waits for the group's end (its summed gradients are in no checkpoint).
   std::string save_freq = "epoch";
   // Testing: CheckpointOptions::before_commit (kill tests crash a save between its files and its commit).
   std::function<void(int64_t step)> before_commit;
@@ -86,7 +87,9 @@ struct BackupAndRestoreOptions {
 // in backup_dir (core/checkpoint; sharded and collective under data-parallel training); when fit starts
 // and a checkpoint is there, training resumes where it was taken, bitwise as if it had not stopped (a
 // mid-epoch checkpoint resumes mid-epoch when the replica count is the same; with another count, that
-// epoch starts over from the checkpoint's weights). Checkpoints are numbered by the batches trained.
+// epoch starts over from the checkpoint's weights). Data-parallel fit(dataset) checkpoints hold every
+// replica's data position, which a resume on as many replicas continues from. Checkpoints are numbered
+// by the batches trained.
 // Give every run of a job the same backup_dir. ValueError for a bad save_freq.
 CallbackPtr BackupAndRestore(std::string backup_dir, BackupAndRestoreOptions options = {});
 

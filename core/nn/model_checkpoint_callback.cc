@@ -43,6 +43,8 @@ class ModelCheckpointCallback : public Callback {
 
   void on_train_batch_end(int64_t, const Logs& logs) override {
     if (every_batches_ == 0 || ++batches_since_save_ < every_batches_) return;
+    // Inside a gradient-accumulation group the summed gradients are in no checkpoint: wait for its end.
+    if (model_->training->mid_accumulation_group) return;
     batches_since_save_ = 0;
     maybe_save(epoch_, logs);
   }

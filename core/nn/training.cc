@@ -467,10 +467,12 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch, int64_t 
         loss.add(train_step(m, batch->first, batch->second).at("loss"), static_cast<double>(batch->first.dim(0)));
       }
       if (!is_step) continue;
+      t.mid_accumulation_group = acc.batches > 0;
       Logs logs = metric_logs(t, loss);
       for (const auto& cb : callbacks) cb->on_train_batch_end(step, logs);
       ++step;
     }
+    t.mid_accumulation_group = false;  // the loop applied the last group, short or not
     if (ctx) merge_across_replicas(*ctx, t, loss);
     Logs logs = metric_logs(t, loss);
     if (options.validation_data) {

@@ -62,6 +62,10 @@ struct TrainingConfig {
   // Set by fit(dataset) for each epoch: the position of that epoch's iterator (IteratorState bytes;
   // empty when the pipeline cannot save it, as with from_generator).
   std::function<std::string()> data_position;
+  // Set by fit before each on_train_batch_end: with gradient_accumulation_steps > 1, whether that batch
+  // left a group unfinished (its gradients summed but not yet applied). A checkpoint taken then would
+  // lose them, so BackupAndRestore defers a batch-level save to the group's end.
+  bool mid_accumulation_group = false;
 };
 double current_learning_rate(const TrainingConfig& t);
 void set_learning_rate(TrainingConfig& t, double lr);

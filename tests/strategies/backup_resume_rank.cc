@@ -1,0 +1,149 @@
+// One rank of the data-parallel BackupAndRestore resume test over a Dataset (started by mpirun through
+// run_ranks.sh). Each replica reads its shard of a reshuffling pipeline; a fit that crashes (an exception
+// from a callback, on every rank at the same batch) is resumed by a fresh model and pipeline, as a
+// restarted job would, and must end bitwise at the uninterrupted run's weights:
+//   mid-epoch   save_freq "3", 5 batches per replica and epoch, crash after batch 7: ckpt-6 resumes at
+//               epoch 1, step 1, from every replica's own iterator position (data_iterator_replica_<r>);
+//   epoch end   save_freq "epoch", crash after epoch 1: epoch 2 must reshuffle as the uninterrupted
+//               run's third pass did, which needs each replica's pass count from the checkpoint.
+// Prints "rank R: ... ok" lines; exits 0 when everything matched, 1 otherwise (every rank: the failures
+// are summed over the ranks).
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "core/checkpoint/checkpoint.h"
+#include "strategies/data_parallel.h"
+
+namespace gradflow {
+namespace {
+
+int g_failures = 0;
+
+void check(bool ok, int rank, const std::string& what) {
+  std::printf("rank %d: %s %s\n", rank, what.c_str(), ok ? "ok" : "FAILED");
+  g_failures += !ok;
+}
+
+Sequential make_model() {
+  reset_layer_names();
+  Sequential m({Dense(16, {.activation = "relu", .input_shape = Shape{8}}), Dropout(0.25),
+                Dense(4, {.activation = "softmax"})});
+  m.compile("adam", "sparse_categorical_crossentropy");
+  return m;
+}
+
+std::vector<std::vector<float>> weights(Sequential& m) {
+  std::vector<std::vector<float>> out;
+  for (const Variable& v : m.variables()) out.push_back(v.value_unwatched().reshape({-1}).to_vector<float>());
+  return out;
+}
+
+class CrashAfterBatch : public Callback {
+ public:
+  explicit CrashAfterBatch(int64_t after) : after_(after) {}
+  void on_train_batch_end(int64_t, const Logs&) override {
+    if (++seen_ == after_) throw std::runtime_error("simulated crash");
+  }
+
+ private:
+  int64_t after_, seen_ = 0;
+};
+
+class CrashAfterEpoch : public Callback {
+ public:
+  explicit CrashAfterEpoch(int after) : after_(after) {}
+  void on_epoch_end(int epoch, const Logs&) override {
+    if (epoch == after_) throw std::runtime_error("simulated crash");
+  }
+
+ private:
+  int after_;
+};
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+struct Scenario {
+  const char* name;
+  const char* save_freq;
+  CallbackPtr crash;
+  const char* checkpoint;  // the newest one the crash leaves
+  std::vector<int> resumed_epochs;
+};
+
+void run_scenario(strategies::Strategy& strategy, const std::string& dir, const Scenario& s) {
+  int rank = strategy.replica_id(), replicas = strategy.num_replicas_in_sync();
+  int64_t n = 8 * replicas * 5;  // per-replica batches of 8, 5 per replica and epoch
+  Tensor x = random_uniform({n, 8}, -1, 1, kF32, kCPU, 11);
+  Tensor y = random_uniform({n}, 0, 4, kF32, kCPU, 12).to(kI64);
+  // Each run is a process of its own here: a fresh pipeline, whose pass counter starts at 0.
+  auto pipeline = [&] { return Dataset::from_tensor_slices({x, y}).shuffle(n, 5).batch(8); };
+  auto scope = strategy.scope();
+  set_seed(7);
+  Sequential uninterrupted = make_model();
+  uninterrupted.fit(pipeline(), {.epochs = 3, .verbose = 0});
+
+  set_seed(7);
+  Sequential crashing = make_model();
+  bool crashed = false;
+  try {
+    crashing.fit(pipeline(), {.epochs = 3, .callbacks = {BackupAndRestore(dir, {.save_freq = s.save_freq}), s.crash},
+                              .verbose = 0});
+  } catch (const std::runtime_error& e) {
+    crashed = std::string(e.what()) == "simulated crash";
+  }
+  check(crashed, rank, str_cat(s.name, ": the first fit crashed"));
+  std::string meta = read_text(str_cat(dir, "/", s.checkpoint, "/meta.json"));
+  for (int r = 0; r < replicas; ++r) {
+    check(meta.find(str_cat("\"data_iterator_replica_", r, "\"")) != std::string::npos, rank,
+          str_cat(s.name, ": ", s.checkpoint, "/meta.json holds replica ", r, "'s data position"));
+  }
+  set_seed(999);  // the restarted job
+  Sequential resumed = make_model();
+  History h = resumed.fit(pipeline(), {.epochs = 3, .callbacks = {BackupAndRestore(dir, {.save_freq = s.save_freq})},
+                                       .verbose = 0});
+  check(h.epoch == s.resumed_epochs, rank, str_cat(s.name, ": resumed at epoch ", s.resumed_epochs.front()));
+  check(weights(resumed) == weights(uninterrupted), rank,
+        str_cat(s.name, ": the resumed run ends bitwise at the uninterrupted run's weights"));
+}
+
+}  // namespace
+}  // namespace gradflow
+
+int main(int argc, char** argv) {
+  using namespace gradflow;
+  std::string base;
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) == "--store-dir") base = argv[i + 1];
+  }
+  if (base.empty()) {
+    std::fprintf(stderr, "usage: backup_resume_rank --store-dir DIR (a directory all ranks share)\n");
+    return 2;
+  }
+  int failures = 1;
+  try {
+    set_num_threads(1);
+    auto strategy = strategies::DataParallelStrategy::from_environment({.timeout = std::chrono::seconds(120)});
+    if (strategy->num_replicas_in_sync() != 2) {
+      std::fprintf(stderr, "backup_resume_rank: needs 2 ranks, got %d\n", strategy->num_replicas_in_sync());
+      return 1;
+    }
+    run_scenario(*strategy, base + "/mid_epoch",
+                 {"mid-epoch", "3", std::make_shared<CrashAfterBatch>(7), "ckpt-6", {1, 2}});
+    run_scenario(*strategy, base + "/epoch_end",
+                 {"epoch end", "epoch", std::make_shared<CrashAfterEpoch>(1), "ckpt-10", {2}});
+    // Every rank fails when any did (reduce_gradients averages: nonzero when any rank had a failure).
+    Tensor mine = from_vector<float>(std::vector<float>{static_cast<float>(g_failures)});
+    failures = strategy->reduce_gradients({mine}).at(0).item() > 0 ? 1 : 0;
+    std::printf("rank %d of %d: %s\n", strategy->replica_id(), strategy->num_replicas_in_sync(),
+                failures == 0 ? "all ok" : "FAILURES");
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "backup_resume_rank: %s\n", e.what());
+    return 1;
+  }
+  return failures == 0 ? 0 : 1;
+}
