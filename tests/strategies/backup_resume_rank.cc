@@ -15,16 +15,12 @@
 
 #include "core/checkpoint/checkpoint.h"
 #include "strategies/data_parallel.h"
+#include "tests/strategies/replica_checks.h"
 
 namespace gradflow {
 namespace {
 
-int g_failures = 0;
-
-void check(bool ok, int rank, const std::string& what) {
-  std::printf("rank %d: %s %s\n", rank, what.c_str(), ok ? "ok" : "FAILED");
-  g_failures += !ok;
-}
+using testing::check;
 
 Sequential make_model() {
   reset_layer_names();
@@ -137,7 +133,7 @@ int main(int argc, char** argv) {
     run_scenario(*strategy, base + "/epoch_end",
                  {"epoch end", "epoch", std::make_shared<CrashAfterEpoch>(1), "ckpt-10", {2}});
     // Every rank fails when any did (reduce_gradients averages: nonzero when any rank had a failure).
-    Tensor mine = from_vector<float>(std::vector<float>{static_cast<float>(g_failures)});
+    Tensor mine = from_vector<float>(std::vector<float>{static_cast<float>(testing::failures())});
     failures = strategy->reduce_gradients({mine}).at(0).item() > 0 ? 1 : 0;
     std::printf("rank %d of %d: %s\n", strategy->replica_id(), strategy->num_replicas_in_sync(),
                 failures == 0 ? "all ok" : "FAILURES");
