@@ -439,9 +439,10 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch, int64_t 
         break;
       }
       const bool has_rows = batch && batch->first.dim(0) > 0;
-      // Accumulating data-parallel replicas step in lockstep through groups of k batches; a batch they
-      // do not have (the data ended here first) is no step for callbacks.
-      const bool is_step = accumulate == 1 || has_rows;
+      // Accumulating data-parallel replicas step in lockstep through groups of k batches, and their
+      // callbacks must too (a BackupAndRestore save is collective): a batch a replica does not have (the
+      // data ended here first) still counts as its step. Alone, a missing batch is no step.
+      const bool is_step = accumulate == 1 || has_rows || (ctx && !threads);
       if (is_step) {
         for (const auto& cb : callbacks) cb->on_train_batch_begin(step, {});
       }

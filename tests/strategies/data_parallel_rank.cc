@@ -187,6 +187,27 @@ class Diverge : public Callback {
   int64_t at_;
 };
 
+// Accumulating with batch-level BackupAndRestore saves (collective) on data that runs out on some
+// replicas first: every replica must save at the same steps, or the job would hang.
+void accumulation_with_batch_saves_on_uneven_data(strategies::Strategy& strategy) {
+  int rank = strategy.replica_id(), replicas = strategy.num_replicas_in_sync();
+  std::string dir = str_cat("/tmp/gradflow_dp_accum_saves_", replicas);
+  if (rank == 0) std::filesystem::remove_all(dir);
+  strategy.reduce(strategies::Reduction::kSum, zeros({1}));  // a barrier: the directory is clean
+  Tensor x = random_uniform({8 * replicas * 3 + 3, 8}, -1, 1, kF32, kCPU, 81);
+  Tensor y = random_uniform({8 * replicas * 3 + 3}, 0, 4, kF32, kCPU, 82).to(kI64);
+  Sequential model = make_model();
+  model.compile("sgd", "sparse_categorical_crossentropy");
+  {
+    auto scope = strategy.scope();
+    model.fit(x, y, {.epochs = 2, .batch_size = 8, .callbacks = {BackupAndRestore(dir, {.save_freq = "1"})},
+                     .verbose = 0, .gradient_accumulation_steps = 2});
+  }
+  check(true, rank, "accumulating with batch-level saves on uneven data finishes on every rank");
+  strategy.reduce(strategies::Reduction::kSum, zeros({1}));
+  if (rank == 0) std::filesystem::remove_all(dir);
+}
+
 // strategy.run / reduce, and the replica-identity check catching a replica that diverged.
 void run_reduce_and_divergence_check(strategies::DataParallelStrategy& strategy) {
   int rank = strategy.replica_id(), replicas = strategy.num_replicas_in_sync();
@@ -376,6 +397,7 @@ int main() {
     buckets_start_during_backward(*strategy);
     compressed_gradients_stay_identical(*strategy);
     run_reduce_and_divergence_check(*strategy);
+    accumulation_with_batch_saves_on_uneven_data(*strategy);
     sync_batch_norm_matches_single_replica(*strategy, 8 * replicas * 4, 1);
     sync_batch_norm_matches_single_replica(*strategy, 8 * replicas * 3 + 3, 1);  // replicas without rows
     sync_batch_norm_matches_single_replica(*strategy, 8 * replicas * 4 + 5, 2);  // accumulating
