@@ -15,7 +15,12 @@ kills=3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 common=(--epochs 2 --threads 1 --verbose 0 --seed 7 --batch-size 256 --save-weights)
+started=$(date +%s%N)
 "${launcher[@]}" "$program" "${common[@]}" "$work/uninterrupted.safetensors" || { echo "FAIL: the uninterrupted run"; exit 1; }
+# Random kills land within the first 40% of a run's length, so that one always lands before the
+# restarted try (which has most of the run still to do) ends on its own.
+span_ms=$(( ($(date +%s%N) - started) / 1000000 * 4 / 10 ))
+((span_ms < 200)) && span_ms=200
 
 # The program's processes below pid $1 (gfrun, or gfrun -> mpirun -> ranks).
 ranks_below() {
@@ -41,7 +46,8 @@ for ((try = 1; try <= kills + 1; ++try)); do
   kill -0 $job 2>/dev/null || break
   for p in "${fresh[@]}"; do seen+="$p "; done
   ((try == 1)) && continue  # the first try kills itself inside the save of checkpoint 60
-  delay=$(printf '%d.%03d' $((RANDOM % 4)) $((RANDOM % 1000)))
+  delay_ms=$(( 100 + (RANDOM * 32768 + RANDOM) % span_ms ))
+  delay=$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))
   victim=${fresh[$((RANDOM % np))]}
   sleep "$delay"
   if kill -9 "$victim" 2>/dev/null; then echo "kill_resume_test.sh: try $try: SIGKILL to pid $victim after ${delay}s"; fi
