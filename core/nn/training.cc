@@ -110,6 +110,31 @@ Tensor rows(const Tensor& t, const std::vector<int64_t>& order, int64_t lo, int6
   return gather(t, from_vector<int64_t>(std::vector<int64_t>(order.begin() + lo, order.begin() + hi)));
 }
 
+// One batch's forward and backward, marked on the timeline. The loss is multiplied by loss_weight before
+// backward (replicas whose backward talks to the others weight it there); on_ready, when set, gets each
+// gradient as soon as it is final (the data-parallel averager).
+struct ForwardBackward {
+  Tensor y_pred, loss;
+  std::vector<Variable> vars;  // after forward: a model built by its first batch has none before
+  std::vector<Tensor> grads;
+};
+ForwardBackward forward_backward(ModelImpl& model, const Tensor& x, const Tensor& y, double loss_weight = 1.0,
+                                 const GradientTape::GradientReadyFn& on_ready = {}) {
+  TrainingConfig& t = config(model);
+  ForwardBackward out;
+  GradientTape tape;
+  {
+    trace::Span span("forward");
+    out.y_pred = model.forward({x}, true).at(0);
+    out.loss = (*t.loss)(y, out.y_pred);
+  }
+  out.vars = model.trainable_variables();
+  trace::Span span("backward");
+  Tensor objective = loss_weight == 1.0 ? out.loss : out.loss * loss_weight;
+  out.grads = tape.gradient(objective, std::vector<GradSource>(out.vars.begin(), out.vars.end()), on_ready);
+  return out;
+}
+
 }  // namespace
 
 void compile(Model& model, OptimizerSpec optimizer, LossSpec loss, std::vector<MetricSpec> metrics) {
@@ -125,26 +150,13 @@ void compile(Model& model, OptimizerSpec optimizer, LossSpec loss, std::vector<M
 
 Logs train_step(ModelImpl& model, const Tensor& x, const Tensor& y) {
   TrainingConfig& t = config(model);
-  GradientTape tape;
-  Tensor y_pred, loss;
-  {
-    trace::Span span("forward");
-    y_pred = model.forward({x}, true).at(0);
-    loss = (*t.loss)(y, y_pred);
-  }
-  // After the forward pass: a model whose layers build from their first input has no variables before.
-  std::vector<Variable> vars = model.trainable_variables();
-  std::vector<Tensor> grads;
-  {
-    trace::Span span("backward");
-    grads = tape.gradient(loss, std::vector<GradSource>(vars.begin(), vars.end()));
-  }
+  ForwardBackward step = forward_backward(model, x, y);
   {
     trace::Span span("optimizer");
-    t.optimizer->apply_gradients(grads, vars);
+    t.optimizer->apply_gradients(step.grads, step.vars);
   }
-  update_metrics(t, y, y_pred);
-  return {{"loss", loss.item()}};
+  update_metrics(t, y, step.y_pred);
+  return {{"loss", step.loss.item()}};
 }
 
 namespace {
@@ -167,23 +179,12 @@ bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<
   const std::optional<std::pair<Tensor, Tensor>>& work =
       has_rows ? batch : (synchronizes ? no_rows : std::optional<std::pair<Tensor, Tensor>>());
   if (work) {
-    GradientTape tape;
-    Tensor y_pred, l;
-    {
-      trace::Span span("forward");
-      y_pred = model.forward({work->first}, true).at(0);
-      l = (*t.loss)(work->second, y_pred);
-    }
-    {
-      trace::Span span("backward");
-      const double weight = rows / nominal_rows;
-      Tensor objective = synchronizes && weight != 1.0 ? l * weight : l;
-      tape.gradient(objective, std::vector<GradSource>(vars.begin(), vars.end()),
-                    [&](size_t i, const Tensor& g) { averager->ready(i, g); });
-    }
+    const double weight = synchronizes ? rows / nominal_rows : 1.0;
+    ForwardBackward step = forward_backward(model, work->first, work->second, weight,
+                                            [&](size_t i, const Tensor& g) { averager->ready(i, g); });
     if (has_rows) {
-      update_metrics(t, batch->second, y_pred);
-      loss.add(l.item(), rows);
+      update_metrics(t, batch->second, step.y_pred);
+      loss.add(step.loss.item(), rows);
     }
   }
   std::pair<std::vector<Tensor>, double> averaged;
@@ -223,16 +224,14 @@ void mirrored_step(ReplicaContext& ctx, ModelImpl& model, const std::pair<Tensor
       if (rows == 0 && !synchronizes) return;
       Generator generator(step.seed ^ (0x9e3779b97f4a7c15ull * (step.stream + 1)) ^ (static_cast<uint64_t>(r) << 32));
       GeneratorScope scope(generator);
-      Tensor x = batch.first.slice(0, begin[r], begin[r + 1]), y = batch.second.slice(0, begin[r], begin[r + 1]);
-      GradientTape tape;
-      Tensor y_pred = model.forward({x}, true).at(0);
-      Tensor l = (*t.loss)(y, y_pred);
       // Weighted before backward, so that cross-replica terms summed inside backward are weighted too.
-      Tensor objective = l * (static_cast<double>(rows) / nominal_rows);
-      grads[r] = tape.gradient(objective, std::vector<GradSource>(vars.begin(), vars.end()));
+      ForwardBackward step = forward_backward(model, batch.first.slice(0, begin[r], begin[r + 1]),
+                                              batch.second.slice(0, begin[r], begin[r + 1]),
+                                              static_cast<double>(rows) / nominal_rows);
+      grads[r] = std::move(step.grads);
       if (rows > 0) {
-        preds[r] = y_pred;
-        losses[r] = l.item();
+        preds[r] = step.y_pred;
+        losses[r] = step.loss.item();
       }
     });
   }
@@ -270,20 +269,8 @@ struct Accumulation {
   // Forward and backward on a batch of this replica; adds its gradients; updates loss and metrics. An
   // empty batch (a synchronizing model's replica without rows) only takes part in the collectives.
   void add(ModelImpl& model, const Tensor& x, const Tensor& y, RunningMean& loss) {
-    TrainingConfig& t = config(model);
-    GradientTape tape;
-    Tensor y_pred, l;
-    {
-      trace::Span span("forward");
-      y_pred = model.forward({x}, true).at(0);
-      l = (*t.loss)(y, y_pred);
-    }
-    std::vector<Variable> vars = model.trainable_variables();
-    std::vector<Tensor> grads;
-    {
-      trace::Span span("backward");
-      grads = tape.gradient(l, std::vector<GradSource>(vars.begin(), vars.end()));
-    }
+    ForwardBackward step = forward_backward(model, x, y);
+    const std::vector<Tensor>& grads = step.grads;
     const double n = static_cast<double>(x.dim(0));
     if (n == 0) return;
     sums.resize(grads.size());
@@ -292,8 +279,8 @@ struct Accumulation {
       sums[i] = sums[i].defined() ? sums[i] + grads[i] * n : grads[i] * n;
     }
     rows += n;
-    update_metrics(t, y, y_pred);
-    loss.add(l.item(), n);
+    update_metrics(config(model), y, step.y_pred);
+    loss.add(step.loss.item(), n);
   }
   // The group's mean gradients (undefined where no batch had one).
   std::vector<Tensor> mean(size_t num_vars) const {
