@@ -12,6 +12,7 @@
 #include "core/checkpoint/checkpoint.h"
 #include "core/checkpoint/stream_copy.h"
 #include "core/gradflow.h"
+#include "tests/core/checkpoint_fixture.h"
 
 namespace gradflow {
 namespace {
@@ -25,16 +26,8 @@ std::string bytes_of(const std::string& path) {
   return s.str();
 }
 
-class CheckpointAsyncTest : public ::testing::Test {
+class CheckpointAsyncTest : public testing::CheckpointFixture {
  protected:
-  void SetUp() override {
-    dir_ = (fs::temp_directory_path() / ("gradflow_ckpt_async_" + std::to_string(::getpid()))).string();
-    fs::remove_all(dir_);
-    x_ = random_uniform({64, 6}, -1, 1, kF32, kCPU, 1);
-    y_ = random_uniform({64}, 0, 3, kF32, kCPU, 2).to(kI64);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   Sequential fresh_model() {
     reset_layer_names();
     // Big enough (about 4 MB) that writing takes longer than the training steps that follow a save.
@@ -43,22 +36,11 @@ class CheckpointAsyncTest : public ::testing::Test {
     m.compile("adam", "sparse_categorical_crossentropy");
     return m;
   }
-  void train(Sequential& m, int steps) {
-    for (int s = 0; s < steps; ++s) train_step(m.impl(), x_.slice(0, s % 4 * 16, s % 4 * 16 + 16), y_.slice(0, s % 4 * 16, s % 4 * 16 + 16));
-  }
-  static std::vector<std::vector<float>> weights(Sequential& m) {
-    std::vector<std::vector<float>> out;
-    for (const Variable& v : m.variables()) out.push_back(v.value_unwatched().reshape({-1}).to_vector<float>());
-    return out;
-  }
   // The directory replaced by a plain file: nothing can be written below it (even by root).
   void make_unwritable() {
     fs::remove_all(dir_);
     std::ofstream(dir_) << "not a directory";
   }
-
-  std::string dir_;
-  Tensor x_, y_;
 };
 
 TEST_F(CheckpointAsyncTest, HoldsTheStateAtSaveEvenWhenTrainingGoesOnAtOnce) {

@@ -7,21 +7,20 @@
 
 #include "core/checkpoint/checkpoint.h"
 #include "core/gradflow.h"
+#include "tests/core/checkpoint_fixture.h"
 
 namespace gradflow {
 namespace {
 
 namespace fs = std::filesystem;
 
-class CheckpointPolicyTest : public ::testing::Test {
+class CheckpointPolicyTest : public testing::CheckpointFixture {
  protected:
   void SetUp() override {
-    dir_ = (fs::temp_directory_path() / ("gradflow_ckpt_policy_" + std::to_string(::getpid()))).string();
-    fs::remove_all(dir_);
+    CheckpointFixture::SetUp();
     reset_layer_names();
     model_ = std::make_unique<Sequential>(std::vector<Layer>{Dense(3, {.input_shape = Shape{4}})});
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   std::vector<int64_t> steps(const CheckpointManager& ckpt) {
     std::vector<int64_t> out;
@@ -29,7 +28,6 @@ class CheckpointPolicyTest : public ::testing::Test {
     return out;
   }
 
-  std::string dir_;
   std::unique_ptr<Sequential> model_;
   double clock_ = 1.7e9;  // seconds since the Unix epoch
   std::function<double()> now_ = [this] { return clock_; };
@@ -55,7 +53,9 @@ TEST_F(CheckpointPolicyTest, StepPolicySavesWhenTheStepIsAMultiple) {
   for (int64_t step = 1; step <= 10; ++step) {
     std::optional<std::string> saved = ckpt.maybe_save(step);
     EXPECT_EQ(saved.has_value(), step % 3 == 0) << step;
-    if (saved) EXPECT_EQ(*saved, dir_ + "/ckpt-" + std::to_string(step));
+    if (saved) {
+      EXPECT_EQ(*saved, dir_ + "/ckpt-" + std::to_string(step));
+    }
   }
   EXPECT_EQ(steps(ckpt), (std::vector<int64_t>{3, 6, 9}));
 }

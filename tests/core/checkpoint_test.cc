@@ -8,22 +8,15 @@
 #include "core/checkpoint/checkpoint.h"
 #include "core/gradflow.h"
 #include "core/io/safetensors.h"
+#include "tests/core/checkpoint_fixture.h"
 
 namespace gradflow {
 namespace {
 
 namespace fs = std::filesystem;
 
-class CheckpointTest : public ::testing::Test {
+class CheckpointTest : public testing::CheckpointFixture {
  protected:
-  void SetUp() override {
-    dir_ = (fs::temp_directory_path() / ("gradflow_ckpt_" + std::to_string(::getpid()))).string();
-    fs::remove_all(dir_);
-    x_ = random_uniform({64, 6}, -1, 1, kF32, kCPU, 1);
-    y_ = random_uniform({64}, 0, 3, kF32, kCPU, 2).to(kI64);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   Sequential fresh_model() {
     reset_layer_names();  // the same variable names every time, as in a restarted process
     Sequential m({Dense(8, {.activation = "relu", .input_shape = Shape{6}}), Dropout(0.3),
@@ -31,17 +24,6 @@ class CheckpointTest : public ::testing::Test {
     m.compile("adam", "sparse_categorical_crossentropy");
     return m;
   }
-  void train(Sequential& m, int steps) {
-    for (int s = 0; s < steps; ++s) train_step(m.impl(), x_.slice(0, s % 4 * 16, s % 4 * 16 + 16), y_.slice(0, s % 4 * 16, s % 4 * 16 + 16));
-  }
-  static std::vector<std::vector<float>> weights(Sequential& m) {
-    std::vector<std::vector<float>> out;
-    for (const Variable& v : m.variables()) out.push_back(v.value_unwatched().reshape({-1}).to_vector<float>());
-    return out;
-  }
-
-  std::string dir_;
-  Tensor x_, y_;
 };
 
 TEST_F(CheckpointTest, ResumingGivesBitwiseTheSameWeightsAsNotStopping) {

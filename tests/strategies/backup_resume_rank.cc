@@ -30,11 +30,7 @@ Sequential make_model() {
   return m;
 }
 
-std::vector<std::vector<float>> weights(Sequential& m) {
-  std::vector<std::vector<float>> out;
-  for (const Variable& v : m.variables()) out.push_back(v.value_unwatched().reshape({-1}).to_vector<float>());
-  return out;
-}
+using testing::weights;
 
 class CrashAfterBatch : public Callback {
  public:
@@ -112,14 +108,8 @@ void run_scenario(strategies::Strategy& strategy, const std::string& dir, const 
 
 int main(int argc, char** argv) {
   using namespace gradflow;
-  std::string base;
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::string(argv[i]) == "--store-dir") base = argv[i + 1];
-  }
-  if (base.empty()) {
-    std::fprintf(stderr, "usage: backup_resume_rank --store-dir DIR (a directory all ranks share)\n");
-    return 2;
-  }
+  std::string base = testing::store_dir_argument(argc, argv, "backup_resume_rank");
+  if (base.empty()) return 2;
   int failures = 1;
   try {
     set_num_threads(1);

@@ -23,11 +23,7 @@ Sequential make_model() {
   return m;
 }
 
-std::vector<std::vector<float>> weights(Sequential& m) {
-  std::vector<std::vector<float>> out;
-  for (const Variable& v : m.variables()) out.push_back(v.value_unwatched().reshape({-1}).to_vector<float>());
-  return out;
-}
+using testing::weights;
 
 void run(strategies::Strategy& strategy, const std::string& base) {
   int rank = strategy.replica_id(), replicas = strategy.num_replicas_in_sync();
@@ -67,14 +63,8 @@ void run(strategies::Strategy& strategy, const std::string& base) {
 
 int main(int argc, char** argv) {
   using namespace gradflow;
-  std::string base;
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::string(argv[i]) == "--store-dir") base = argv[i + 1];
-  }
-  if (base.empty()) {
-    std::fprintf(stderr, "usage: model_checkpoint_rank --store-dir DIR (a directory all ranks share)\n");
-    return 2;
-  }
+  std::string base = testing::store_dir_argument(argc, argv, "model_checkpoint_rank");
+  if (base.empty()) return 2;
   try {
     set_num_threads(1);
     auto strategy = strategies::DataParallelStrategy::from_environment({.timeout = std::chrono::seconds(120)});

@@ -34,4 +34,20 @@ inline double max_relative_difference(const std::vector<Variable>& a, const std:
   return worst;
 }
 
+// Every variable's values, in order: for bitwise comparisons of whole models.
+inline std::vector<std::vector<float>> weights(Sequential& m) {
+  std::vector<std::vector<float>> out;
+  for (const Variable& v : m.variables()) out.push_back(v.value_unwatched().reshape({-1}).to_vector<float>());
+  return out;
+}
+
+// A rank program's `--store-dir DIR` (a directory every rank shares); "" after printing the usage.
+inline std::string store_dir_argument(int argc, char** argv, const char* program) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) == "--store-dir") return argv[i + 1];
+  }
+  std::fprintf(stderr, "usage: %s --store-dir DIR (a directory all ranks share)\n", program);
+  return "";
+}
+
 }  // namespace gradflow::testing

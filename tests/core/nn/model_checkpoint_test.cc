@@ -6,23 +6,20 @@
 
 #include "core/checkpoint/checkpoint.h"
 #include "core/gradflow.h"
+#include "tests/core/checkpoint_fixture.h"
 
 namespace gradflow {
 namespace {
 
 namespace fs = std::filesystem;
 
-class ModelCheckpointTest : public ::testing::Test {
+class ModelCheckpointTest : public testing::CheckpointFixture {
  protected:
   void SetUp() override {
-    dir_ = (fs::temp_directory_path() / ("gradflow_model_ckpt_" + std::to_string(::getpid()))).string();
-    fs::remove_all(dir_);
-    x_ = random_uniform({64, 6}, -1, 1, kF32, kCPU, 1);
-    y_ = random_uniform({64}, 0, 3, kF32, kCPU, 2).to(kI64);
+    CheckpointFixture::SetUp();
     x_val_ = random_uniform({32, 6}, -1, 1, kF32, kCPU, 3);
     y_val_ = random_uniform({32}, 0, 3, kF32, kCPU, 4).to(kI64);
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   Sequential model(const char* optimizer = "adam") {
     reset_layer_names();
@@ -50,14 +47,8 @@ class ModelCheckpointTest : public ::testing::Test {
     }
     return out;
   }
-  static std::vector<std::vector<float>> weights(Sequential& m) {
-    std::vector<std::vector<float>> out;
-    for (const Variable& v : m.variables()) out.push_back(v.value_unwatched().reshape({-1}).to_vector<float>());
-    return out;
-  }
 
-  std::string dir_;
-  Tensor x_, y_, x_val_, y_val_;
+  Tensor x_val_, y_val_;
 };
 
 TEST_F(ModelCheckpointTest, SavesEveryEpochNamedByIterationWithTheLogs) {
