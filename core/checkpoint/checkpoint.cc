@@ -180,8 +180,10 @@ std::vector<std::string> CheckpointManager::prune(const std::string& just_saved)
 }
 
 ReplicaContext* CheckpointManager::sharding_context() const {
+  // Replicas on threads of this process (MirroredStrategy) share one copy of the state: this process
+  // writes it whole, as a single one does.
   ReplicaContext* ctx = options_.sharded ? current_replica_context() : nullptr;
-  return ctx && ctx->num_replicas() > 1 ? ctx : nullptr;
+  return ctx && ctx->num_replicas() > 1 && !ctx->in_process() ? ctx : nullptr;
 }
 
 void CheckpointManager::in_background(std::function<void()> work) {

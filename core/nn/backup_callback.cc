@@ -6,8 +6,9 @@
 // ("epoch_rng_*": fit draws the epoch's shuffle from it) and the data iterator's position
 // ("data_iterator", base64 of IteratorState bytes, for fit(dataset)). Resuming replays the epoch's
 // shuffle from the epoch-start state, skips the trained batches, then puts the generator back where the
-// checkpoint left it. Data-parallel, the shuffle comes from a seed the replicas share (no draw from the
-// global generator), each replica's generator is in the checkpoint (rng_replicas), and so is each
+// checkpoint left it. With replicas, the shuffle comes from a seed the replicas share (no draw from the
+// global generator; saved as "shuffle_seed" and put back on resume); data-parallel processes each have
+// their generator in the checkpoint (rng_replicas), and so is each
 // replica's data iterator ("data_iterator_replica_<r>", gathered to every rank before the save). Every
 // checkpoint records "replicas": iterator positions are restored only on as many replicas as saved them.
 //
@@ -82,6 +83,14 @@ int64_t batches_between_saves(const std::string& save_freq) {
   return n;
 }
 
+// The context of replicas in other processes (each saves and restores its own part); nullptr when this
+// process holds all the state: alone, or with replicas on its threads (MirroredStrategy: the calling
+// thread draws the shuffles and reads the data, as a single process does).
+ReplicaContext* other_processes() {
+  ReplicaContext* ctx = current_replica_context();
+  return ctx && !ctx->in_process() ? ctx : nullptr;
+}
+
 class BackupAndRestoreCallback : public Callback {
  public:
   BackupAndRestoreCallback(std::string dir, BackupAndRestoreOptions options)
@@ -93,6 +102,9 @@ class BackupAndRestoreCallback : public Callback {
     std::optional<CheckpointInfo> info = manager().restore_latest();
     if (!info) return;
     batches_ = info->step;
+    if (auto seed = info->extra.find("shuffle_seed"); seed != info->extra.end()) {
+      model_->training->shuffle_seed = static_cast<uint64_t>(parse_count(info->path + " shuffle_seed", seed->second));
+    }
     auto step = info->extra.find("epoch_step");
     // Older epoch-end checkpoints lack "replicas"; their one data_iterator came from a single process.
     auto count = info->extra.find("replicas");
@@ -111,7 +123,7 @@ class BackupAndRestoreCallback : public Callback {
       return;
     }
     model_->training->resume_step = parse_count(info->path + " epoch_step", step->second);
-    if (!current_replica_context()) {
+    if (!other_processes()) {
       mid_epoch_rng_ = global_generator().state();
       global_generator().set_state({static_cast<uint64_t>(std::stoull(info->extra.at("epoch_rng_seed"))),
                                     static_cast<uint64_t>(std::stoull(info->extra.at("epoch_rng_stream")))});
@@ -164,7 +176,7 @@ class BackupAndRestoreCallback : public Callback {
   // The data position this process resumes from: its own entry, when as many replicas saved the
   // checkpoint as run now (positions of other shardings do not map: the epoch is read from its start).
   void restore_data_state(const CheckpointInfo& info, int64_t saved_replicas) {
-    ReplicaContext* ctx = current_replica_context();
+    ReplicaContext* ctx = other_processes();
     std::string key = ctx ? str_cat("data_iterator_replica_", ctx->replica_id()) : "data_iterator";
     auto data = info.extra.find(key);
     // One replica under a context reads the unsharded pipeline too (auto_shard of 1 is the dataset).
@@ -188,9 +200,10 @@ class BackupAndRestoreCallback : public Callback {
   // epoch_step < 0: at the end of the epoch. Every replica calls it: the save is collective and sharded.
   void save(int epoch, int64_t epoch_step) {
     std::map<std::string, std::string> extra;
-    ReplicaContext* ctx = current_replica_context();
+    ReplicaContext* ctx = other_processes();
     const bool single = !ctx;
     extra["replicas"] = std::to_string(replicas());
+    if (model_->training->shuffle_seed) extra["shuffle_seed"] = std::to_string(*model_->training->shuffle_seed);
     if (epoch_step >= 0) {
       extra["epoch_step"] = std::to_string(epoch_step);
       if (single) {

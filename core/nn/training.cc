@@ -498,13 +498,16 @@ History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& op
   // Replicas on threads: this thread takes the whole global batch and fit_loop splits it.
   ReplicaContext* processes = own_process_replicas();
   int slices = processes ? replicas : 1, id = processes ? processes->replica_id() : 0;
-  std::optional<uint64_t> seed;
-  if (ctx && options.shuffle) seed = ctx->shared_seed();
+  TrainingConfig& t = config(model.impl());
+  t.shuffle_seed.reset();
+  if (ctx && options.shuffle) t.shuffle_seed = ctx->shared_seed();
   int64_t global = bs * replicas;
   int64_t steps = (n + global - 1) / global;
   return fit_loop(
       model,
-      [&, seed](int epoch, int64_t skip) -> NextBatch {
+      [&](int epoch, int64_t skip) -> NextBatch {
+        // Read per epoch: a resume (on_train_begin) may have put back the saved run's seed.
+        std::optional<uint64_t> seed = t.shuffle_seed;
         auto order = std::make_shared<std::vector<int64_t>>(
             epoch_order(n, options.shuffle, seed ? std::optional<uint64_t>(*seed + epoch) : std::nullopt));
         auto lo = std::make_shared<int64_t>(std::min(n, skip * global));

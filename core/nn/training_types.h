@@ -62,6 +62,10 @@ struct TrainingConfig {
   // Set by fit(dataset) for each epoch: the position of that epoch's iterator (IteratorState bytes;
   // empty when the pipeline cannot save it, as with from_generator).
   std::function<std::string()> data_position;
+  // Replicas' fit on tensors: the seed every epoch's shuffle derives from (seed + epoch), drawn by
+  // replica 0 when fit starts. A checkpoint records it and a resume puts it back, so the resumed epochs
+  // shuffle as the saved run's did whatever the restarted process's own seed.
+  std::optional<uint64_t> shuffle_seed;
   // Set by fit before each on_train_batch_end: with gradient_accumulation_steps > 1, whether that batch
   // left a group unfinished (its gradients summed but not yet applied). A checkpoint taken then would
   // lose them, so BackupAndRestore defers a batch-level save to the group's end.

@@ -4,6 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "core/checkpoint/checkpoint.h"
 
 #include "strategies/mirrored.h"
 #include "tests/strategies/replica_checks.h"
@@ -99,6 +103,43 @@ TEST(Mirrored, DropoutIsTheSameOnEveryRun) {
     runs.push_back(model.variables()[0].value_unwatched().reshape({-1}).to_vector<float>());
   }
   EXPECT_EQ(runs[0], runs[1]);
+}
+
+// A crash after the `after`-th batch of the job (BackupAndRestore, listed first, has saved by then).
+class CrashAfterBatch : public Callback {
+ public:
+  explicit CrashAfterBatch(int64_t after) : after_(after) {}
+  void on_train_batch_end(int64_t, const Logs&) override {
+    if (++seen_ == after_) throw std::runtime_error("simulated crash");
+  }
+
+ private:
+  int64_t after_, seen_ = 0;
+};
+
+// One process holds every replica's state: its checkpoints are whole (model.safetensors), and a resumed
+// mirrored fit continues bitwise, dropout included.
+TEST(Mirrored, CheckpointsAreWholeAndResumeBitwise) {
+  std::string dir = (std::filesystem::temp_directory_path() / "gradflow_mirrored_backup").string();
+  std::filesystem::remove_all(dir);
+  auto [x, y] = data(80);  // 5 global batches of 2 x 8 an epoch
+  auto train = [&](std::vector<CallbackPtr> callbacks, uint64_t seed) {
+    set_seed(seed);
+    reset_layer_names();
+    Sequential model = make_model(false, false, /*dropout=*/0.3);
+    MirroredStrategy strategy(2);
+    auto scope = strategy.scope();
+    model.fit(x, y, {.epochs = 3, .batch_size = 8, .callbacks = callbacks, .verbose = 0});
+    return model;
+  };
+  Sequential uninterrupted = train({}, 5);
+  EXPECT_THROW(train({BackupAndRestore(dir, {.save_freq = "3"}), std::make_shared<CrashAfterBatch>(8)}, 5),
+               std::runtime_error);
+  EXPECT_TRUE(std::filesystem::exists(dir + "/ckpt-6/model.safetensors"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/ckpt-6/optimizer.safetensors"));
+  Sequential resumed = train({BackupAndRestore(dir, {.save_freq = "3"})}, 999);
+  EXPECT_EQ(testing::weights(resumed), testing::weights(uninterrupted));
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Mirrored, OneReplicaAtLeast) { EXPECT_THROW(MirroredStrategy(0), ValueError); }
