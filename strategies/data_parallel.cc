@@ -1,6 +1,9 @@
 #include "strategies/data_parallel.h"
 
 #include <algorithm>
+#include <cstring>
+
+#include "distributed/store/store_exchange.h"
 
 namespace gradflow::strategies {
 
@@ -126,11 +129,58 @@ void MultiWorkerMirroredStrategy::verify_replicas(const std::vector<Variable>& v
 Tensor MultiWorkerMirroredStrategy::all_reduce_sum(const Tensor& t) { return comm_->all_reduce({t})->result()[0]; }
 
 uint64_t MultiWorkerMirroredStrategy::shared_seed() {
-  // Drawn from replica 0's global generator, so a run seeded with set_seed() repeats exactly (and a
-  // checkpoint, which saves that generator, resumes with the same shuffles).
+  // Drawn from replica 0's global generator, so a run seeded with set_seed() repeats exactly.
   int64_t mine = static_cast<int64_t>(random_uniform({1}, 0, 9007199254740992.0, kF64).item());
   Tensor seed = comm_->broadcast({from_vector<int64_t>({mine}, {1})}, {.root = 0})->result()[0];
   return static_cast<uint64_t>(seed.to_vector<int64_t>()[0]);
+}
+
+namespace {
+
+// Sums through the job's store: every replica's values (as raw doubles) exchanged, added in rank order
+// (the same result on every replica).
+class StoreSums : public ReplicaContext::BackgroundSums {
+ public:
+  StoreSums(std::shared_ptr<distributed::Store> store, std::string channel, int rank, int size)
+      : store_(std::move(store)), channel_(std::move(channel)), rank_(rank), size_(size) {}
+
+  std::vector<double> sum(const std::vector<double>& values) override {
+    std::string mine(values.size() * sizeof(double), '\0');
+    if (!values.empty()) std::memcpy(mine.data(), values.data(), mine.size());
+    std::string tag = str_cat(channel_, "/", calls_++);
+    absl::StatusOr<std::vector<std::string>> all =
+        distributed::exchange_through_store(*store_, tag, rank_, size_, mine, store_->timeout());
+    if (!all.ok()) throw Error(str_cat("replica ", rank_, ": background sum: ", all.status().message()));
+    std::vector<double> total(values.size(), 0.0);
+    for (int r = 0; r < size_; ++r) {
+      const std::string& theirs = (*all)[static_cast<size_t>(r)];
+      if (theirs.size() != mine.size()) {
+        throw Error(str_cat("replica ", rank_, ": background sum ", tag, ": replica ", r, " sent ",
+                            theirs.size() / sizeof(double), " values, this one ", values.size()));
+      }
+      for (size_t i = 0; i < values.size(); ++i) {
+        double v;
+        std::memcpy(&v, theirs.data() + i * sizeof(double), sizeof(double));
+        total[i] += v;
+      }
+    }
+    return total;
+  }
+
+ private:
+  std::shared_ptr<distributed::Store> store_;
+  std::string channel_;
+  int rank_, size_;
+  int64_t calls_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<ReplicaContext::BackgroundSums> MultiWorkerMirroredStrategy::background_sums() {
+  std::shared_ptr<distributed::Store> store = comm_->store();
+  if (!store) return nullptr;
+  return std::make_unique<StoreSums>(std::move(store), str_cat("background", ++background_channels_), comm_->rank(),
+                                     comm_->size());
 }
 
 }  // namespace gradflow::strategies

@@ -64,6 +64,8 @@ class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
   std::vector<double> sum(const std::vector<double>& values) override;
   Tensor all_reduce_sum(const Tensor& t) override;
   uint64_t shared_seed() override;
+  // Through the job's store (store_exchange.h), not the communicator: nullptr when the job has no store.
+  std::unique_ptr<BackgroundSums> background_sums() override;
 
   // An averager over buckets laid out for tensors like these (the layout and its buffers are kept while
   // the shapes stay the same).
@@ -77,6 +79,7 @@ class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
   DataParallelOptions options_;
   std::shared_ptr<BucketLayout> layout_;
   int64_t steps_ = 0;  // average_gradients calls, for verify_replicas_every
+  int64_t background_channels_ = 0;  // background_sums opened, naming each one's keys alike on every rank
 };
 
 using DataParallelStrategy = MultiWorkerMirroredStrategy;

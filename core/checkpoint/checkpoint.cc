@@ -200,16 +200,31 @@ std::string CheckpointManager::save(int64_t step, int64_t epoch, const std::map<
   wait();
   Snapshot s = snapshot(step, epoch, extra);
   last_save_at_ = s.meta["saved_at"].get<double>();
+  std::string final_dir = str_cat(dir_, "/ckpt-", step);
   if (ReplicaContext* ctx = sharding_context()) {
     checkpoint_files::keep_shard(s, ctx->replica_id(), ctx->num_replicas());
-    std::vector<std::string> doomed;
-    std::string final_dir = checkpoint_files::commit_sharded(dir_, s, *ctx, [&](const std::string& committed) {
-      doomed = prune(committed);  // rank 0 only
+    checkpoint_files::RankSums ranks{ctx->replica_id(), ctx->num_replicas(), {}};
+    std::shared_ptr<ReplicaContext::BackgroundSums> background;
+    if (options_.async) background = ctx->background_sums();  // collective: every rank opens it here
+    if (!background) {
+      ranks.sum = [ctx](const std::vector<double>& v) { return ctx->sum(v); };
+      std::vector<std::string> doomed;
+      checkpoint_files::commit_sharded(dir_, s, ranks, [&](const std::string& committed) {
+        doomed = prune(committed);  // rank 0 only
+      });
+      if (!doomed.empty()) in_background([doomed] { delete_all(doomed); });
+      return final_dir;
+    }
+    // Async: the barriers go through the background sums, whose order is their own.
+    ranks.sum = [background](const std::vector<double>& v) { return background->sum(v); };
+    checkpoint_files::host_copy(s);
+    in_background([this, s = std::move(s), ranks] {
+      std::vector<std::string> doomed;
+      checkpoint_files::commit_sharded(dir_, s, ranks, [&](const std::string& committed) { doomed = prune(committed); });
+      delete_all(doomed);
     });
-    if (!doomed.empty()) in_background([doomed] { delete_all(doomed); });
     return final_dir;
   }
-  std::string final_dir = str_cat(dir_, "/ckpt-", step);
   if (!options_.async) {
     std::vector<std::string> doomed = prune(checkpoint_files::commit_snapshot(dir_, s));
     if (!doomed.empty()) in_background([doomed] { delete_all(doomed); });

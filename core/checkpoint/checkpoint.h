@@ -22,9 +22,10 @@
 // With async, save() copies the state to host memory and returns; a background thread writes, hashes,
 // fsyncs and commits it (the same bytes as a synchronous save). The next save(), restore() or wait()
 // waits for it and throws its error if it failed. Checkpoints that pruning drops are renamed out of the
-// listing at once and deleted in the background (deleting 400 MB took ~0.1 s on the test VM). Sharded
-// saves are synchronous even with async: their barriers go through the same communicator as training's
-// all-reduces, which must stay in one order on every rank, so they cannot run on a background thread.
+// listing at once and deleted in the background (deleting 400 MB took ~0.1 s on the test VM). An async
+// sharded save runs its commit's barriers on the background thread through the context's
+// BackgroundSums (the job's store), not the communicator, whose collectives must stay in training's
+// order on every rank; a context without them (no store) saves synchronously.
 //
 // BackupAndRestore and ModelCheckpoint (core/nn/callbacks.h) do this for fit().
 #pragma once
@@ -92,8 +93,9 @@ class CheckpointManager {
 
   // Saves the model (built: it must have variables), the optimizer (when compiled) and the global RNG state
   // as checkpoint `step`; returns its path. Waits for the previous save first (throwing its error).
-  // Sharded (several replicas, options.sharded): every replica must call it with the same arguments;
-  // synchronous; Error on every rank, naming the ranks that failed, when any rank's part failed.
+  // Sharded (several replicas in separate processes, options.sharded): every replica must call it with
+  // the same arguments; Error on every rank (from save(), or from wait() when async), naming the ranks
+  // that failed, when any rank's part failed.
   // Synchronous: returns once the checkpoint is committed; Error (with the path) when anything cannot be
   // written. Async: returns once the state is copied; errors come from the next wait() or save().
   std::string save(int64_t step, int64_t epoch = 0, const std::map<std::string, std::string>& extra = {});

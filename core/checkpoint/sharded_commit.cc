@@ -4,9 +4,7 @@
 #include <filesystem>
 
 #include "core/checkpoint/shards.h"
-#include "core/nn/replica_context.h"
 #include "core/tensor/error.h"
-#include "core/tensor/random.h"
 
 namespace gradflow::checkpoint_files {
 namespace {
@@ -65,9 +63,9 @@ std::vector<double> flag(int n, int rank, const std::string& error) {
 
 }  // namespace
 
-std::string commit_sharded(const std::string& dir, const Snapshot& mine, ReplicaContext& ctx,
+std::string commit_sharded(const std::string& dir, const Snapshot& mine, const RankSums& ranks,
                            const std::function<void(const std::string& final_dir)>& after_commit) {
-  const int n = ctx.num_replicas(), rank = ctx.replica_id();
+  const int n = ranks.ranks, rank = ranks.rank;
   if (mine.files.size() > kMaxFiles) throw Error(str_cat(dir, ": a sharded save holds at most ", kMaxFiles, " kinds of file"));
   // One name for all ranks (they must write into the same directory); a crashed job's leftover of the
   // same step is removed by rank 0 before anyone writes.
@@ -75,7 +73,7 @@ std::string commit_sharded(const std::string& dir, const Snapshot& mine, Replica
   const std::string where = str_cat(dir, "/ckpt-", mine.step);
 
   std::string error = rank == 0 ? attempt([&] { fresh_directory(tmp); }) : "";
-  agree(ctx.sum(flag(n, rank, error)), 1, n, where, "preparing the temporary directory", error);
+  agree(ranks.sum(flag(n, rank, error)), 1, n, where, "preparing the temporary directory", error);
 
   nlohmann::json files;
   error = attempt([&] {
@@ -85,9 +83,9 @@ std::string commit_sharded(const std::string& dir, const Snapshot& mine, Replica
   std::vector<double> slots(static_cast<size_t>(n) * kPerRank, 0.0);
   double* at = &slots[static_cast<size_t>(rank) * kPerRank];
   at[0] = error.empty() ? 0.0 : 1.0;
-  GeneratorState rng = global_generator().state();
-  put64(at + 1, rng.seed);
-  put64(at + 3, rng.next_stream);
+  // The state at save(): an async commit runs on another thread, after training has drawn more.
+  put64(at + 1, mine.meta.at("rng").at("seed").get<uint64_t>());
+  put64(at + 3, mine.meta.at("rng").at("next_stream").get<uint64_t>());
   if (error.empty()) {
     for (size_t f = 0; f < mine.files.size(); ++f) {
       const nlohmann::json& entry = files[mine.files[f].name];
@@ -97,7 +95,7 @@ std::string commit_sharded(const std::string& dir, const Snapshot& mine, Replica
       put_sha(file + 3, entry["sha256"].get<std::string>());
     }
   }
-  std::vector<double> all = ctx.sum(slots);
+  std::vector<double> all = ranks.sum(slots);
   try {
     agree(all, kPerRank, n, where, "writing its shard files", error);
   } catch (const Error&) {
@@ -128,7 +126,7 @@ std::string commit_sharded(const std::string& dir, const Snapshot& mine, Replica
       if (after_commit) after_commit(final_dir);
     });
   }
-  agree(ctx.sum(flag(n, rank, error)), 1, n, where, "committing (meta.json, rename, latest)", error);
+  agree(ranks.sum(flag(n, rank, error)), 1, n, where, "committing (meta.json, rename, latest)", error);
   return where;
 }
 

@@ -71,6 +71,18 @@ class ReplicaContext {
   // A seed drawn by replica 0 (from its global generator, so set_seed() makes runs repeat), the same on
   // every replica.
   virtual uint64_t shared_seed() = 0;
+
+  // Sums for work that runs on another thread beside training (an async sharded checkpoint's commit),
+  // outside the order of training's collectives. Opening one is collective (every replica, in the order
+  // of its other collectives); then every replica makes the same sequence of sum() calls on it, from one
+  // thread of its choice, while training goes on. sum() throws Error when a replica does not come in time.
+  class BackgroundSums {
+   public:
+    virtual ~BackgroundSums() = default;
+    virtual std::vector<double> sum(const std::vector<double>& values) = 0;
+  };
+  // nullptr: this context has none (such work then runs on the training thread).
+  virtual std::unique_ptr<BackgroundSums> background_sums() { return nullptr; }
 };
 
 // The context of this thread (nullptr: training is not distributed).

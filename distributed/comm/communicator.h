@@ -163,6 +163,11 @@ class Communicator {
 
   // Fails every pending and future op with kAborted and tells the other ranks through the store.
   virtual void abort(const std::string& reason) = 0;
+
+  // Keys of this communicator's users in the job's store (under their own prefix; nullptr when the job
+  // has no store), for coordinating the ranks beside the collectives, from any thread:
+  // store/store_exchange.h. The watchdog shares the connection: poll (check()) rather than block in it.
+  virtual std::shared_ptr<Store> store() = 0;
 };
 
 struct CommunicatorOptions {

@@ -51,6 +51,7 @@ EngineCommunicator::EngineCommunicator(std::unique_ptr<Engine> engine, CommSetti
       settings_(std::move(settings)),
       own_device_(engine_->backend() == Backend::kNccl ? Device::cuda(settings_.options.cuda_device) : kCPU) {
   const CommunicatorOptions& o = settings_.options;
+  if (settings_.comm_store) user_store_ = std::make_shared<PrefixStore>("user", settings_.comm_store);
   runner_ = std::make_unique<OpRunner>(RunnerConfig{
       .rank = engine_->rank(),
       .size = engine_->size(),

@@ -42,6 +42,7 @@ class EngineCommunicator : public Communicator {
   WorkPtr recv(Shape shape, DType dtype, int src, const PointToPointOptions& options = {}) override;
   std::unique_ptr<Communicator> split(int color, int key) override;
   void abort(const std::string& reason) override;
+  std::shared_ptr<Store> store() override { return user_store_; }
 
  private:
   // How a reduction reaches the engine: the dtype on the wire, the engine's op, and whether kAvg is
@@ -68,6 +69,7 @@ class EngineCommunicator : public Communicator {
 
   std::unique_ptr<Engine> engine_;
   CommSettings settings_;
+  std::shared_ptr<Store> user_store_;  // "user/" in comm_store
   Device own_device_;  // where recv() puts its result
   int splits_ = 0;
   std::unique_ptr<OpRunner> runner_;  // last: stopped before the engine goes away

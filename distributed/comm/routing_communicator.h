@@ -34,6 +34,7 @@ class RoutingCommunicator : public Communicator {
   WorkPtr recv(Shape shape, DType dtype, int src, const PointToPointOptions& options = {}) override;
   std::unique_ptr<Communicator> split(int color, int key) override;
   void abort(const std::string& reason) override;
+  std::shared_ptr<Store> store() override { return cpu_->store(); }
 
  private:
   // The route for tensors that all live on one kind of device; ValueError naming the op when they mix.

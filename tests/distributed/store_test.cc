@@ -16,6 +16,7 @@
 
 #include "distributed/store/file_store.h"
 #include "distributed/store/prefix_store.h"
+#include "distributed/store/store_exchange.h"
 #include "distributed/store/tcp_store.h"
 #include "distributed/store/wire.h"
 
@@ -212,6 +213,71 @@ TEST_P(StoreTest, PrefixStoresDoNotSeeEachOther) {
   EXPECT_EQ(*b.add("n", 5), 5);
   PrefixStore a_again("groupA", world[1]);
   EXPECT_EQ(*a_again.get("n"), "2");
+}
+
+TEST_P(StoreTest, ExchangeGivesEveryRankEveryValueAndLeavesNoKeys) {
+  constexpr int kRanks = 4;
+  auto world = make_world(kRanks);
+  ASSERT_EQ(world.size(), kRanks);
+  std::vector<std::vector<std::string>> seen(kRanks);
+  std::atomic<int> failures{0};
+  run_ranks(kRanks, [&](int rank) {
+    for (int round = 0; round < 3; ++round) {  // one tag per round, as a checkpoint's barriers use them
+      std::string mine(static_cast<size_t>(rank + round), static_cast<char>('a' + rank));
+      auto all = exchange_through_store(*world[rank], "x/" + std::to_string(round), rank, kRanks, mine, 10s);
+      if (!all.ok()) {
+        ++failures;
+        continue;
+      }
+      if (round == 2) seen[rank] = *all;
+    }
+  });
+  EXPECT_EQ(failures.load(), 0);
+  std::vector<std::string> expected;
+  for (int r = 0; r < kRanks; ++r) expected.emplace_back(static_cast<size_t>(r + 2), static_cast<char>('a' + r));
+  for (int r = 0; r < kRanks; ++r) EXPECT_EQ(seen[r], expected) << "rank " << r;
+  for (int round = 0; round < 3; ++round) {
+    std::string tag = "x/" + std::to_string(round);
+    for (const std::string& key : {tag + "/0", tag + "/3", tag + "/read"}) {
+      EXPECT_FALSE(*world[0]->check({key})) << key << " is left in the store";
+    }
+  }
+}
+
+TEST_P(StoreTest, ExchangeNamesTheRanksThatDidNotArrive) {
+  auto world = make_world(3);
+  ASSERT_EQ(world.size(), 3u);
+  absl::StatusOr<std::vector<std::string>> all;
+  run_ranks(2, [&](int rank) {  // rank 2 never comes
+    auto mine = exchange_through_store(*world[rank], "late", rank, 3, "v", 300ms);
+    if (rank == 0) all = mine;
+  });
+  ASSERT_FALSE(all.ok());
+  EXPECT_EQ(all.status().code(), absl::StatusCode::kDeadlineExceeded);
+  EXPECT_NE(std::string(all.status().message()).find("\"late\": rank(s) 2 did not arrive"), std::string::npos)
+      << all.status();
+}
+
+TEST_P(StoreTest, ExchangeDoesNotHoldTheStoreWhileItWaits) {
+  // One store object shared by an exchange that waits and by a heartbeat (as the communicator's watchdog
+  // shares it): the heartbeat's calls go through while the exchange waits for a late rank.
+  auto world = make_world(2);
+  ASSERT_EQ(world.size(), 2u);
+  std::atomic<bool> done{false};
+  std::thread waiting([&] {
+    EXPECT_TRUE(exchange_through_store(*world[0], "slow", 0, 2, "a", 10s).ok());
+    done = true;
+  });
+  int beats = 0;
+  auto start = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - start < 300ms) {
+    if (world[0]->set("heartbeat", std::to_string(beats)).ok()) ++beats;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_FALSE(done.load());
+  EXPECT_GE(beats, 5) << "the exchange blocked the shared store";
+  EXPECT_TRUE(exchange_through_store(*world[1], "slow", 1, 2, "b", 10s).ok());
+  waiting.join();
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, StoreTest, ::testing::Values(Kind::kTcp, Kind::kFile), kind_name);

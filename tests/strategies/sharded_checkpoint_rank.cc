@@ -9,12 +9,17 @@
 //                                and nothing may be committed
 //   --phase damage --step S --expect E
 //                                save S, flip a byte of model-1-of-N, restore_latest falls back to E
+//   --phase async --step S       an async sharded save S while training goes on (its commit on a
+//                                background thread), restored bitwise; a failing one fails every wait()
 // Prints "rank R: <check> ok|FAILED" lines and "rank R of N: all ok" at the end; exits 1 on any failure.
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
 
 #include "core/checkpoint/checkpoint.h"
 #include "core/io/safetensors.h"
@@ -170,6 +175,62 @@ void damage_phase(strategies::Strategy& strategy, const Args& a, int rank, int n
   check(info && info->step == a.expect, rank, str_cat("a damaged shard: every rank falls back to step ", a.expect));
 }
 
+// An async sharded save: save() returns once this rank's shard is copied; the commit's barriers run on
+// the background thread (through the store) while the training thread goes on with an epoch of its own
+// all-reduces. The checkpoint must hold the state at save() and every replica's generator; a failing
+// async save must fail every rank's wait(), naming rank 1, and commit nothing.
+void async_phase(strategies::Strategy& strategy, const Args& a, int rank, int n) {
+  Sequential model = make_model();
+  Tensor x = random_uniform({64, 8}, -1, 1, kF32, kCPU, 11), y = random_uniform({64}, 0, 4, kF32, kCPU, 12).to(kI64);
+  auto scope = strategy.scope();
+  model.fit(x, y, {.epochs = 1, .batch_size = 8, .verbose = 0});
+  set_seed(100 + static_cast<uint64_t>(rank));
+  std::string reference = str_cat(a.shared, "/async-reference-", rank, ".safetensors");
+  check(write_safetensors(reference, state_of(model)).ok(), rank, "reference written");
+  std::string dir = a.shared + "/async";
+  const std::thread::id caller = std::this_thread::get_id();
+  std::atomic<bool> on_caller{true};
+  CheckpointManager ckpt(dir, model, {.async = true, .before_commit = [&](int64_t) {
+                                        on_caller = std::this_thread::get_id() == caller;
+                                        std::this_thread::sleep_for(std::chrono::milliseconds(rank == 1 ? 300 : 0));
+                                      }});
+  std::string path = ckpt.save(a.step);
+  model.fit(x, y, {.epochs = 1, .batch_size = 8, .verbose = 0});  // collectives while the commit runs
+  ckpt.wait();
+  check(!on_caller.load(), rank, "the shard is written on a background thread");
+  check(fs::exists(path + "/meta.json"), rank, str_cat("wait(): ", path, " is committed"));
+  nlohmann::json meta = nlohmann::json::parse(std::ifstream(path + "/meta.json"));
+  check(meta["shards"] == n && meta["files"].size() == static_cast<size_t>(2 * n), rank,
+        str_cat("meta.json lists the ", 2 * n, " shard files"));
+  bool seeds = meta["rng_replicas"].size() == static_cast<size_t>(n);
+  for (int r = 0; seeds && r < n; ++r) seeds &= meta["rng_replicas"][r]["seed"] == 100 + r;
+  check(seeds, rank, "rng_replicas[r] is replica r's generator at save()");
+
+  set_seed(999);
+  Sequential fresh = make_model();
+  fresh.fit(x.slice(0, 0, 8), y.slice(0, 0, 8), {.epochs = 1, .batch_size = 8, .verbose = 0});  // builds it
+  CheckpointManager(dir, fresh).restore(path);
+  absl::StatusOr<SafetensorsFile> ref = read_safetensors(reference);
+  bool same = ref.ok();
+  for (const auto& [name, t] : state_of(fresh)) same = same && ref->tensors.count(name) && bitwise_equal(t, ref->tensors.at(name));
+  check(same, rank, "the checkpoint holds the weights and slots at save(), not the later ones");
+  check(global_generator().state().seed == 100 + static_cast<uint64_t>(rank), rank, "restore: this replica's generator");
+
+  CheckpointManager failing(dir, model, {.async = true, .before_commit = [rank](int64_t) {
+                                           if (rank == 1) throw Error("rank 1: simulated disk full");
+                                         }});
+  failing.save(a.step + 1);  // returns: the failure is the background thread's
+  std::string message;
+  try {
+    failing.wait();
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  check(message.find("sharded save failed on rank(s) 1 while writing its shard files") != std::string::npos, rank,
+        "a failed async save: every rank's wait() throws, naming rank 1");
+  check(!fs::exists(str_cat(dir, "/ckpt-", a.step + 1)), rank, "nothing committed");
+}
+
 }  // namespace
 }  // namespace gradflow
 
@@ -186,7 +247,7 @@ int main(int argc, char** argv) {
     else if (k == "--saved-replicas") a.saved_replicas = std::stoi(v);
   }
   if (a.phase.empty() || a.shared.empty()) {
-    std::fprintf(stderr, "usage: sharded_checkpoint_rank --phase save|restore|fail|damage --shared DIR ...\n");
+    std::fprintf(stderr, "usage: sharded_checkpoint_rank --phase save|restore|fail|damage|async --shared DIR ...\n");
     return 2;
   }
   try {
@@ -198,6 +259,7 @@ int main(int argc, char** argv) {
     else if (a.phase == "restore") restore_phase(*strategy, a, rank, n);
     else if (a.phase == "fail") fail_phase(*strategy, a, rank, n);
     else if (a.phase == "damage") damage_phase(*strategy, a, rank, n);
+    else if (a.phase == "async") async_phase(*strategy, a, rank, n);
     else throw ValueError("unknown --phase " + a.phase);
     std::printf("rank %d of %d: %s\n", rank, n, testing::failures() == 0 ? "all ok" : "FAILURES");
   } catch (const std::exception& e) {
