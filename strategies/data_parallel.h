@@ -58,6 +58,7 @@ class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
 
  private:
   // ReplicaContext
+  std::string strategy_name() const override { return "MultiWorkerMirroredStrategy"; }
   int num_replicas() const override { return num_replicas_in_sync(); }
   std::unique_ptr<GradientAverager> average_gradients(const std::vector<Variable>& vars, double weight,
                                                       double nominal, bool weighted_loss = false) override;

@@ -58,6 +58,7 @@ class MirroredStrategy::ThreadReplica : public ReplicaContext {
  public:
   ThreadReplica(int id, int n, Rendezvous& rendezvous) : id_(id), n_(n), rendezvous_(rendezvous) {}
   int num_replicas() const override { return n_; }
+  std::string strategy_name() const override { return "MirroredStrategy"; }
   int replica_id() const override { return id_; }
   bool in_process() const override { return true; }
   void broadcast_variables(const std::vector<Variable>&) override {}

@@ -40,6 +40,7 @@ class MirroredStrategy : public Strategy, private ReplicaContext {
   struct Rendezvous;
 
   // ReplicaContext, as the calling thread sees it.
+  std::string strategy_name() const override { return "MirroredStrategy"; }
   int num_replicas() const override { return num_replicas_; }
   bool in_process() const override { return true; }
   void run_replicas(const std::function<void(int)>& fn) override;

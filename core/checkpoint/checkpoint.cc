@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "core/checkpoint/files.h"
 #include "core/checkpoint/retention.h"
@@ -58,6 +59,15 @@ std::optional<int64_t> step_of(const std::string& name) {
 std::vector<std::pair<std::string, Tensor>> named_values(const std::vector<Variable>& vars) {
   std::vector<std::pair<std::string, Tensor>> out;
   for (const Variable& v : vars) out.emplace_back(v.name(), v.value_unwatched());
+  return out;
+}
+
+// The variables' dtype ("f32"), or every dtype they use joined by "+" ("bf16+f32").
+std::string dtype_policy(const std::vector<Variable>& vars) {
+  std::set<std::string> names;
+  for (const Variable& v : vars) names.insert(std::string(dtype_name(v.dtype())));
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : "+") + n;
   return out;
 }
 
@@ -154,11 +164,15 @@ Snapshot CheckpointManager::snapshot(int64_t step, int64_t epoch, const std::map
     s.meta["rng_replicas"] = nlohmann::json::array();
     for (const GeneratorState& r : replica_rng_) s.meta["rng_replicas"].push_back({{"seed", r.seed}, {"next_stream", r.next_stream}});
   }
+  ReplicaContext* ctx = current_replica_context();
+  s.meta["strategy"] = ctx ? ctx->strategy_name() : "default";
+  s.meta["dtype_policy"] = dtype_policy(vars);
   s.files.push_back({"model.safetensors", named_values(vars)});
   if (optimizers::Optimizer* opt = optimizer_of(model_)) {
     opt->build(model_.trainable_variables());
     s.files.push_back({"optimizer.safetensors", named_values(opt->variables())});
-    s.meta["optimizer"] = {{"iterations", opt->iterations()}, {"learning_rate", opt->learning_rate()}};
+    s.meta["optimizer"] = {{"name", opt->name()}, {"iterations", opt->iterations()},
+                           {"learning_rate", opt->learning_rate()}, {"config", opt->get_config()}};
   }
   s.before_commit = options_.before_commit;
   return s;

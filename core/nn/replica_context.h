@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -30,6 +31,8 @@ class ReplicaContext {
 
   virtual int num_replicas() const = 0;
   virtual int replica_id() const = 0;
+  // The strategy's class name, as checkpoints record it ("MirroredStrategy").
+  virtual std::string strategy_name() const = 0;
 
   // Replicas on threads of this process sharing the model's variables (MirroredStrategy): fit then
   // takes each step's global batch on the calling thread and hands every replica its part through

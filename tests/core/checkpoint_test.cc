@@ -8,6 +8,7 @@
 #include "core/checkpoint/checkpoint.h"
 #include "core/gradflow.h"
 #include "core/io/safetensors.h"
+#include "nlohmann/json.hpp"
 #include "tests/core/checkpoint_fixture.h"
 
 namespace gradflow {
@@ -46,6 +47,21 @@ TEST_F(CheckpointTest, ResumingGivesBitwiseTheSameWeightsAsNotStopping) {
   EXPECT_EQ(resumed.impl().training->optimizer->iterations(), 7);
   train(resumed, 9);
   EXPECT_EQ(weights(resumed), weights(uninterrupted));
+}
+
+TEST_F(CheckpointTest, MetaJsonRecordsStrategyDtypePolicyAndOptimizerConfig) {
+  Sequential m = fresh_model();
+  train(m, 2);
+  std::string path = CheckpointManager(dir_, m).save(2);
+  std::ifstream in(path + "/meta.json");
+  nlohmann::json meta = nlohmann::json::parse(in);
+  EXPECT_EQ(meta["strategy"], "default");
+  EXPECT_EQ(meta["dtype_policy"], "f32");
+  EXPECT_EQ(meta["world_size"], 1);
+  EXPECT_EQ(meta["optimizer"]["name"], "adam");
+  EXPECT_EQ(meta["optimizer"]["iterations"], 2);
+  EXPECT_DOUBLE_EQ(meta["optimizer"]["config"]["beta_1"].get<double>(), 0.9);
+  EXPECT_DOUBLE_EQ(meta["optimizer"]["config"]["learning_rate"].get<double>(), 0.001);
 }
 
 TEST_F(CheckpointTest, LayoutLatestAndPruning) {

@@ -137,6 +137,9 @@ TEST(Mirrored, CheckpointsAreWholeAndResumeBitwise) {
                std::runtime_error);
   EXPECT_TRUE(std::filesystem::exists(dir + "/ckpt-6/model.safetensors"));
   EXPECT_TRUE(std::filesystem::exists(dir + "/ckpt-6/optimizer.safetensors"));
+  std::ifstream meta(dir + "/ckpt-6/meta.json");
+  std::string text((std::istreambuf_iterator<char>(meta)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"strategy\": \"MirroredStrategy\""), std::string::npos) << text;
   Sequential resumed = train({BackupAndRestore(dir, {.save_freq = "3"})}, 999);
   EXPECT_EQ(testing::weights(resumed), testing::weights(uninterrupted));
   std::filesystem::remove_all(dir);

@@ -77,6 +77,7 @@ void save_phase(strategies::Strategy& strategy, const Args& a, int rank, int n) 
   nlohmann::json meta = nlohmann::json::parse(std::ifstream(path + "/meta.json"));
   check(meta["world_size"] == n && meta["rng_replicas"].size() == static_cast<size_t>(n), rank,
         str_cat("meta.json: world_size ", n, " and one generator per replica"));
+  check(meta["strategy"] == "MultiWorkerMirroredStrategy", rank, "meta.json: the strategy");
   bool seeds = true;
   for (int r = 0; r < n; ++r) seeds &= meta["rng_replicas"][r]["seed"] == 100 + r;
   check(seeds, rank, "rng_replicas[r] is replica r's generator");
