@@ -5,6 +5,8 @@
 //   --phase restore --expect S --saved-replicas N [--then-save S2]
 //                                restore_latest (collective): step S, the reference weights and optimizer
 //                                slots bitwise, replica r's generator = saved state r (r < N) or derived
+//   ... --mirrored R             the restore phase in one process under MirroredStrategy(R), which
+//                                restores any shard count and saves whole checkpoints
 //   --phase fail --step S        rank 1's part of save S fails: every rank must throw, naming rank 1,
 //                                and nothing may be committed
 //   --phase damage --step S --expect E
@@ -25,6 +27,7 @@
 #include "core/io/safetensors.h"
 #include "nlohmann/json.hpp"
 #include "strategies/data_parallel.h"
+#include "strategies/mirrored.h"
 #include "tests/strategies/replica_checks.h"
 
 namespace gradflow {
@@ -61,6 +64,7 @@ struct Args {
   std::string phase, shared;
   int64_t step = 0, expect = 0, then_save = 0;
   int saved_replicas = 0;
+  int mirrored = 0;  // > 0: this process runs a MirroredStrategy of that many replicas instead
 };
 
 void save_phase(strategies::Strategy& strategy, const Args& a, int rank, int n) {
@@ -246,6 +250,7 @@ int main(int argc, char** argv) {
     else if (k == "--expect") a.expect = std::stoll(v);
     else if (k == "--then-save") a.then_save = std::stoll(v);
     else if (k == "--saved-replicas") a.saved_replicas = std::stoi(v);
+    else if (k == "--mirrored") a.mirrored = std::stoi(v);
   }
   if (a.phase.empty() || a.shared.empty()) {
     std::fprintf(stderr, "usage: sharded_checkpoint_rank --phase save|restore|fail|damage|async --shared DIR ...\n");
@@ -254,6 +259,13 @@ int main(int argc, char** argv) {
   try {
     set_num_threads(1);
     set_seed(7);
+    if (a.mirrored > 0) {  // one process, replicas on threads: restores and saves whole checkpoints
+      strategies::MirroredStrategy mirrored(a.mirrored);
+      if (a.phase != "restore") throw ValueError("--mirrored goes with --phase restore");
+      restore_phase(mirrored, a, 0, a.mirrored);
+      std::printf("rank 0 of 1: %s\n", testing::failures() == 0 ? "all ok" : "FAILURES");
+      return testing::failures() == 0 ? 0 : 1;
+    }
     auto strategy = strategies::DataParallelStrategy::from_environment({.timeout = std::chrono::seconds(60)});
     int rank = strategy->replica_id(), n = strategy->num_replicas_in_sync();
     if (a.phase == "save") save_phase(*strategy, a, rank, n);

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sharded checkpoints under real mpirun, resharded across rank counts on one shared directory:
 # 4 ranks save (step 100) -> 2 restore it and save (200) -> 1 restores that and saves unsharded (300, and
-# 301 without a ReplicaContext: the same files) -> 2 restore it (replica 1's generator derived); then a
+# 301 without a ReplicaContext: the same files) -> 2 restore it (replica 1's generator derived) and save
+# (310) -> one process under MirroredStrategy(2) restores those 2 shards and saves whole (320) -> 2 ranks
+# restore that; then a
 # save whose rank 1 fails commits nothing, and a damaged shard makes every rank fall back; an async
 # sharded save commits on a background thread while training goes on (MPI, and Gloo under gfrun: the
 # commit's barriers go through each job's store).
@@ -33,9 +35,12 @@ phase 4 "" --phase save --step 100
 ls "$shared/ckpt/ckpt-100"
 phase 2 "" --phase restore --expect 100 --saved-replicas 4 --then-save 200
 phase 1 "" --phase restore --expect 200 --saved-replicas 2 --then-save 300
-phase 2 "" --phase restore --expect 301 --saved-replicas 1
+phase 2 "" --phase restore --expect 301 --saved-replicas 1 --then-save 310
+phase 1 "" --phase restore --expect 310 --saved-replicas 2 --mirrored 2 --then-save 320
+[[ -f $shared/ckpt/ckpt-320/model.safetensors ]] || { echo "FAIL: MirroredStrategy saved no whole model.safetensors"; exit 1; }
+phase 2 "" --phase restore --expect 320 --saved-replicas 1
 phase 2 "" --phase fail --step 400
-phase 2 "model-1-of-2.safetensors: sha256 does not match" --phase damage --step 500 --expect 301
+phase 2 "model-1-of-2.safetensors: sha256 does not match" --phase damage --step 500 --expect 320
 phase 2 "" --phase async --step 600
 if [[ -n $gfrun ]]; then
   launcher=gfrun
