@@ -11,8 +11,9 @@ namespace gradflow::strategies {
 // the last to arrive adds them in replica order (so every replica gets the identical sum), and all
 // return it. A replica that fails aborts the others instead of leaving them waiting.
 struct MirroredStrategy::Rendezvous {
-  explicit Rendezvous(int n) : slots(n) {}
+  explicit Rendezvous(int n) : slots(n), pointers(n) {}
 
+  // Undefined values are left out (a replica without a gradient); the sum of none is undefined.
   Tensor sum(int replica, const Tensor& value) {
     autodiff::SuspendRecording no_record;  // the addition belongs to no replica's tape
     std::unique_lock<std::mutex> lock(mu);
@@ -20,17 +21,50 @@ struct MirroredStrategy::Rendezvous {
     const uint64_t round = generation;
     slots[replica] = value;
     if (++arrived == static_cast<int>(slots.size())) {
-      Tensor total = slots[0].contiguous();
-      for (size_t r = 1; r < slots.size(); ++r) total = total + slots[r];
+      Tensor total;
+      for (const Tensor& slot : slots) {
+        if (slot.defined()) total = total.defined() ? total + slot : slot.contiguous();
+      }
       result = total;
       arrived = 0;
       ++generation;
       cv.notify_all();
     } else {
-      cv.wait(lock, [&] { return generation != round || aborted; });
-      if (generation == round) throw StateError("MirroredStrategy: another replica failed");
+      wait_for_round(lock, round);
     }
     return result;
+  }
+
+  // merge_call: the last replica to arrive runs fn with everyone's pointer (the others wait: what they
+  // point to stays alive); its error is thrown on every replica.
+  void merge(int replica, const void* mine, const std::function<void(const std::vector<const void*>&)>& fn) {
+    std::unique_lock<std::mutex> lock(mu);
+    if (aborted) throw StateError("MirroredStrategy: another replica failed");
+    const uint64_t round = generation;
+    pointers[replica] = mine;
+    if (++arrived < static_cast<int>(pointers.size())) {
+      wait_for_round(lock, round);
+      if (merge_error) std::rethrow_exception(merge_error);
+      return;
+    }
+    lock.unlock();
+    std::exception_ptr error;
+    try {
+      fn(pointers);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    lock.lock();
+    merge_error = error;
+    arrived = 0;
+    ++generation;
+    cv.notify_all();
+    if (error) std::rethrow_exception(error);
+  }
+
+  void wait_for_round(std::unique_lock<std::mutex>& lock, uint64_t round) {
+    cv.wait(lock, [&] { return generation != round || aborted; });
+    if (generation == round) throw StateError("MirroredStrategy: another replica failed");
   }
 
   void abort() {
@@ -48,6 +82,8 @@ struct MirroredStrategy::Rendezvous {
   std::condition_variable cv;
   std::vector<Tensor> slots;
   Tensor result;
+  std::vector<const void*> pointers;
+  std::exception_ptr merge_error;
   int arrived = 0;
   uint64_t generation = 0;
   bool aborted = false;
@@ -73,6 +109,28 @@ class MirroredStrategy::ThreadReplica : public ReplicaContext {
   }
   uint64_t shared_seed() override {
     throw StateError("MirroredStrategy: a replica thread has no shared seed (fit draws it on the calling thread)");
+  }
+  void merge_call(const void* mine, const std::function<void(const std::vector<const void*>&)>& fn) override {
+    rendezvous_.merge(id_, mine, fn);
+  }
+
+  // grads averaged across the replicas, each weighted by its rows (a replica without rows, or without a
+  // variable's gradient, adds nothing to it): the identical tensors on every replica. Collective.
+  std::vector<Tensor> average(const std::vector<Tensor>& grads, double weight) {
+    autodiff::SuspendRecording no_record;
+    const size_t n = grads.size();
+    std::vector<double> head(n + 1, 0.0);
+    for (size_t i = 0; i < n; ++i) head[i] = weight > 0 && grads[i].defined() ? 1.0 : 0.0;
+    head[n] = weight;
+    std::vector<double> seen = rendezvous_.sum(id_, from_vector<double>(head, {static_cast<int64_t>(n + 1)})).to_vector<double>();
+    std::vector<Tensor> out(n);
+    const double total = seen[n];
+    if (total <= 0) return out;
+    for (size_t i = 0; i < n; ++i) {
+      if (seen[i] == 0) continue;  // no replica has this gradient: undefined on all (the optimizer skips it)
+      out[i] = rendezvous_.sum(id_, weight > 0 && grads[i].defined() ? grads[i] * (weight / total) : Tensor());
+    }
+    return out;
   }
 
  private:
@@ -146,6 +204,36 @@ std::unique_ptr<ReplicaContext::GradientAverager> MirroredStrategy::average_grad
 
 uint64_t MirroredStrategy::shared_seed() {
   return static_cast<uint64_t>(random_uniform({1}, 0, 9007199254740992.0, kF64).item());
+}
+
+int MirroredStrategy::replica_on_this_thread() const {
+  ReplicaContext* ctx = current_replica_context();
+  for (int r = 0; r < num_replicas_; ++r) {
+    if (ctx == replicas_[r].get()) return r;
+  }
+  return -1;
+}
+
+void MirroredStrategy::run_local_replicas(const std::vector<double>& weights, const std::function<void(int)>& fn) {
+  if (replica_on_this_thread() >= 0) throw StateError("MirroredStrategy: run() called inside run()");
+  weights_ = weights;
+  const RandomStream step = take_random_stream(std::nullopt);  // one draw: the same numbers every run
+  run_replicas([&](int r) {
+    Generator generator(replica_seed(step, r));
+    GeneratorScope scope(generator);
+    fn(r);
+  });
+}
+
+std::vector<Tensor> MirroredStrategy::gradient(GradientTape& tape, const Tensor& target, const std::vector<Variable>& vars) {
+  std::vector<Tensor> grads = tape.gradient(target, std::vector<GradSource>(vars.begin(), vars.end()));
+  const int r = replica_on_this_thread();
+  return r < 0 ? grads : replicas_[r]->average(grads, weights_.at(r));
+}
+
+std::vector<Tensor> MirroredStrategy::reduce_gradients(const std::vector<Tensor>& grads) {
+  const int r = replica_on_this_thread();
+  return r < 0 ? grads : replicas_[r]->average(grads, weights_.at(r));
 }
 
 }  // namespace gradflow::strategies

@@ -8,9 +8,11 @@
 // fit takes each step's global batch on the calling thread, runs every replica's forward and backward
 // on its part concurrently (own tape, own random generator, SyncBatchNormalization's statistics summed
 // across the threads), averages the gradients weighted by rows and applies one update. evaluate and
-// predict run on the calling thread, which has all the data. Custom loops run as one replica holding
-// the global batch (strategy.gradient is tape.gradient). Not here yet: replicas on several GPUs (they
-// need per-device copies of every variable).
+// predict run on the calling thread, which has all the data. Custom loops: distribute_dataset joins one
+// batch per replica into each step's batch, and run(step_fn, batch) runs step_fn on every replica's
+// thread with its part; there strategy.gradient() averages across the threads and apply_gradients
+// updates the shared variables once. Not here yet: replicas on several GPUs (they need per-device
+// copies of every variable).
 #pragma once
 
 #include <memory>
@@ -28,12 +30,17 @@ class MirroredStrategy : public Strategy, private ReplicaContext {
 
   int num_replicas_in_sync() const override { return num_replicas_; }
   int replica_id() const override { return 0; }
-  // The calling thread holds every replica's data: its gradients are already the average.
-  std::vector<Tensor> reduce_gradients(const std::vector<Tensor>& grads) override { return grads; }
+  int num_local_replicas() const override { return num_replicas_; }
+  // On a replica thread (inside run): the gradients averaged across the replicas, weighted by their
+  // rows (the identical tensors on every replica). On the calling thread, which holds every replica's
+  // data: tape.gradient, already the average.
+  std::vector<Tensor> gradient(GradientTape& tape, const Tensor& target, const std::vector<Variable>& vars) override;
+  std::vector<Tensor> reduce_gradients(const std::vector<Tensor>& grads) override;
   void broadcast_variables(const std::vector<Variable>&) override {}  // the replicas share them
 
  protected:
   ReplicaContext* replica_context() override { return this; }
+  void run_local_replicas(const std::vector<double>& weights, const std::function<void(int)>& fn) override;
 
  private:
   class ThreadReplica;
@@ -50,7 +57,11 @@ class MirroredStrategy : public Strategy, private ReplicaContext {
   Tensor all_reduce_sum(const Tensor& t) override { return t; }
   uint64_t shared_seed() override;
 
+  // The replica whose thread this is (inside run), or -1.
+  int replica_on_this_thread() const;
+
   int num_replicas_;
+  std::vector<double> weights_;  // each replica's rows in the running step (run)
   std::unique_ptr<Rendezvous> rendezvous_;
   std::vector<std::unique_ptr<ThreadReplica>> replicas_;
 };

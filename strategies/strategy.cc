@@ -6,14 +6,30 @@ std::unique_ptr<ReplicaContextScope> Strategy::scope() {
   return std::make_unique<ReplicaContextScope>(replica_context());
 }
 
-Tensor Strategy::reduce(Reduction op, const Tensor& per_replica) {
+int Strategy::num_processes() {
   ReplicaContext* ctx = replica_context();
-  if (ctx == nullptr || ctx->num_replicas() == 1) return per_replica;
-  Tensor total = ctx->all_reduce_sum(per_replica);
-  return op == Reduction::kMean ? total / static_cast<double>(ctx->num_replicas()) : total;
+  return ctx == nullptr || ctx->in_process() ? 1 : ctx->num_replicas();
+}
+
+Tensor Strategy::reduce(Reduction op, const PerReplica<Tensor>& per_replica) {
+  if (per_replica.values.empty()) throw ValueError("reduce: the PerReplica value holds no values");
+  Tensor local = per_replica.values[0];
+  for (size_t r = 1; r < per_replica.values.size(); ++r) local = local + per_replica.values[r];
+  Tensor total = num_processes() > 1 ? replica_context()->all_reduce_sum(local) : local;
+  return op == Reduction::kMean ? total / static_cast<double>(num_replicas_in_sync()) : total;
+}
+
+Tensor Strategy::reduce(Reduction op, const Tensor& per_process) {
+  const int processes = num_processes();
+  if (processes == 1) return per_process;
+  Tensor total = replica_context()->all_reduce_sum(per_process);
+  return op == Reduction::kMean ? total / static_cast<double>(processes) : total;
 }
 
 Dataset Strategy::distribute_dataset(const Dataset& ds, AutoShardPolicy policy) const {
+  // One process reading for all its replicas: each step takes one batch per replica (run() splits them
+  // again).
+  if (num_local_replicas() > 1) return ds.merge_batches(num_local_replicas());
   return auto_shard(ds, num_replicas_in_sync(), replica_id(), policy);
 }
 

@@ -13,7 +13,11 @@
 // reduce_gradients() between tape.gradient() and apply_gradients()).
 #pragma once
 
+#include <algorithm>
+#include <functional>
 #include <memory>
+#include <optional>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -24,6 +28,46 @@ namespace gradflow::strategies {
 
 // How reduce() combines the replicas' values.
 enum class Reduction { kSum, kMean };
+
+// One value per replica of this process, by local replica index: what run() returns (a single value in
+// a process that is one replica), for reduce(). As a run() argument, replica r gets values[r].
+template <typename T>
+struct PerReplica {
+  std::vector<T> values;
+};
+
+namespace strategy_internal {
+// Replica r's part of one run() argument (of n local replicas; begin: the row bounds of each part).
+inline Tensor replica_part(const Tensor& t, int r, int n, const std::vector<int64_t>& begin) {
+  return n == 1 ? t : t.slice(0, begin[r], begin[r + 1]);
+}
+template <typename T>
+const T& replica_part(const PerReplica<T>& v, int r, int n, const std::vector<int64_t>&) {
+  if (static_cast<int>(v.values.size()) != n) {
+    throw ValueError(str_cat("run: a PerReplica argument holds ", v.values.size(), " values for ", n, " local replicas"));
+  }
+  return v.values[static_cast<size_t>(r)];
+}
+template <typename T>
+struct IsPerReplica : std::false_type {};
+template <typename T>
+struct IsPerReplica<PerReplica<T>> : std::true_type {};
+// Anything else reaches every replica as it is.
+template <typename T>
+  requires(!std::is_same_v<std::remove_cvref_t<T>, Tensor> && !IsPerReplica<std::remove_cvref_t<T>>::value)
+T& replica_part(T& v, int, int, const std::vector<int64_t>&) {
+  return v;
+}
+// The rows of the first Tensor argument (numpy.array_split bounds over n parts); empty without one.
+inline void first_tensor_rows(std::optional<int64_t>&) {}
+template <typename A, typename... Rest>
+void first_tensor_rows(std::optional<int64_t>& rows, const A& a, const Rest&... rest) {
+  if constexpr (std::is_same_v<std::decay_t<A>, Tensor>) {
+    if (!rows && a.rank() >= 1) rows = a.dim(0);
+  }
+  first_tensor_rows(rows, rest...);
+}
+}  // namespace strategy_internal
 
 class Strategy {
  public:
@@ -51,20 +95,57 @@ class Strategy {
   // Every replica's vars take replica 0's values (after building the model in a custom loop).
   virtual void broadcast_variables(const std::vector<Variable>& vars) = 0;
 
-  // tf.distribute's strategy.run(fn, args): runs one replica's step. Each process here is one replica
-  // (DefaultStrategy, MultiWorkerMirroredStrategy), so this is that process's call; its value is this
-  // replica's ("per replica"), to combine with reduce().
+  // This process's replicas: 1, except MirroredStrategy's n replicas on threads.
+  virtual int num_local_replicas() const { return 1; }
+
+  // tf.distribute's strategy.run(fn, args...): runs step_fn once for each replica of this process (one,
+  // on the calling thread, where a process is one replica; MirroredStrategy: one per replica thread,
+  // concurrently, each with its own random generator). A Tensor argument is this process's batch: each
+  // local replica gets its part along axis 0 (as numpy.array_split); a PerReplica argument gives replica
+  // r its values[r]; anything else reaches every replica as it is. Inside, strategy.gradient() averages
+  // across all replicas (weighted by their rows of the first Tensor argument) and an optimizer's
+  // apply_gradients updates the shared variables once. Returns every local replica's result, for
+  // reduce(). The model must be built before (its first call on the calling thread, or an input_shape).
   template <typename Fn, typename... Args>
-  decltype(auto) run(Fn&& step_fn, Args&&... args) {
-    return std::forward<Fn>(step_fn)(std::forward<Args>(args)...);
+  auto run(Fn&& step_fn, Args&&... args) {
+    using strategy_internal::replica_part;
+    using R = std::invoke_result_t<Fn&, decltype(replica_part(args, 0, 1, std::vector<int64_t>{}))...>;
+    const int n = num_local_replicas();
+    std::optional<int64_t> rows;
+    strategy_internal::first_tensor_rows(rows, args...);
+    std::vector<int64_t> begin(static_cast<size_t>(n) + 1, 0);
+    const int64_t total = rows.value_or(n);
+    for (int r = 0; r <= n; ++r) begin[r] = total / n * r + std::min<int64_t>(r, total % n);
+    std::vector<double> weights;
+    for (int r = 0; r < n; ++r) weights.push_back(static_cast<double>(begin[r + 1] - begin[r]));
+    if constexpr (std::is_void_v<R>) {
+      run_local_replicas(weights, [&](int r) { step_fn(replica_part(args, r, n, begin)...); });
+    } else {
+      std::vector<std::optional<R>> out(static_cast<size_t>(n));
+      run_local_replicas(weights, [&](int r) { out[r].emplace(step_fn(replica_part(args, r, n, begin)...)); });
+      PerReplica<R> result;
+      for (std::optional<R>& v : out) result.values.push_back(std::move(*v));
+      return result;
+    }
   }
-  // The sum or mean over the replicas of a per-replica value (same shape and dtype on each); every
-  // replica gets it. Collective.
-  Tensor reduce(Reduction op, const Tensor& per_replica);
+  // The sum or mean over all replicas of a per-replica value (same shape and dtype on each): this
+  // process's values summed in order, then across processes; the mean divides by num_replicas_in_sync().
+  // Every replica gets it. Collective.
+  Tensor reduce(Reduction op, const PerReplica<Tensor>& per_replica);
+  // The same for a value that each process holds once for all its replicas (a process that is one
+  // replica: its replica's value; MirroredStrategy: the process's): summed or averaged over processes.
+  Tensor reduce(Reduction op, const Tensor& per_process);
 
  protected:
   // What fit() talks to; nullptr for one replica.
   virtual ReplicaContext* replica_context() = 0;
+  // Runs fn(r) for each local replica r (weights[r]: its rows in the step, for gradient averaging) and
+  // returns when all have; rethrows the first error. One replica: fn(0) on the calling thread.
+  virtual void run_local_replicas(const std::vector<double>& weights, const std::function<void(int)>& fn) { fn(0); }
+
+ private:
+  // The processes taking part (a process holds num_local_replicas() replicas).
+  int num_processes();
 };
 
 // One replica, no communication: code written for a strategy runs alone unchanged.

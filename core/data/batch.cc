@@ -1,5 +1,6 @@
-// batch and padded_batch: gather batch_size elements in one next() call and stack them component-wise.
-// Nothing is held between calls, so the state is the input's.
+// batch and padded_batch: gather batch_size elements in one next() call and stack them component-wise;
+// merge_batches: join them along axis 0 instead. Nothing is held between calls, so the state is the
+// input's.
 #include <algorithm>
 
 #include "core/data/internal.h"
@@ -16,6 +17,7 @@ struct BatchSpec {
   bool padded;
   std::vector<Shape> padded_shapes;   // per component; empty: pad every dimension to the batch's longest
   std::vector<double> padding_values;  // per component; empty: 0
+  bool concat = false;                 // merge_batches: join along axis 0 rather than stack
 };
 
 void check_components(std::string_view op, const std::vector<Element>& elements) {
@@ -46,6 +48,32 @@ Element stack_batch(const std::vector<Element>& elements) {
       parts.push_back(t);
     }
     out.push_back(stack(parts));
+  }
+  return out;
+}
+
+Element concat_batch(const std::vector<Element>& elements) {
+  check_components("merge_batches", elements);
+  Element out;
+  for (size_t c = 0; c < elements[0].size(); ++c) {
+    std::vector<Tensor> parts;
+    for (size_t i = 0; i < elements.size(); ++i) {
+      const Tensor& t = elements[i][c];
+      const Tensor& first = elements[0][c];
+      bool same_rows_shape = t.rank() == first.rank() && t.rank() >= 1;
+      for (int d = 1; same_rows_shape && d < t.rank(); ++d) same_rows_shape = t.shape()[d] == first.shape()[d];
+      if (!same_rows_shape) {
+        throw ShapeError(str_cat("merge_batches: element ", i, " has component ", c, " of shape ", shape_str(t.shape()),
+                                 " but element 0 has ", shape_str(first.shape()),
+                                 ": they must be batches that differ only in axis 0"));
+      }
+      if (t.dtype() != first.dtype()) {
+        throw DTypeError(str_cat("merge_batches: element ", i, " has component ", c, " of dtype ",
+                                 dtype_name(t.dtype()), " but element 0 has ", dtype_name(first.dtype())));
+      }
+      parts.push_back(t);
+    }
+    out.push_back(parts.size() == 1 ? parts[0] : concat(parts, 0));
   }
   return out;
 }
@@ -139,6 +167,7 @@ class BatchIterator : public IteratorImpl {
     }
     if (elements.empty()) return std::nullopt;
     if (static_cast<int64_t>(elements.size()) < spec_.batch_size && spec_.drop_remainder) return std::nullopt;
+    if (spec_.concat) return concat_batch(elements);
     return spec_.padded ? pad_batch(spec_, elements) : stack_batch(elements);
   }
   State save() override {
@@ -166,7 +195,9 @@ class BatchNode : public DatasetNode {
     if (c < 0) return c;
     return spec_.drop_remainder ? c / spec_.batch_size : (c + spec_.batch_size - 1) / spec_.batch_size;
   }
-  std::string_view op() const override { return spec_.padded ? "padded_batch" : "batch"; }
+  std::string_view op() const override {
+    return spec_.concat ? "merge_batches" : spec_.padded ? "padded_batch" : "batch";
+  }
   std::vector<NodePtr> inputs() const override { return {input_}; }
   NodePtr with_inputs(std::vector<NodePtr> in) const override {
     return std::make_shared<BatchNode>(in.at(0), spec_);
@@ -192,6 +223,12 @@ Dataset Dataset::padded_batch(int64_t batch_size, std::vector<Shape> padded_shap
   return Dataset(std::make_shared<data_internal::BatchNode>(
       node(), data_internal::BatchSpec{batch_size, drop_remainder, true, std::move(padded_shapes),
                                        std::move(padding_values)}));
+}
+
+Dataset Dataset::merge_batches(int64_t n) const {
+  GF_CHECK(n >= 1, ValueError, "merge_batches: n must be >= 1, got ", n);
+  return Dataset(std::make_shared<data_internal::BatchNode>(
+      node(), data_internal::BatchSpec{n, false, false, {}, {}, true}));
 }
 
 }  // namespace gradflow

@@ -165,6 +165,10 @@ class Dataset {
   // the batch's longest) with padding_values[c] (default 0).
   Dataset padded_batch(int64_t batch_size, std::vector<Shape> padded_shapes = {},
                        std::vector<double> padding_values = {}, bool drop_remainder = false) const;
+  // Every n consecutive elements (batches) joined along axis 0, component by component; the last joins
+  // what is left. A process running n replicas reads n per-replica batches as one (MirroredStrategy's
+  // distribute_dataset). ShapeError/DTypeError naming the element when they differ beyond axis 0.
+  Dataset merge_batches(int64_t n) const;
   // Produces up to buffer_size elements ahead on a background thread (kAutotune: one per hardware
   // thread, between 2 and 16).
   Dataset prefetch(int64_t buffer_size) const;

@@ -42,6 +42,15 @@ class ReplicaContext {
   // its cross_replica_sum meets the others'), and returns when all have; rethrows the first error.
   virtual void run_replicas(const std::function<void(int replica)>& fn);
 
+  // tf.distribute's merge_call, for replicas on threads sharing the variables (MirroredStrategy's, inside
+  // strategy.run): an update of shared state that every replica asks for (apply_gradients) must happen
+  // once. Every replica calls it, in the same order; once all have, fn runs once, on one of their threads,
+  // with every replica's `mine` by replica id, and all return after it (its error thrown on every one).
+  // Where a process is one replica, or on MirroredStrategy's calling thread: fn({mine}) at once.
+  virtual void merge_call(const void* mine, const std::function<void(const std::vector<const void*>& all)>& fn) {
+    fn({mine});
+  }
+
   // Every replica's vars take replica 0's values (all replicas pass the same list, in the same order).
   virtual void broadcast_variables(const std::vector<Variable>& vars) = 0;
 

@@ -222,7 +222,7 @@ void mirrored_step(ReplicaContext& ctx, ModelImpl& model, const std::pair<Tensor
     ctx.run_replicas([&](int r) {
       const int64_t rows = begin[r + 1] - begin[r];
       if (rows == 0 && !synchronizes) return;
-      Generator generator(step.seed ^ (0x9e3779b97f4a7c15ull * (step.stream + 1)) ^ (static_cast<uint64_t>(r) << 32));
+      Generator generator(replica_seed(step, r));
       GeneratorScope scope(generator);
       // Weighted before backward, so that cross-replica terms summed inside backward are weighted too.
       ForwardBackward step = forward_backward(model, batch.first.slice(0, begin[r], begin[r + 1]),

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "core/autodiff/tape.h"
+#include "core/nn/replica_context.h"
 #include "core/ops/ops.h"
 #include "core/optim/fused.h"
 #include "core/optim/optimizers.h"
@@ -82,7 +84,58 @@ void Optimizer::build(const std::vector<Variable>& vars) {
   for (const Variable& var : vars) entry_for(var);
 }
 
+namespace {
+
+// One replica's apply_gradients arguments, as merge_call passes them around.
+struct UpdateArgs {
+  const std::vector<Tensor>* grads;
+  const std::vector<Variable>* vars;
+};
+
+bool same_values(const Tensor& a, const Tensor& b) {
+  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
+  if (a.raw_data() == b.raw_data() && a.strides() == b.strides()) return true;  // one tensor, shared
+  Tensor ca = a.contiguous().to(kCPU), cb = b.contiguous().to(kCPU);
+  return std::memcmp(ca.raw_data(), cb.raw_data(), static_cast<size_t>(ca.numel()) * dtype_size(ca.dtype())) == 0;
+}
+
+// Replicas sharing the variables update them once, so each must ask for the same update.
+void check_same_update(const std::string& optimizer, const UpdateArgs& first, const UpdateArgs& other, size_t replica) {
+  auto fail = [&](const std::string& what) {
+    throw ValueError(str_cat(optimizer, ".apply_gradients: replica ", replica, "'s ", what, " replica 0's; under ",
+                             "MirroredStrategy's run(), replicas share the variables and update them once: pass the ",
+                             "gradients of strategy.gradient() (averaged across replicas)"));
+  };
+  if (other.grads->size() != first.grads->size() || other.vars->size() != first.vars->size()) {
+    fail("gradient or variable count differs from");
+  }
+  for (size_t i = 0; i < first.vars->size(); ++i) {
+    if ((*other.vars)[i].name() != (*first.vars)[i].name()) fail(str_cat("variable ", i, " is not"));
+    const Tensor& a = (*first.grads)[i];
+    const Tensor& b = (*other.grads)[i];
+    if (a.defined() != b.defined() || (a.defined() && !same_values(a, b))) {
+      fail(str_cat("gradient for \"", (*first.vars)[i].name(), "\" differs from"));
+    }
+  }
+}
+
+}  // namespace
+
 void Optimizer::apply_gradients(const std::vector<Tensor>& grads, const std::vector<Variable>& vars) {
+  ReplicaContext* ctx = current_replica_context();
+  if (ctx == nullptr) {
+    apply_once(grads, vars);
+    return;
+  }
+  UpdateArgs mine{&grads, &vars};
+  ctx->merge_call(&mine, [&](const std::vector<const void*>& all) {
+    const UpdateArgs& first = *static_cast<const UpdateArgs*>(all[0]);
+      for (size_t r = 1; r < all.size(); ++r) check_same_update(base_.name, first, *static_cast<const UpdateArgs*>(all[r]), r);
+    apply_once(*first.grads, *first.vars);
+  });
+}
+
+void Optimizer::apply_once(const std::vector<Tensor>& grads, const std::vector<Variable>& vars) {
   GF_CHECK(grads.size() == vars.size(), ValueError, base_.name, ".apply_gradients: ", grads.size(),
            " gradients for ", vars.size(), " variables");
   autodiff::SuspendRecording no_record;

@@ -67,6 +67,9 @@ class Optimizer {
   // One update step: grads[i] (same shape, dtype and device as vars[i], or undefined to skip it) is
   // applied to vars[i]. ValueError when the counts differ or every gradient is undefined; ShapeError,
   // DTypeError or DeviceError when a gradient does not match its variable.
+  // Under a strategy whose replicas share the variables on threads (MirroredStrategy's run), every
+  // replica calls it and the update happens once (ReplicaContext::merge_call); ValueError when replicas
+  // pass different gradients (strategy.gradient() gives them all the same average).
   void apply_gradients(const std::vector<Tensor>& grads, const std::vector<Variable>& vars);
   // Creates the slot variables of `vars` now (apply_gradients creates them on a variable's first update);
   // call it before restoring variables() from a checkpoint.
@@ -90,6 +93,9 @@ class Optimizer {
   Variable get_slot(const Variable& var, std::string_view slot) const;
 
  protected:
+  // apply_gradients' update itself, on this thread.
+  void apply_once(const std::vector<Tensor>& grads, const std::vector<Variable>& vars);
+
   // What update_step needs besides the tensors.
   struct Step {
     int64_t t = 1;         // 1 for the first update (iterations + 1)

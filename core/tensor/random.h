@@ -62,6 +62,11 @@ struct RandomStream {
   uint64_t stream;
 };
 RandomStream take_random_stream(std::optional<uint64_t> seed);
+// The seed of replica r's generator for a step that drew `step` (replicas on threads: each draws its own
+// numbers, the same on every run whatever the threads' timing).
+inline uint64_t replica_seed(const RandomStream& step, int replica) {
+  return step.seed ^ (0x9e3779b97f4a7c15ull * (step.stream + 1)) ^ (static_cast<uint64_t>(replica) << 32);
+}
 
 Tensor random_uniform(Shape shape, double minval = 0, double maxval = 1, DType dtype = kF32, Device device = kCPU,
                       std::optional<uint64_t> seed = std::nullopt);

@@ -109,6 +109,22 @@ TEST(DataTransforms, BatchErrorNamesElementAndShapes) {
                            {"batch", "element 1", "[2]", "[1]", "padded_batch"});
 }
 
+TEST(DataTransforms, MergeBatchesJoinsAlongAxisZeroAndResumes) {
+  Tensor x = from_vector<float>({1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, {5, 2});
+  Dataset merged = Dataset::from_tensor_slices({x, arange(0, 5, 1, kI64)}).batch(2).merge_batches(2);
+  EXPECT_EQ(keys(merged), (std::vector<std::string>{"f32[4,2]{1,2,3,4,5,6,7,8}|i64[4]{0,1,2,3}",
+                                                    "f32[1,2]{9,10}|i64[1]{4}"}));
+  EXPECT_EQ(merged.cardinality(), 2);
+  Iterator it = merged.make_iterator();
+  it.next();
+  Iterator resumed = merged.make_iterator(it.save());
+  EXPECT_EQ(testing::drain(resumed), (std::vector<std::string>{"f32[1,2]{9,10}|i64[1]{4}"}));
+  expect_error<ValueError>([] { Dataset::range(4).merge_batches(0); }, {"merge_batches", "0"});
+  Dataset ragged = Dataset::range(1, 3).map([](Element e) { return Element{zeros({2, e[0].item<int64_t>()})}; });
+  expect_error<ShapeError>([&] { ragged.merge_batches(2).make_iterator().next(); },
+                           {"merge_batches", "element 1", "[2,2]", "[2,1]", "axis 0"});
+}
+
 TEST(DataTransforms, PaddedBatchPadsToLongestOrGivenShape) {
   Dataset ragged = Dataset::range(1, 4).map([](Element e) {
     return Element{arange(0, static_cast<double>(e[0].item<int64_t>()), 1, kI64), e[0]};

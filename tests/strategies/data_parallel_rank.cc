@@ -212,13 +212,17 @@ void accumulation_with_batch_saves_on_uneven_data(strategies::Strategy& strategy
 void run_reduce_and_divergence_check(strategies::DataParallelStrategy& strategy) {
   int rank = strategy.replica_id(), replicas = strategy.num_replicas_in_sync();
   auto scope = strategy.scope();
-  Tensor mine = strategy.run([&](double scale) { return full({2}, (rank + 1) * scale, kF64); }, 2.0);
+  strategies::PerReplica<Tensor> mine =
+      strategy.run([&](double scale) { return full({2}, (rank + 1) * scale, kF64); }, 2.0);
   double expected_sum = replicas * (replicas + 1.0);  // sum of 2(r+1)
-  check(strategy.reduce(strategies::Reduction::kSum, mine).to_vector<double>() ==
+  check(mine.values.size() == 1 &&
+            strategy.reduce(strategies::Reduction::kSum, mine).to_vector<double>() ==
                 std::vector<double>(2, expected_sum) &&
             strategy.reduce(strategies::Reduction::kMean, mine).to_vector<double>() ==
+                std::vector<double>(2, expected_sum / replicas) &&
+            strategy.reduce(strategies::Reduction::kMean, mine.values[0]).to_vector<double>() ==
                 std::vector<double>(2, expected_sum / replicas),
-        rank, "strategy.run and strategy.reduce (sum, mean)");
+        rank, "strategy.run (one value per process) and strategy.reduce (sum, mean)");
 
   strategies::DataParallelOptions saved = strategy.options();
   strategies::DataParallelOptions verify = saved;

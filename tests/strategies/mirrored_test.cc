@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 
 #include "core/checkpoint/checkpoint.h"
 
@@ -28,6 +29,13 @@ Sequential make_model(bool sync_bn = false, bool plain_bn = false, double dropou
   model.compile(std::make_shared<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.3}),
                 "sparse_categorical_crossentropy", {"accuracy"});
   return model;
+}
+
+// "0,1,2" for an i64 vector.
+std::string key_of(const Tensor& t) {
+  std::string out;
+  for (int64_t v : t.to_vector<int64_t>()) out += (out.empty() ? "" : ",") + std::to_string(v);
+  return out;
 }
 
 std::pair<Tensor, Tensor> data(int64_t n) {
@@ -143,6 +151,140 @@ TEST(Mirrored, CheckpointsAreWholeAndResumeBitwise) {
   Sequential resumed = train({BackupAndRestore(dir, {.save_freq = "3"})}, 999);
   EXPECT_EQ(testing::weights(resumed), testing::weights(uninterrupted));
   std::filesystem::remove_all(dir);
+}
+
+// A custom training loop, the same code for every strategy: distribute_dataset, then strategy.run of a
+// step that takes its replica's rows, computes gradients with strategy.gradient (or tape.gradient and
+// reduce_gradients) and applies them; the mean loss by strategy.reduce.
+struct CustomLoopResult {
+  std::vector<Variable> variables;
+  std::vector<double> losses;
+};
+CustomLoopResult custom_loop(Strategy& strategy, const Tensor& x, const Tensor& y, int64_t batch,
+                             bool strategy_gradient, double dropout = 0) {
+  set_seed(9);
+  reset_layer_names();
+  Sequential model = make_model(false, false, dropout);
+  {
+    autodiff::SuspendRecording build;  // built here, before the replica threads share it
+    model(x.slice(0, 0, 1));
+  }
+  auto scope = strategy.scope();
+  losses::SparseCategoricalCrossentropy loss_fn;
+  optimizers::SGD sgd({.learning_rate = 0.3});
+  std::vector<Variable> vars = model.trainable_variables();
+  CustomLoopResult result;
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    for (const Element& e : strategy.distribute_dataset(Dataset::from_tensor_slices({x, y}).batch(batch))) {
+      PerReplica<Tensor> losses = strategy.run(
+          [&](const Tensor& xb, const Tensor& yb) {
+            GradientTape tape;
+            Tensor loss = loss_fn(yb, model(xb, true));
+            std::vector<Tensor> grads;
+            if (strategy_gradient) {
+              grads = strategy.gradient(tape, loss, vars);
+            } else {
+              grads = strategy.reduce_gradients(tape.gradient(loss, std::vector<GradSource>(vars.begin(), vars.end())));
+            }
+            sgd.apply_gradients(grads, vars);
+            return loss;
+          },
+          e[0], e[1]);
+      EXPECT_EQ(static_cast<int>(losses.values.size()), strategy.num_local_replicas());
+      result.losses.push_back(strategy.reduce(Reduction::kMean, losses).item());
+    }
+  }
+  result.variables = model.variables();
+  return result;
+}
+
+TEST(Mirrored, CustomLoopMatchesOneReplicaWithTheGlobalBatch) {
+  for (int replicas : {2, 3}) {
+    for (bool strategy_gradient : {true, false}) {
+      auto [x, y] = data(8 * replicas * 3);
+      DefaultStrategy single;
+      MirroredStrategy mirrored(replicas);
+      CustomLoopResult alone = custom_loop(single, x, y, 8 * replicas, strategy_gradient);
+      CustomLoopResult threads = custom_loop(mirrored, x, y, 8, strategy_gradient);
+      EXPECT_LT(max_relative_difference(threads.variables, alone.variables), 1e-5)
+          << replicas << " replicas, " << (strategy_gradient ? "strategy.gradient" : "reduce_gradients");
+      ASSERT_EQ(threads.losses.size(), alone.losses.size());
+      for (size_t i = 0; i < alone.losses.size(); ++i) EXPECT_NEAR(threads.losses[i], alone.losses[i], 1e-5);
+    }
+  }
+}
+
+TEST(Mirrored, RunGivesEachReplicaItsPartOfEveryArgument) {
+  MirroredStrategy mirrored(3);
+  Tensor rows = arange(0, 7, 1, kI64);  // split 3 + 2 + 2, as numpy.array_split
+  PerReplica<std::string> names{{"a", "b", "c"}};
+  int calls = 0;
+  std::mutex mu;
+  PerReplica<std::string> seen = mirrored.run(
+      [&](const Tensor& part, const std::string& name, int& counter) {
+        std::lock_guard<std::mutex> lock(mu);
+        ++counter;
+        return name + ":" + std::to_string(current_replica_context()->replica_id()) + ":" + key_of(part);
+      },
+      rows, names, calls);
+  EXPECT_EQ(seen.values, (std::vector<std::string>{"a:0:0,1,2", "b:1:3,4", "c:2:5,6"}));
+  EXPECT_EQ(calls, 3) << "a plain argument reaches every replica as it is";
+  EXPECT_THROW(mirrored.run([](const std::string&) {}, PerReplica<std::string>{{"a", "b"}}), ValueError);
+  PerReplica<Tensor> values = mirrored.run([](const Tensor& part) { return sum(part); }, rows.to(kF64));
+  EXPECT_EQ(mirrored.reduce(Reduction::kSum, values).item(), 21.0);
+  EXPECT_EQ(mirrored.reduce(Reduction::kMean, values).item(), 7.0);
+  EXPECT_EQ(mirrored.reduce(Reduction::kMean, from_vector<double>({4.0})).item(), 4.0) << "one value per process";
+}
+
+TEST(Mirrored, CustomLoopWeighsAShortLastStepByRows) {
+  // 8 x 2 x 2 + 5 rows: the last step's 5 rows split 3 + 2 (array_split), weighted 3/5 and 2/5.
+  auto [x, y] = data(37);
+  DefaultStrategy single;
+  MirroredStrategy mirrored(2);
+  CustomLoopResult alone = custom_loop(single, x, y, 16, true);
+  CustomLoopResult threads = custom_loop(mirrored, x, y, 8, true);
+  EXPECT_LT(max_relative_difference(threads.variables, alone.variables), 1e-5);
+}
+
+TEST(Mirrored, CustomLoopDropoutRepeatsWhateverTheThreadsTiming) {
+  auto [x, y] = data(64);
+  std::vector<std::vector<float>> runs;
+  for (int run = 0; run < 2; ++run) {
+    MirroredStrategy mirrored(3);
+    CustomLoopResult r = custom_loop(mirrored, x, y, 8, true, /*dropout=*/0.4);
+    runs.push_back(r.variables[0].value_unwatched().reshape({-1}).to_vector<float>());
+  }
+  EXPECT_EQ(runs[0], runs[1]);
+}
+
+TEST(Mirrored, ApplyingUnaveragedGradientsInsideRunIsAnErrorNamingTheFix) {
+  auto [x, y] = data(32);
+  Sequential model = make_model();
+  {
+    autodiff::SuspendRecording build;
+    model(x.slice(0, 0, 1));
+  }
+  MirroredStrategy mirrored(2);
+  auto scope = mirrored.scope();
+  losses::SparseCategoricalCrossentropy loss_fn;
+  optimizers::SGD sgd({.learning_rate = 0.3});
+  std::vector<Variable> vars = model.trainable_variables();
+  std::vector<float> before = vars[0].value_unwatched().reshape({-1}).to_vector<float>();
+  std::string message;
+  try {
+    mirrored.run(
+        [&](const Tensor& xb, const Tensor& yb) {
+          GradientTape tape;
+          Tensor loss = loss_fn(yb, model(xb, true));
+          sgd.apply_gradients(tape.gradient(loss, std::vector<GradSource>(vars.begin(), vars.end())), vars);
+        },
+        x, y);
+  } catch (const ValueError& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("replica 1's gradient for"), std::string::npos) << "message: " << message;
+  EXPECT_NE(message.find("strategy.gradient()"), std::string::npos) << message;
+  EXPECT_EQ(vars[0].value_unwatched().reshape({-1}).to_vector<float>(), before) << "nothing was applied";
 }
 
 TEST(Mirrored, OneReplicaAtLeast) { EXPECT_THROW(MirroredStrategy(0), ValueError); }
