@@ -2,7 +2,8 @@
 # gradflow under a real Slurm: starts a single-node cluster (munge, slurmctld, slurmd; slurm_up.sh),
 # submits examples/slurm/srun.sbatch and examples/slurm/gfrun.sbatch with `sbatch --wait`, and checks that
 # the ranks resolve the same layout under both (rank_probe), that a Gloo all-reduce works under both
-# (job_allreduce), and that a rank failing under gfrun ends the job with its status. Exit 77 (SKIPPED)
+# (job_allreduce), that the data-parallel equivalence checks pass with srun's tasks as ranks, and that a
+# rank failing under gfrun ends the job with its status. Exit 77 (SKIPPED)
 # where Slurm is not installed.
 # Usage: slurm_test.sh SOURCE_DIR BUILD_BIN_DIR
 set -uo pipefail
@@ -42,6 +43,11 @@ for script in srun gfrun; do
   echo "$out"
   [[ $(grep -c "sum=3 ok" <<<"$out") -eq 2 ]] || fail "$script.sbatch: both ranks should see the sum 3"
 done
+
+# The data-parallel equivalence checks (tests/strategies/data_parallel_rank.cc) with srun's tasks as ranks.
+out=$(submit examples/slurm/srun.sbatch "$bin/data_parallel_rank") || fail "srun.sbatch data_parallel_rank: $out"
+echo "$out"
+[[ $(grep -c "of 2 (gloo): all ok" <<<"$out") -eq 2 ]] || fail "srun: both data-parallel ranks should report all ok"
 
 start=$(date +%s)
 out=$(PROBE_FAIL=1:7 PROBE_SLEEP_S=120 submit examples/slurm/gfrun.sbatch "$bin/rank_probe")
