@@ -209,6 +209,7 @@ int run(int argc, char** argv) {
                                                             .store = std::move(store),
                                                             .timeout = std::chrono::minutes(2),
                                                             .mpi_launched = mpi_launched,
+                                                            .mpi_thread_single = job->mpi_thread_single,
                                                             .cuda_device = job->gpu,
                                                             .address = one_node ? "127.0.0.1" : ""});
   sweep(*comm, flags, settings, device);

@@ -6,7 +6,8 @@
 #   plain serialized  plain_mpi_allreduce --thread-level serialized (the level gradflow's engine runs at)
 #   gradflow          collective_bench --backend mpi (a new output tensor per op)
 #   gradflow in-place collective_bench --backend mpi --in-place yes (AllReduceOptions::in_place)
-# Prints the median time per op of each and the ratios to both plain baselines.
+#   gradflow single   the same with GRADFLOW_MPI_THREAD_LEVEL=single (MPI_THREAD_SINGLE, every op inline)
+# Prints the median time per op of each and the ratios to the plain baselines.
 # Usage: bench/mpi_small_op_latency.sh [iters=20000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,27 +22,30 @@ trap 'rm -rf "$out"' EXIT
 programs=("plain_single:build/bin/plain_mpi_allreduce"
           "plain_serialized:build/bin/plain_mpi_allreduce --thread-level serialized"
           "gradflow:build/bin/collective_bench --backend mpi"
-          "gradflow_in_place:build/bin/collective_bench --backend mpi --in-place yes")
+          "gradflow_in_place:build/bin/collective_bench --backend mpi --in-place yes"
+          "gradflow_single:build/bin/collective_bench --backend mpi --in-place yes")
 for ((r = 0; r < 5; r++)); do
-  for ((k = 0; k < 4; k++)); do
-    p=${programs[(r + k) % 4]}
+  for ((k = 0; k < 5; k++)); do
+    p=${programs[(r + k) % 5]}
+    level=serialized
+    [[ ${p%%:*} == gradflow_single ]] && level=single
     # shellcheck disable=SC2086  # the program and its flags split on purpose
-    timeout 300 mpirun -np 2 --bind-to none ${p#*:} --min-bytes 4 --max-bytes 4K --iters "$iters" \
-      --warmup 2000 --json > "$out/${p%%:*}_$r.jsonl"
+    GRADFLOW_MPI_THREAD_LEVEL=$level timeout 300 mpirun -np 2 --bind-to none -x GRADFLOW_MPI_THREAD_LEVEL \
+      ${p#*:} --min-bytes 4 --max-bytes 4K --iters "$iters" --warmup 2000 --json > "$out/${p%%:*}_$r.jsonl"
   done
 done
 python3 - "$out" <<'PY'
 import json, pathlib, statistics, sys
 out = pathlib.Path(sys.argv[1])
-names = ["plain_single", "plain_serialized", "gradflow", "gradflow_in_place"]
+names = ["plain_single", "plain_serialized", "gradflow", "gradflow_in_place", "gradflow_single"]
 def times(name):
     runs = [[json.loads(l) for l in (out / f"{name}_{r}.jsonl").read_text().splitlines()] for r in range(5)]
     return {row["size"]: statistics.median(run[i]["time_us"] for run in runs) for i, row in enumerate(runs[0])}
 t = {n: times(n) for n in names}
 print("| size (B) | plain single (us) | plain serialized (us) | gradflow (us) | gradflow in-place (us) "
-      "| in-place / single | in-place / serialized | gradflow / serialized |")
+      "| gradflow single, in-place (us) | in-place / serialized | single / single |")
 print("|---:|---:|---:|---:|---:|---:|---:|---:|")
 for size in sorted(t["plain_single"]):
-    a, b, c, d = (t[n][size] for n in names)
-    print(f"| {size} | {a:.2f} | {b:.2f} | {c:.2f} | {d:.2f} | {d / a:.2f} | {d / b:.2f} | {c / b:.2f} |")
+    a, b, c, d, e = (t[n][size] for n in names)
+    print(f"| {size} | {a:.2f} | {b:.2f} | {c:.2f} | {d:.2f} | {e:.2f} | {d / b:.2f} | {e / a:.2f} |")
 PY

@@ -108,6 +108,12 @@ absl::StatusOr<JobInfo> resolve_job(const EnvMap& env) {
     }
     job->backend = *backend;
   }
+  if (std::optional<std::string> level = internal::lookup(env, "GRADFLOW_MPI_THREAD_LEVEL")) {
+    if (*level != "single" && *level != "serialized") {
+      return absl::InvalidArgumentError("GRADFLOW_MPI_THREAD_LEVEL=\"" + *level + "\": must be single or serialized");
+    }
+    job->mpi_thread_single = *level == "single";
+  }
   return job;
 }
 

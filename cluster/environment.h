@@ -69,6 +69,9 @@ struct JobInfo {
   std::optional<int> collective_timeout_s;
   // GRADFLOW_BACKEND (gfrun --backend): "mpi", "gloo", "nccl" or "auto" (also when unset).
   std::string backend = "auto";
+  // GRADFLOW_MPI_THREAD_LEVEL: "serialized" (also when unset) or "single": MPI initialised at
+  // MPI_THREAD_SINGLE, every op then run on the calling thread (no overlap; the lowest latency).
+  bool mpi_thread_single = false;
 };
 
 // The job described by env. Pure: reads nothing but env.

@@ -186,6 +186,10 @@ struct CommunicatorOptions {
   // A rank whose heartbeat has not moved for this long is reported dead by rank 0.
   Timeout dead_after = std::chrono::seconds(5);
   bool mpi_launched = false;  // set from cluster::JobInfo (JobSource::kOpenMpi / kPmix / kSlurm)
+  // MPI: initialise at MPI_THREAD_SINGLE (Open MPI's fastest level) instead of SERIALIZED; every op then
+  // runs on the calling thread, async ones too (they return completed), so nothing overlaps. The same
+  // happens when the program initialised MPI itself below SERIALIZED.
+  bool mpi_thread_single = false;
   int cuda_device = -1;       // NCCL: the device this rank uses
   // Gloo: the address of this host that the other ranks can reach; empty: what the hostname resolves to.
   std::string address;

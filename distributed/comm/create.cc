@@ -156,7 +156,8 @@ std::unique_ptr<Communicator> create_communicator(const CommunicatorOptions& opt
                       .store = engine_store,
                       .timeout = options.timeout,
                       .cuda_device = options.cuda_device,
-                      .address = options.address};
+                      .address = options.address,
+                      .mpi_thread_single = options.mpi_thread_single};
   settings.options.backend = backend;
   std::unique_ptr<Engine> engine = make_engine(backend, config);
   if (!settings.job_store) {

@@ -33,6 +33,9 @@ class Engine {
   // Whether a call honours its timeout by itself (Gloo does). When false, a call that overstays its
   // timeout cannot be interrupted, and the watchdog ends the process instead.
   virtual bool honours_timeouts() const = 0;
+  // Whether every call must come from the thread that calls the communicator (MPI below
+  // MPI_THREAD_SERIALIZED): the communicator then runs async ops inline too, never on its progress thread.
+  virtual bool inline_only() const { return false; }
 
   // out may equal in (in place).
   virtual void all_reduce(const void* in, void* out, int64_t count, DType dtype, ReduceOp op,
@@ -71,6 +74,7 @@ struct EngineConfig {
   Timeout timeout = kDefaultCollectiveTimeout;
   int cuda_device = -1;
   std::string address;  // Gloo: where peers reach this rank (empty: this machine's hostname)
+  bool mpi_thread_single = false;  // MPI: initialise at MPI_THREAD_SINGLE (CommunicatorOptions)
 };
 std::unique_ptr<Engine> make_mpi_engine(const EngineConfig& config);
 std::unique_ptr<Engine> make_gloo_engine(const EngineConfig& config);

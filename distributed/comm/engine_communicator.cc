@@ -62,6 +62,7 @@ EngineCommunicator::EngineCommunicator(std::unique_ptr<Engine> engine, CommSetti
       .debug = o.debug,
       .heartbeat = o.heartbeat,
       .dead_after = o.dead_after,
+      .inline_only = engine_->inline_only(),
   });
 }
 
@@ -105,8 +106,9 @@ EngineCommunicator::ReducePlan EngineCommunicator::plan_reduction(const char* op
 
 WorkPtr EngineCommunicator::submit(const char* name, std::function<std::string()> signature, bool collective,
                                    const std::optional<Timeout>& timeout, bool async,
-                                   std::function<std::vector<Tensor>(Timeout)> body) {
-  return runner_->submit(OpRunner::Op{name, std::move(signature), collective, op_timeout(timeout), async, std::move(body)});
+                                   std::function<std::vector<Tensor>(Timeout)> body, std::shared_ptr<const void> state) {
+  return runner_->submit(OpRunner::Op{name, std::move(signature), collective, op_timeout(timeout), async, std::move(body),
+                                      std::move(state)});
 }
 
 // Reduces same-dtype tensors packed into one buffer; returns the packed result (on root only when !all).
@@ -176,21 +178,31 @@ WorkPtr EngineCommunicator::all_reduce(std::vector<Tensor> tensors, const AllRed
     Tensor t = std::move(tensors[0]);
     ReducePlan plan = plan_reduction("all_reduce", t.dtype(), options.op);
     if (plan.wire == t.dtype() && engine_->supports_device(t.device()) && t.is_contiguous()) {
-      ReduceOp op = options.op;
-      bool in_place = options.in_place;
+      // One allocation holds what the op needs; the lambdas capture only a pointer to it.
+      struct State {
+        EngineCommunicator* self;
+        Tensor t;
+        ReducePlan plan;
+        ReduceOp op;
+        bool in_place;
+      };
+      auto state = std::make_shared<const State>(State{this, std::move(t), plan, options.op, options.in_place});
+      const State* s = state.get();
       return submit(
-          "all_reduce", [t, op] { return str_cat("all_reduce(", describe({t}), ", ", reduce_op_name(op), ")"); },
-          true, options.timeout, options.async_op, [this, t, plan, op, in_place](Timeout timeout) {
-            Tensor out = in_place ? t : empty(t.shape(), t.dtype(), t.device());
-            engine_->all_reduce(t.raw_data(), out.raw_data(), t.numel(), t.dtype(), plan.op, timeout);
-            if (plan.divide && op == ReduceOp::kAvg) {
-              Tensor mean = out / static_cast<double>(size());
-              if (in_place) copy_into(out, mean); else out = mean;
+          "all_reduce", [s] { return str_cat("all_reduce(", describe({s->t}), ", ", reduce_op_name(s->op), ")"); },
+          true, options.timeout, options.async_op,
+          [s](Timeout timeout) {
+            Tensor out = s->in_place ? s->t : empty(s->t.shape(), s->t.dtype(), s->t.device());
+            s->self->engine_->all_reduce(s->t.raw_data(), out.raw_data(), s->t.numel(), s->t.dtype(), s->plan.op, timeout);
+            if (s->plan.divide && s->op == ReduceOp::kAvg) {
+              Tensor mean = out / static_cast<double>(s->self->size());
+              if (s->in_place) copy_into(out, mean); else out = mean;
             }
             std::vector<Tensor> result;  // not {out}: an initializer list would copy the tensor
             result.push_back(std::move(out));
             return result;
-          });
+          },
+          std::move(state));
     }
     tensors = {std::move(t)};
   }

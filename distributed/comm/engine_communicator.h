@@ -64,7 +64,7 @@ class EngineCommunicator : public Communicator {
                            ReduceOp op, std::optional<int> root, const std::optional<Timeout>& timeout, bool async,
                            bool in_place);
   WorkPtr submit(const char* name, std::function<std::string()> signature, bool collective, const std::optional<Timeout>& timeout,
-                 bool async, std::function<std::vector<Tensor>(Timeout)> body);
+                 bool async, std::function<std::vector<Tensor>(Timeout)> body, std::shared_ptr<const void> state = nullptr);
   void check_rank(const char* what, int value) const;
 
   std::unique_ptr<Engine> engine_;

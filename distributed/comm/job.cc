@@ -48,6 +48,7 @@ CommunicatorOptions communicator_options_for(const cluster::JobInfo& job, const 
   if (job.collective_timeout_s) o.timeout = std::chrono::seconds(*job.collective_timeout_s);
   if (options.timeout) o.timeout = *options.timeout;
   o.debug = job.debug_collectives;
+  o.mpi_thread_single = job.mpi_thread_single;
   o.address = local_address_toward(job.master_addr);  // Gloo: the address the others can reach us at
   return o;
 }

@@ -92,12 +92,18 @@ WorkPtr OpRunner::submit(Op op) {
     work->fail(error_for(label(seq, op.collective, op.signature()), *failure_, false));
     return work;
   }
-  Queued q{std::move(op), seq, work};
-  if (!q.op.async && queue_.empty() && !busy_) {
+  if (config_.inline_only) {
+    cv_.wait(lock, [&] { return !busy_; });  // another thread's op: ops run one at a time
+    Queued q{std::move(op), seq, std::move(work)};
     execute_exclusively(lock, q);
-    return work;
+    return std::move(q.work);
   }
-  queue_.push_back(std::move(q));
+  if (!op.async && queue_.empty() && !busy_) {
+    Queued q{std::move(op), seq, std::move(work)};
+    execute_exclusively(lock, q);
+    return std::move(q.work);
+  }
+  queue_.push_back(Queued{std::move(op), seq, work});
   if (!progress_.joinable()) {
     progress_ = std::thread([this] {
       trace::set_thread_name(str_cat("communication (", config_.backend, ")"));
@@ -135,7 +141,8 @@ void OpRunner::execute_exclusively(std::unique_lock<std::mutex>& lock, Queued& q
   lock.lock();
   running_.reset();
   busy_ = false;
-  if (!queue_.empty()) cv_.notify_all();  // only the progress thread waits, and only for queued ops
+  // Only the progress thread waits, for queued ops; inline-only, threads wait for the running op.
+  if (!queue_.empty() || config_.inline_only) cv_.notify_all();
 }
 
 void OpRunner::run_body(Queued& q) {

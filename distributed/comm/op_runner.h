@@ -1,7 +1,8 @@
 // OpRunner: runs a communicator's ops one at a time in call order, and makes sure none hangs silently.
 //
 // An op runs on the calling thread when nothing is queued or running and the call is not async (the
-// engine is then called with nothing in between), otherwise on the runner's progress thread. Collectives
+// engine is then called with nothing in between), otherwise on the runner's progress thread; with
+// RunnerConfig::inline_only, always on the calling thread. Collectives
 // are numbered 1, 2, ... in call order (the same numbers on every rank); point-to-point ops have their
 // own numbers.
 //
@@ -48,6 +49,9 @@ struct RunnerConfig {
   // ranks that did not arrive), and an engine that honours timeouts returns before the watchdog would end
   // the process for being stuck.
   Timeout engine_grace = std::chrono::milliseconds(1500);
+  // Every op runs on the thread that submits it, async ones too (Engine::inline_only: MPI below
+  // MPI_THREAD_SERIALIZED); a second thread waits for the running op first.
+  bool inline_only = false;
 };
 
 class OpRunner {
@@ -63,6 +67,9 @@ class OpRunner {
     // Calls the engine, giving it `engine_timeout` (the op's timeout plus RunnerConfig::engine_grace);
     // throws CollectiveError on failure.
     std::function<std::vector<Tensor>(Timeout engine_timeout)> body;
+    // What signature and body point to, kept alive with the op: lambdas that capture one plain pointer
+    // are stored inside std::function, with no allocation of their own (the small-op fast path).
+    std::shared_ptr<const void> state;
   };
 
   explicit OpRunner(RunnerConfig config);

@@ -3,9 +3,12 @@
 namespace gradflow::distributed {
 
 void WorkImpl::wait(Timeout timeout) {
+  if (done_.load(std::memory_order_acquire)) {
+    if (error_) throw *error_;
+    return;
+  }
   std::unique_lock<std::mutex> lock(mu_);
-  // Most ops have completed by the time they are waited for (they ran inline): no clock read then.
-  if (!done_ && !cv_.wait_for(lock, timeout, [&] { return done_; })) {
+  if (!done_ && !cv_.wait_for(lock, timeout, [&] { return done_.load(); })) {
     lock.unlock();
     if (std::shared_ptr<WorkTimeoutListener> listener = listener_.lock()) {
       listener->on_wait_timeout(seq_, collective_);
@@ -13,15 +16,12 @@ void WorkImpl::wait(Timeout timeout) {
       fail(CollectiveError(CollectiveFailure::kAborted, "the op's communicator was destroyed before it completed"));
     }
     lock.lock();
-    cv_.wait(lock, [&] { return done_; });
+    cv_.wait(lock, [&] { return done_.load(); });
   }
   if (error_) throw *error_;
 }
 
-bool WorkImpl::completed() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return done_;
-}
+bool WorkImpl::completed() const { return done_.load(std::memory_order_acquire); }
 
 const std::vector<Tensor>& WorkImpl::result() {
   wait();
@@ -32,8 +32,8 @@ bool WorkImpl::finish(std::vector<Tensor> result) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (done_) return false;
-    done_ = true;
     result_ = std::move(result);
+    done_.store(true, std::memory_order_release);
   }
   cv_.notify_all();
   return true;
@@ -43,8 +43,8 @@ bool WorkImpl::fail(const CollectiveError& error) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (done_) return false;
-    done_ = true;
     error_ = error;
+    done_.store(true, std::memory_order_release);
   }
   cv_.notify_all();
   return true;

@@ -2,6 +2,7 @@
 // returning late after the watchdog failed the op changes nothing).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
@@ -42,7 +43,9 @@ class WorkImpl : public Work, public std::enable_shared_from_this<WorkImpl> {
   const bool collective_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool done_ = false;
+  // Set (release) under mu_ once result_ or error_ is final: a completed op is waited for and read
+  // without the lock (most ops have run inline by the time anyone waits).
+  std::atomic<bool> done_{false};
   std::optional<CollectiveError> error_;
   std::vector<Tensor> result_;
 };

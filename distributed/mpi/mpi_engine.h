@@ -39,6 +39,8 @@ class MpiEngine : public Engine {
   // f16/bf16/bool (MPI has no such reductions; the communicator converts them).
   bool supports_reduction(DType dtype, ReduceOp op) const override;
   bool honours_timeouts() const override { return false; }
+  // MPI runs below MPI_THREAD_SERIALIZED.
+  bool inline_only() const override { return inline_only_; }
 
   // As Engine. Every call throws CollectiveError (kEngine) with MPI's error text when MPI fails;
   // ValueError for a count, displacement or tag MPI cannot express (more than INT_MAX elements for a
@@ -78,6 +80,7 @@ class MpiEngine : public Engine {
   int size_ = 1;
   int tag_ub_ = 32767;  // the least MPI_TAG_UB that MPI allows; replaced by the real one
   bool cuda_aware_ = false;
+  bool inline_only_ = false;
 };
 
 }  // namespace gradflow::distributed

@@ -297,6 +297,10 @@ TEST(CollectiveKnobs, DebugAndTimeout) {
   EXPECT_EQ(off.backend, "auto");
   EXPECT_EQ(resolve_ok({{"GRADFLOW_BACKEND", "gloo"}}).backend, "gloo");
   EXPECT_INVALID(resolve_job({{"GRADFLOW_BACKEND", "tcp"}}), "GRADFLOW_BACKEND", "\"tcp\"");
+  EXPECT_FALSE(off.mpi_thread_single);
+  EXPECT_TRUE(resolve_ok({{"GRADFLOW_MPI_THREAD_LEVEL", "single"}}).mpi_thread_single);
+  EXPECT_FALSE(resolve_ok({{"GRADFLOW_MPI_THREAD_LEVEL", "serialized"}}).mpi_thread_single);
+  EXPECT_INVALID(resolve_job({{"GRADFLOW_MPI_THREAD_LEVEL", "multiple"}}), "GRADFLOW_MPI_THREAD_LEVEL", "\"multiple\"");
 }
 
 }  // namespace

@@ -34,8 +34,18 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 std::unique_ptr<Communicator> g_comm;
+bool g_thread_single = false;  // GRADFLOW_MPI_THREAD_LEVEL=single on the MPI backend
 
 TEST(MultiProcess, EveryOpDtypeReduceOpAndSize) { testing::check_everything(*g_comm); }
+// At MPI_THREAD_SINGLE every op runs on the calling thread: an async one has completed on return.
+TEST(MultiProcess, AsyncOpsRunInlineAtThreadSingle) {
+  if (!g_thread_single) GTEST_SKIP() << "GRADFLOW_MPI_THREAD_LEVEL is not single";
+  WorkPtr work = g_comm->all_reduce({full({5}, 1.0 + g_comm->rank(), kF32)}, {.async_op = true});
+  EXPECT_TRUE(work->completed());
+  double expected = g_comm->size() * (g_comm->size() + 1) / 2.0;
+  EXPECT_EQ(work->result()[0].to_vector<float>(), std::vector<float>(5, static_cast<float>(expected)));
+}
+
 TEST(MultiProcess, AllReduceLarge) {
   testing::check_all_reduce_large(*g_comm, (int64_t{1} << 20) + 3);
   testing::check_all_reduce_large(*g_comm, int64_t{16} << 20);  // 64 MiB of f32
@@ -144,7 +154,9 @@ int main(int argc, char** argv) {
                               .store = use_store ? std::shared_ptr<Store>(std::move(*store)) : nullptr,
                               .timeout = std::chrono::seconds(60),
                               .debug = scenario == "mismatch",
+                              .mpi_thread_single = job->mpi_thread_single,
                               .address = "127.0.0.1"};
+  g_thread_single = job->mpi_thread_single && backend == "mpi";
   g_comm = create_communicator(options);
   int status = scenario == "ops" ? RUN_ALL_TESTS() : run_scenario(scenario, *g_comm);
   if (status == 0) g_comm.reset();  // a failed rank leaves at once: its peers may be stuck in an op
