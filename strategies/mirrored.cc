@@ -1,9 +1,12 @@
 #include "strategies/mirrored.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
 #include <thread>
+
+#include "core/trace/trace.h"
 
 namespace gradflow::strategies {
 
@@ -163,24 +166,75 @@ MirroredStrategy::MirroredStrategy(int num_replicas) : num_replicas_(num_replica
   for (int r = 0; r < num_replicas; ++r) replicas_.push_back(std::make_unique<ThreadReplica>(r, num_replicas, *rendezvous_));
 }
 
-MirroredStrategy::~MirroredStrategy() = default;
+MirroredStrategy::~MirroredStrategy() { threads_.reset(); }  // before the contexts its threads hold
+
+// One thread per replica, started on first use and kept for the strategy's lifetime (starting threads
+// every step would cost tens of microseconds each): each has its replica's context current for good and
+// waits for the next round's function.
+class MirroredStrategy::ReplicaThreads {
+ public:
+  ReplicaThreads(std::vector<std::unique_ptr<ThreadReplica>>& replicas, Rendezvous& rendezvous)
+      : errors_(replicas.size()) {
+    for (size_t r = 0; r < replicas.size(); ++r) {
+      workers_.emplace_back([this, r, context = replicas[r].get(), &rendezvous] {
+        trace::set_thread_name(str_cat("replica ", r));
+        ReplicaContextScope scope(context);
+        uint64_t seen = 0;
+        std::unique_lock<std::mutex> lock(mu_);
+        while (true) {
+          work_cv_.wait(lock, [&] { return stop_ || round_ != seen; });
+          if (stop_) return;
+          seen = round_;
+          const std::function<void(int)>* task = task_;
+          lock.unlock();
+          try {
+            (*task)(static_cast<int>(r));
+          } catch (...) {
+            errors_[r] = std::current_exception();
+            rendezvous.abort();  // the others may wait for this replica in a rendezvous
+          }
+          lock.lock();
+          if (--pending_ == 0) done_cv_.notify_all();
+        }
+      });
+    }
+  }
+  ~ReplicaThreads() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    work_cv_.notify_all();
+    for (std::thread& t : workers_) t.join();
+  }
+  // Runs fn(r) on every replica's thread; returns each replica's error (or none) once all have finished.
+  std::vector<std::exception_ptr> run(const std::function<void(int)>& fn) {
+    std::unique_lock<std::mutex> lock(mu_);
+    std::fill(errors_.begin(), errors_.end(), nullptr);
+    task_ = &fn;
+    pending_ = static_cast<int>(workers_.size());
+    ++round_;
+    work_cv_.notify_all();
+    done_cv_.wait(lock, [&] { return pending_ == 0; });
+    task_ = nullptr;
+    return errors_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable work_cv_, done_cv_;
+  const std::function<void(int)>* task_ = nullptr;
+  uint64_t round_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+  std::vector<std::exception_ptr> errors_;
+  std::vector<std::thread> workers_;
+};
 
 void MirroredStrategy::run_replicas(const std::function<void(int)>& fn) {
   rendezvous_->reset();
-  std::vector<std::exception_ptr> errors(num_replicas_);
-  std::vector<std::thread> threads;
-  for (int r = 0; r < num_replicas_; ++r) {
-    threads.emplace_back([&, r] {
-      ReplicaContextScope scope(replicas_[r].get());
-      try {
-        fn(r);
-      } catch (...) {
-        errors[r] = std::current_exception();
-        rendezvous_->abort();
-      }
-    });
-  }
-  for (std::thread& t : threads) t.join();
+  if (!threads_) threads_ = std::make_unique<ReplicaThreads>(replicas_, *rendezvous_);
+  std::vector<std::exception_ptr> errors = threads_->run(fn);
   // The first replica's own error, not the "another replica failed" of those it stopped.
   for (const std::exception_ptr& e : errors) {
     if (!e) continue;

@@ -45,6 +45,7 @@ class MirroredStrategy : public Strategy, private ReplicaContext {
  private:
   class ThreadReplica;
   struct Rendezvous;
+  class ReplicaThreads;
 
   // ReplicaContext, as the calling thread sees it.
   std::string strategy_name() const override { return "MirroredStrategy"; }
@@ -64,6 +65,7 @@ class MirroredStrategy : public Strategy, private ReplicaContext {
   std::vector<double> weights_;  // each replica's rows in the running step (run)
   std::unique_ptr<Rendezvous> rendezvous_;
   std::vector<std::unique_ptr<ThreadReplica>> replicas_;
+  std::unique_ptr<ReplicaThreads> threads_;  // started by the first run_replicas
 };
 
 }  // namespace gradflow::strategies

@@ -198,14 +198,16 @@ bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<
   return true;
 }
 
-// One step of replicas on threads (MirroredStrategy): the global batch split as numpy.array_split
-// does, each part's forward and backward on its replica's thread (own tape, own random generator, its
-// replica context current for cross_replica_sum), then here: gradients averaged weighted by rows, one
-// optimizer update of the shared variables, metrics on the whole batch.
-void mirrored_step(ReplicaContext& ctx, ModelImpl& model, const std::pair<Tensor, Tensor>& batch, double nominal_rows,
-                   RunningMean& loss) {
+// Forward and backward of one global batch on replicas on threads (MirroredStrategy): the batch split
+// as numpy.array_split does, each part's forward and backward on its replica's thread (own tape, own
+// random generator, its replica context current for cross_replica_sum). Returns, per variable, the sum
+// over replicas of (rows / nominal_rows) x its mean gradient (undefined where none had one), and the
+// total rows / nominal_rows (0: no rows); updates the metrics and the loss on the whole batch.
+std::pair<std::vector<Tensor>, double> replicas_forward_backward(ReplicaContext& ctx, ModelImpl& model,
+                                                                 const std::pair<Tensor, Tensor>& batch,
+                                                                 double nominal_rows, RunningMean& loss) {
   TrainingConfig& t = config(model);
-  std::vector<Variable> vars = model.trainable_variables();
+  const size_t num_vars = model.trainable_variables().size();
   const int n = ctx.num_replicas();
   const int64_t total = batch.first.dim(0);
   std::vector<int64_t> begin(n + 1);
@@ -235,19 +237,13 @@ void mirrored_step(ReplicaContext& ctx, ModelImpl& model, const std::pair<Tensor
       }
     });
   }
-  if (total == 0) return;
-  std::vector<Tensor> averaged(vars.size());
-  const double weight = static_cast<double>(total) / nominal_rows;
-  for (size_t i = 0; i < vars.size(); ++i) {
+  if (total == 0) return {{}, 0.0};
+  std::vector<Tensor> summed(num_vars);
+  for (size_t i = 0; i < num_vars; ++i) {
     for (int r = 0; r < n; ++r) {
       if (grads[r].empty() || !grads[r][i].defined() || begin[r + 1] == begin[r]) continue;
-      averaged[i] = averaged[i].defined() ? averaged[i] + grads[r][i] : grads[r][i];
+      summed[i] = summed[i].defined() ? summed[i] + grads[r][i] : grads[r][i];
     }
-    if (averaged[i].defined()) averaged[i] = averaged[i] / weight;
-  }
-  {
-    trace::Span span("optimizer");
-    t.optimizer->apply_gradients(averaged, vars);
   }
   std::vector<Tensor> parts;
   double loss_sum = 0;
@@ -258,14 +254,39 @@ void mirrored_step(ReplicaContext& ctx, ModelImpl& model, const std::pair<Tensor
   }
   update_metrics(t, batch.second, parts.size() == 1 ? parts[0] : concat(parts, 0));
   loss.add(loss_sum / static_cast<double>(total), static_cast<double>(total));
+  return {std::move(summed), static_cast<double>(total) / nominal_rows};
 }
 
-// Gradient accumulation: the sums of rows x gradient of the batches of one group.
+// One step of replicas on threads: their gradients averaged weighted by rows, one optimizer update of
+// the shared variables.
+void mirrored_step(ReplicaContext& ctx, ModelImpl& model, const std::pair<Tensor, Tensor>& batch, double nominal_rows,
+                   RunningMean& loss) {
+  auto [averaged, weight] = replicas_forward_backward(ctx, model, batch, nominal_rows, loss);
+  if (weight == 0) return;
+  for (Tensor& g : averaged) {
+    if (g.defined()) g = g / weight;
+  }
+  trace::Span span("optimizer");
+  config(model).optimizer->apply_gradients(averaged, model.trainable_variables());
+}
+
 struct Accumulation {
   std::vector<Tensor> sums;  // per variable; undefined while no batch gave it a gradient
   double rows = 0;
   int batches = 0;  // batches stepped in this group (data-parallel: including ones without rows here)
 
+  // The same for a global batch of replicas on threads (MirroredStrategy), run concurrently.
+  void add_on_replicas(ReplicaContext& ctx, ModelImpl& model, const std::pair<Tensor, Tensor>& batch, RunningMean& loss) {
+    // Weights of rows / 1: each replica's mean gradient times its rows, as add() sums them.
+    auto [summed, n] = replicas_forward_backward(ctx, model, batch, 1.0, loss);
+    if (n == 0) return;
+    sums.resize(summed.size());
+    for (size_t i = 0; i < summed.size(); ++i) {
+      if (!summed[i].defined()) continue;
+      sums[i] = sums[i].defined() ? sums[i] + summed[i] : summed[i];
+    }
+    rows += n;
+  }
   // Forward and backward on a batch of this replica; adds its gradients; updates loss and metrics. An
   // empty batch (a synchronizing model's replica without rows) only takes part in the collectives.
   void add(ModelImpl& model, const Tensor& x, const Tensor& y, RunningMean& loss) {
@@ -434,7 +455,9 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch, int64_t 
         for (const auto& cb : callbacks) cb->on_train_batch_begin(step, {});
       }
       if (accumulate > 1) {
-        if (has_rows) {
+        if (has_rows && threads) {
+          acc.add_on_replicas(*ctx, m, *batch, loss);
+        } else if (has_rows) {
           acc.add(m, batch->first, batch->second, loss);
         } else if (ctx && no_rows && m.synchronizes_replicas()) {
           acc.add(m, no_rows->first, no_rows->second, loss);

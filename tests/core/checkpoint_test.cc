@@ -10,6 +10,12 @@
 #include "core/io/safetensors.h"
 #include "nlohmann/json.hpp"
 #include "tests/core/checkpoint_fixture.h"
+#include "tests/core/crash_callbacks.h"
+
+namespace gradflow {
+using testing::CrashAfterBatch;
+using testing::CrashAfterEpoch;
+}  // namespace gradflow
 
 namespace gradflow {
 namespace {
@@ -142,18 +148,6 @@ TEST_F(CheckpointTest, AModelWithOtherVariablesIsRefusedUntouched) {
 namespace gradflow {
 namespace {
 
-// A crash after epoch `after` ended (and BackupAndRestore saved it).
-class CrashAfterEpoch : public Callback {
- public:
-  explicit CrashAfterEpoch(int after) : after_(after) {}
-  void on_epoch_end(int epoch, const Logs&) override {
-    if (epoch == after_) throw std::runtime_error("simulated crash");
-  }
-
- private:
-  int after_;
-};
-
 TEST_F(CheckpointTest, BackupAndRestoreResumesFitBitwiseAfterACrash) {
   auto model_without_input_shape = [] {
     reset_layer_names();
@@ -183,18 +177,6 @@ TEST_F(CheckpointTest, BackupAndRestoreResumesFitBitwiseAfterACrash) {
 
 namespace gradflow {
 namespace {
-
-// A crash after the `after`-th batch of the job (BackupAndRestore, listed first, has saved by then).
-class CrashAfterBatch : public Callback {
- public:
-  explicit CrashAfterBatch(int64_t after) : after_(after) {}
-  void on_train_batch_end(int64_t, const Logs&) override {
-    if (++seen_ == after_) throw std::runtime_error("simulated crash");
-  }
-
- private:
-  int64_t after_, seen_ = 0;
-};
 
 Sequential unbuilt_model() {
   reset_layer_names();

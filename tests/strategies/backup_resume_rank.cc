@@ -18,6 +18,7 @@
 #include "core/checkpoint/checkpoint.h"
 #include "strategies/data_parallel.h"
 #include "tests/strategies/replica_checks.h"
+#include "tests/core/crash_callbacks.h"
 
 namespace gradflow {
 namespace {
@@ -33,28 +34,6 @@ Sequential make_model() {
 }
 
 using testing::weights;
-
-class CrashAfterBatch : public Callback {
- public:
-  explicit CrashAfterBatch(int64_t after) : after_(after) {}
-  void on_train_batch_end(int64_t, const Logs&) override {
-    if (++seen_ == after_) throw std::runtime_error("simulated crash");
-  }
-
- private:
-  int64_t after_, seen_ = 0;
-};
-
-class CrashAfterEpoch : public Callback {
- public:
-  explicit CrashAfterEpoch(int after) : after_(after) {}
-  void on_epoch_end(int epoch, const Logs&) override {
-    if (epoch == after_) throw std::runtime_error("simulated crash");
-  }
-
- private:
-  int after_;
-};
 
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
@@ -126,11 +105,11 @@ int main(int argc, char** argv) {
       return 1;
     }
     run_scenario(*strategy, base + "/mid_epoch",
-                 {"mid-epoch", "3", std::make_shared<CrashAfterBatch>(7), "ckpt-6", {1, 2}});
+                 {"mid-epoch", "3", std::make_shared<testing::CrashAfterBatch>(7), "ckpt-6", {1, 2}});
     run_scenario(*strategy, base + "/epoch_end",
-                 {"epoch end", "epoch", std::make_shared<CrashAfterEpoch>(1), "ckpt-10", {2}});
+                 {"epoch end", "epoch", std::make_shared<testing::CrashAfterEpoch>(1), "ckpt-10", {2}});
     run_scenario(*strategy, base + "/tensors",
-                 {"fit(x, y) mid-epoch", "3", std::make_shared<CrashAfterBatch>(7), "ckpt-6", {1, 2}, true});
+                 {"fit(x, y) mid-epoch", "3", std::make_shared<testing::CrashAfterBatch>(7), "ckpt-6", {1, 2}, true});
     // Every rank fails when any did (reduce_gradients averages: nonzero when any rank had a failure).
     Tensor mine = from_vector<float>(std::vector<float>{static_cast<float>(testing::failures())});
     failures = strategy->reduce_gradients({mine}).at(0).item() > 0 ? 1 : 0;

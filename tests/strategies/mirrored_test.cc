@@ -9,9 +9,11 @@
 #include <mutex>
 
 #include "core/checkpoint/checkpoint.h"
+#include "core/trace/trace.h"
 
 #include "strategies/mirrored.h"
 #include "tests/strategies/replica_checks.h"
+#include "tests/core/crash_callbacks.h"
 
 namespace gradflow::strategies {
 namespace {
@@ -64,6 +66,31 @@ TEST(Mirrored, FitAndEvaluateMatchOneReplicaWithTheGlobalBatch) {
   }
 }
 
+// Accumulating k batches runs every replica's part on its thread too, and equals one replica with the
+// batch of the whole group (also with a short last group); the replica threads are named in a trace.
+TEST(Mirrored, GradientAccumulationRunsOnTheReplicaThreads) {
+  auto [x, y] = data(8 * 2 * 2 * 3 + 11);
+  set_seed(3);
+  Sequential mirrored = make_model();
+  MirroredStrategy strategy(2);
+  std::string trace_file = (std::filesystem::temp_directory_path() / "gradflow_mirrored_accumulation.json").string();
+  {
+    auto scope = strategy.scope();
+    trace::start();
+    mirrored.fit(x, y, {.epochs = 2, .batch_size = 8, .shuffle = false, .verbose = 0, .gradient_accumulation_steps = 2});
+    trace::stop_and_write(trace_file);
+  }
+  set_seed(3);
+  Sequential single = make_model();
+  single.fit(x, y, {.epochs = 2, .batch_size = 8 * 2 * 2, .shuffle = false, .verbose = 0});
+  EXPECT_LT(max_relative_difference(mirrored.variables(), single.variables()), 1e-5);
+  std::ifstream in(trace_file);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"replica 1\""), std::string::npos) << "replica 1's thread ran the forward passes";
+  EXPECT_NE(text.find("replicas forward and backward"), std::string::npos);
+  std::filesystem::remove(trace_file);
+}
+
 TEST(Mirrored, FitOnADatasetTakesOneBatchPerReplica) {
   auto [x, y] = data(70);
   set_seed(4);
@@ -113,18 +140,6 @@ TEST(Mirrored, DropoutIsTheSameOnEveryRun) {
   EXPECT_EQ(runs[0], runs[1]);
 }
 
-// A crash after the `after`-th batch of the job (BackupAndRestore, listed first, has saved by then).
-class CrashAfterBatch : public Callback {
- public:
-  explicit CrashAfterBatch(int64_t after) : after_(after) {}
-  void on_train_batch_end(int64_t, const Logs&) override {
-    if (++seen_ == after_) throw std::runtime_error("simulated crash");
-  }
-
- private:
-  int64_t after_, seen_ = 0;
-};
-
 // One process holds every replica's state: its checkpoints are whole (model.safetensors), and a resumed
 // mirrored fit continues bitwise, dropout included.
 TEST(Mirrored, CheckpointsAreWholeAndResumeBitwise) {
@@ -141,7 +156,7 @@ TEST(Mirrored, CheckpointsAreWholeAndResumeBitwise) {
     return model;
   };
   Sequential uninterrupted = train({}, 5);
-  EXPECT_THROW(train({BackupAndRestore(dir, {.save_freq = "3"}), std::make_shared<CrashAfterBatch>(8)}, 5),
+  EXPECT_THROW(train({BackupAndRestore(dir, {.save_freq = "3"}), std::make_shared<testing::CrashAfterBatch>(8)}, 5),
                std::runtime_error);
   EXPECT_TRUE(std::filesystem::exists(dir + "/ckpt-6/model.safetensors"));
   EXPECT_TRUE(std::filesystem::exists(dir + "/ckpt-6/optimizer.safetensors"));
