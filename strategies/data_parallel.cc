@@ -141,15 +141,17 @@ namespace {
 // (the same result on every replica).
 class StoreSums : public ReplicaContext::BackgroundSums {
  public:
-  StoreSums(std::shared_ptr<distributed::Store> store, std::string channel, int rank, int size)
-      : store_(std::move(store)), channel_(std::move(channel)), rank_(rank), size_(size) {}
+  StoreSums(std::shared_ptr<distributed::Store> store, std::function<std::string()> job_failure, std::string channel,
+            int rank, int size)
+      : store_(std::move(store)), job_failure_(std::move(job_failure)), channel_(std::move(channel)), rank_(rank),
+        size_(size) {}
 
   std::vector<double> sum(const std::vector<double>& values) override {
     std::string mine(values.size() * sizeof(double), '\0');
     if (!values.empty()) std::memcpy(mine.data(), values.data(), mine.size());
     std::string tag = str_cat(channel_, "/", calls_++);
     absl::StatusOr<std::vector<std::string>> all =
-        distributed::exchange_through_store(*store_, tag, rank_, size_, mine, store_->timeout());
+        distributed::exchange_through_store(*store_, tag, rank_, size_, mine, store_->timeout(), job_failure_);
     if (!all.ok()) throw Error(str_cat("replica ", rank_, ": background sum: ", all.status().message()));
     std::vector<double> total(values.size(), 0.0);
     for (int r = 0; r < size_; ++r) {
@@ -169,6 +171,7 @@ class StoreSums : public ReplicaContext::BackgroundSums {
 
  private:
   std::shared_ptr<distributed::Store> store_;
+  std::function<std::string()> job_failure_;  // the communicator's failure: a rank died, the job aborts
   std::string channel_;
   int rank_, size_;
   int64_t calls_ = 0;
@@ -179,8 +182,8 @@ class StoreSums : public ReplicaContext::BackgroundSums {
 std::unique_ptr<ReplicaContext::BackgroundSums> MultiWorkerMirroredStrategy::background_sums() {
   std::shared_ptr<distributed::Store> store = comm_->store();
   if (!store) return nullptr;
-  return std::make_unique<StoreSums>(std::move(store), str_cat("background", ++background_channels_), comm_->rank(),
-                                     comm_->size());
+  return std::make_unique<StoreSums>(std::move(store), comm_->failure_probe(), str_cat("background", ++background_channels_),
+                                     comm_->rank(), comm_->size());
 }
 
 }  // namespace gradflow::strategies

@@ -10,29 +10,32 @@
 
 namespace gradflow::strategies {
 
-// Where the replica threads meet to sum a tensor (cross_replica_sum): every replica deposits its value,
-// the last to arrive adds them in replica order (so every replica gets the identical sum), and all
-// return it. A replica that fails aborts the others instead of leaving them waiting.
+// Where the replica threads meet: to sum a tensor (cross_replica_sum, gradient averaging) or to run one
+// update for all (merge_call). Every replica deposits its value; the last to arrive adds them in replica
+// order (so every replica gets the identical sum) or runs the update, and all return. A replica that
+// fails aborts the others; so does one that calls something else than the round in progress, or that
+// returns from its step while others wait in a round: nobody is left waiting.
 struct MirroredStrategy::Rendezvous {
-  explicit Rendezvous(int n) : slots(n), pointers(n) {}
+  enum class Kind { kNone, kSum, kMerge };
+
+  explicit Rendezvous(int n) : n(n), slots(n), pointers(n), returned(n, false) {}
 
   // Undefined values are left out (a replica without a gradient); the sum of none is undefined.
   Tensor sum(int replica, const Tensor& value) {
     autodiff::SuspendRecording no_record;  // the addition belongs to no replica's tape
     std::unique_lock<std::mutex> lock(mu);
-    if (aborted) throw StateError("MirroredStrategy: another replica failed");
-    const uint64_t round = generation;
+    const uint64_t round = enter(replica, Kind::kSum);
     slots[replica] = value;
-    if (++arrived == static_cast<int>(slots.size())) {
+    if (++arrived == n) {
       Tensor total;
-      for (const Tensor& slot : slots) {
+      for (Tensor& slot : slots) {
         if (slot.defined()) total = total.defined() ? total + slot : slot.contiguous();
+        slot = Tensor();
       }
       result = total;
-      arrived = 0;
-      ++generation;
-      cv.notify_all();
+      end_round();
     } else {
+      check_stranded();
       wait_for_round(lock, round);
     }
     return result;
@@ -42,10 +45,10 @@ struct MirroredStrategy::Rendezvous {
   // point to stays alive); its error is thrown on every replica.
   void merge(int replica, const void* mine, const std::function<void(const std::vector<const void*>&)>& fn) {
     std::unique_lock<std::mutex> lock(mu);
-    if (aborted) throw StateError("MirroredStrategy: another replica failed");
-    const uint64_t round = generation;
+    const uint64_t round = enter(replica, Kind::kMerge);
     pointers[replica] = mine;
-    if (++arrived < static_cast<int>(pointers.size())) {
+    if (++arrived < n) {
+      check_stranded();
       wait_for_round(lock, round);
       if (merge_error) std::rethrow_exception(merge_error);
       return;
@@ -59,37 +62,89 @@ struct MirroredStrategy::Rendezvous {
     }
     lock.lock();
     merge_error = error;
-    arrived = 0;
-    ++generation;
-    cv.notify_all();
+    std::fill(pointers.begin(), pointers.end(), nullptr);
+    end_round();
     if (error) std::rethrow_exception(error);
   }
 
-  void wait_for_round(std::unique_lock<std::mutex>& lock, uint64_t round) {
-    cv.wait(lock, [&] { return generation != round || aborted; });
-    if (generation == round) throw StateError("MirroredStrategy: another replica failed");
+  // Replica `replica`'s step function has returned.
+  void step_returned(int replica) {
+    std::lock_guard<std::mutex> lock(mu);
+    returned[replica] = true;
+    ++finished;
+    check_stranded();
   }
 
-  void abort() {
+  void abort(const std::string& why = "") {
     std::lock_guard<std::mutex> lock(mu);
-    aborted = true;
-    cv.notify_all();
+    abort_locked(why);
   }
   void reset() {
     std::lock_guard<std::mutex> lock(mu);
     aborted = false;
+    reason.clear();
     arrived = 0;
+    finished = 0;
+    kind = Kind::kNone;
+    std::fill(returned.begin(), returned.end(), false);
   }
 
+ private:
+  static const char* name(Kind k) { return k == Kind::kMerge ? "a merge_call (apply_gradients)" : "a cross-replica sum"; }
+
+  // Joins the round in progress (or opens one); its generation.
+  uint64_t enter(int replica, Kind k) {
+    if (aborted) throw StateError(reason);
+    if (arrived == 0) {
+      kind = k;
+    } else if (kind != k) {
+      abort_locked(str_cat("MirroredStrategy: replica ", replica, " called ", name(k), " while other replicas wait in ",
+                           name(kind), ": every replica must make the same cross-replica calls in the same order"));
+      throw StateError(reason);
+    }
+    return generation;
+  }
+  void end_round() {
+    arrived = 0;
+    kind = Kind::kNone;
+    ++generation;
+    cv.notify_all();
+  }
+  // Replicas wait in a round that the others, having returned from their step, will never join.
+  void check_stranded() {
+    if (arrived == 0 || arrived + finished < n || aborted) return;
+    std::string gone;
+    for (int r = 0; r < n; ++r) {
+      if (returned[r]) gone += str_cat(gone.empty() ? "" : ", ", r);
+    }
+    abort_locked(str_cat("MirroredStrategy: replica(s) ", gone, " returned from the step while the others wait in ",
+                         name(kind), ": every replica must make the same cross-replica calls (strategy.gradient, ",
+                         "apply_gradients, SyncBatchNormalization), also with no rows"));
+  }
+  void wait_for_round(std::unique_lock<std::mutex>& lock, uint64_t round) {
+    cv.wait(lock, [&] { return generation != round || aborted; });
+    if (generation == round) throw StateError(reason);
+  }
+  void abort_locked(const std::string& why) {
+    if (!aborted) reason = why.empty() ? "MirroredStrategy: another replica failed" : why;
+    aborted = true;
+    cv.notify_all();
+  }
+
+  const int n;
   std::mutex mu;
   std::condition_variable cv;
   std::vector<Tensor> slots;
   Tensor result;
   std::vector<const void*> pointers;
   std::exception_ptr merge_error;
+  std::vector<bool> returned;  // per replica, this run
   int arrived = 0;
+  int finished = 0;
+  Kind kind = Kind::kNone;
   uint64_t generation = 0;
   bool aborted = false;
+  std::string reason;  // what every replica throws once aborted
 };
 
 // The context current on replica r's thread.
@@ -100,6 +155,7 @@ class MirroredStrategy::ThreadReplica : public ReplicaContext {
   std::string strategy_name() const override { return "MirroredStrategy"; }
   int replica_id() const override { return id_; }
   bool in_process() const override { return true; }
+  bool on_replica_thread() const override { return true; }
   void broadcast_variables(const std::vector<Variable>&) override {}
   Tensor all_reduce_sum(const Tensor& t) override { return rendezvous_.sum(id_, t); }
   std::vector<double> sum(const std::vector<double>& values) override {
@@ -189,6 +245,7 @@ class MirroredStrategy::ReplicaThreads {
           lock.unlock();
           try {
             (*task)(static_cast<int>(r));
+            rendezvous.step_returned(static_cast<int>(r));
           } catch (...) {
             errors_[r] = std::current_exception();
             rendezvous.abort();  // the others may wait for this replica in a rendezvous

@@ -37,9 +37,15 @@ struct PerReplica {
 };
 
 namespace strategy_internal {
-// Replica r's part of one run() argument (of n local replicas; begin: the row bounds of each part).
+template <typename T>
+struct IsPerReplica : std::false_type {};
+template <typename T>
+struct IsPerReplica<PerReplica<T>> : std::true_type {};
+
+// Replica r's part of one run() argument (of n local replicas; begin: the row bounds of each part). A
+// scalar Tensor reaches every replica whole.
 inline Tensor replica_part(const Tensor& t, int r, int n, const std::vector<int64_t>& begin) {
-  return n == 1 ? t : t.slice(0, begin[r], begin[r + 1]);
+  return n == 1 || t.rank() == 0 ? t : t.slice(0, begin[r], begin[r + 1]);
 }
 template <typename T>
 const T& replica_part(const PerReplica<T>& v, int r, int n, const std::vector<int64_t>&) {
@@ -48,24 +54,39 @@ const T& replica_part(const PerReplica<T>& v, int r, int n, const std::vector<in
   }
   return v.values[static_cast<size_t>(r)];
 }
-template <typename T>
-struct IsPerReplica : std::false_type {};
-template <typename T>
-struct IsPerReplica<PerReplica<T>> : std::true_type {};
 // Anything else reaches every replica as it is.
 template <typename T>
   requires(!std::is_same_v<std::remove_cvref_t<T>, Tensor> && !IsPerReplica<std::remove_cvref_t<T>>::value)
 T& replica_part(T& v, int, int, const std::vector<int64_t>&) {
   return v;
 }
-// The rows of the first Tensor argument (numpy.array_split bounds over n parts); empty without one.
-inline void first_tensor_rows(std::optional<int64_t>&) {}
+
+// What the step's Tensor arguments (of rank >= 1: the batch) say about its rows, and the rows of the
+// first PerReplica<Tensor> argument's values. ValueError when two batch tensors differ in rows.
+struct BatchShape {
+  std::optional<int64_t> rows;
+  std::vector<int64_t> per_replica_rows;
+  int argument = 0;
+};
+inline void inspect(BatchShape&) {}
 template <typename A, typename... Rest>
-void first_tensor_rows(std::optional<int64_t>& rows, const A& a, const Rest&... rest) {
+void inspect(BatchShape& shape, const A& a, const Rest&... rest) {
+  ++shape.argument;
   if constexpr (std::is_same_v<std::decay_t<A>, Tensor>) {
-    if (!rows && a.rank() >= 1) rows = a.dim(0);
+    if (a.rank() >= 1) {
+      if (shape.rows && *shape.rows != a.dim(0)) {
+        throw ValueError(str_cat("run: Tensor argument ", shape.argument, " has ", a.dim(0), " rows, an earlier one ",
+                                 *shape.rows, ": Tensor arguments are the batch, split among the replicas along axis ",
+                                 "0; pass other values by capture, or as a PerReplica"));
+      }
+      shape.rows = a.dim(0);
+    }
+  } else if constexpr (std::is_same_v<std::decay_t<A>, PerReplica<Tensor>>) {
+    if (shape.per_replica_rows.empty()) {
+      for (const Tensor& t : a.values) shape.per_replica_rows.push_back(t.rank() >= 1 ? t.dim(0) : 1);
+    }
   }
-  first_tensor_rows(rows, rest...);
+  inspect(shape, rest...);
 }
 }  // namespace strategy_internal
 
@@ -100,10 +121,11 @@ class Strategy {
 
   // tf.distribute's strategy.run(fn, args...): runs step_fn once for each replica of this process (one,
   // on the calling thread, where a process is one replica; MirroredStrategy: one per replica thread,
-  // concurrently, each with its own random generator). A Tensor argument is this process's batch: each
-  // local replica gets its part along axis 0 (as numpy.array_split); a PerReplica argument gives replica
-  // r its values[r]; anything else reaches every replica as it is. Inside, strategy.gradient() averages
-  // across all replicas (weighted by their rows of the first Tensor argument) and an optimizer's
+  // concurrently, each with its own random generator). Tensor arguments are this process's batch: each
+  // local replica gets its part along axis 0 (as numpy.array_split; they must agree in rows; a scalar
+  // reaches every replica whole); a PerReplica argument gives replica r its values[r]; anything else
+  // reaches every replica as it is. Inside, strategy.gradient() averages across all replicas (weighted
+  // by their rows of the batch, or of a PerReplica<Tensor> argument's values) and an optimizer's
   // apply_gradients updates the shared variables once. Returns every local replica's result, for
   // reduce(). The model must be built before (its first call on the calling thread, or an input_shape).
   template <typename Fn, typename... Args>
@@ -111,13 +133,21 @@ class Strategy {
     using strategy_internal::replica_part;
     using R = std::invoke_result_t<Fn&, decltype(replica_part(args, 0, 1, std::vector<int64_t>{}))...>;
     const int n = num_local_replicas();
-    std::optional<int64_t> rows;
-    strategy_internal::first_tensor_rows(rows, args...);
+    strategy_internal::BatchShape shape;
+    strategy_internal::inspect(shape, args...);
     std::vector<int64_t> begin(static_cast<size_t>(n) + 1, 0);
-    const int64_t total = rows.value_or(n);
+    const int64_t total = shape.rows.value_or(n);
     for (int r = 0; r <= n; ++r) begin[r] = total / n * r + std::min<int64_t>(r, total % n);
+    // Each replica's weight in strategy.gradient's average: its rows of the batch (or of its PerReplica
+    // value); 1 each without either.
     std::vector<double> weights;
-    for (int r = 0; r < n; ++r) weights.push_back(static_cast<double>(begin[r + 1] - begin[r]));
+    for (int r = 0; r < n; ++r) {
+      if (shape.rows || static_cast<int>(shape.per_replica_rows.size()) != n) {
+        weights.push_back(shape.rows ? static_cast<double>(begin[r + 1] - begin[r]) : 1.0);
+      } else {
+        weights.push_back(static_cast<double>(shape.per_replica_rows[r]));
+      }
+    }
     if constexpr (std::is_void_v<R>) {
       run_local_replicas(weights, [&](int r) { step_fn(replica_part(args, r, n, begin)...); });
     } else {

@@ -137,6 +137,7 @@ class CheckpointManager {
   checkpoint_files::Snapshot snapshot(int64_t step, int64_t epoch, const std::map<std::string, std::string>& extra);
   std::vector<std::string> prune(const std::string& just_saved);
   ReplicaContext* sharding_context() const;  // the context when saves are sharded, else nullptr
+  void refuse_replica_threads(const char* what) const;  // StateError on a MirroredStrategy replica thread
   void in_background(std::function<void()> work);
   struct Loaded;  // a verified checkpoint, ready to assign
   Loaded load(const std::string& path);

@@ -38,6 +38,8 @@ class ReplicaContext {
   // takes each step's global batch on the calling thread and hands every replica its part through
   // run_replicas; evaluate runs on the calling thread, which sees all the data.
   virtual bool in_process() const { return false; }
+  // This is one replica's thread of such a strategy (inside run_replicas), not the calling thread.
+  virtual bool on_replica_thread() const { return false; }
   // Runs fn(replica) for every replica, each on its own thread with that replica's context current (so
   // its cross_replica_sum meets the others'), and returns when all have; rethrows the first error.
   virtual void run_replicas(const std::function<void(int replica)>& fn);

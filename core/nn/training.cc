@@ -276,16 +276,19 @@ struct Accumulation {
   int batches = 0;  // batches stepped in this group (data-parallel: including ones without rows here)
 
   // The same for a global batch of replicas on threads (MirroredStrategy), run concurrently.
-  void add_on_replicas(ReplicaContext& ctx, ModelImpl& model, const std::pair<Tensor, Tensor>& batch, RunningMean& loss) {
-    // Weights of rows / 1: each replica's mean gradient times its rows, as add() sums them.
-    auto [summed, n] = replicas_forward_backward(ctx, model, batch, 1.0, loss);
-    if (n == 0) return;
+  void add_on_replicas(ReplicaContext& ctx, ModelImpl& model, const std::pair<Tensor, Tensor>& batch, double nominal_rows,
+                       RunningMean& loss) {
+    // Losses weighted by rows / nominal before backward (kept near 1, as in a plain step); times nominal
+    // after: each replica's mean gradient times its rows, as add() sums them.
+    auto [summed, weight] = replicas_forward_backward(ctx, model, batch, nominal_rows, loss);
+    if (weight == 0) return;
     sums.resize(summed.size());
     for (size_t i = 0; i < summed.size(); ++i) {
       if (!summed[i].defined()) continue;
-      sums[i] = sums[i].defined() ? sums[i] + summed[i] : summed[i];
+      Tensor part = summed[i] * nominal_rows;
+      sums[i] = sums[i].defined() ? sums[i] + part : part;
     }
-    rows += n;
+    rows += weight * nominal_rows;
   }
   // Forward and backward on a batch of this replica; adds its gradients; updates loss and metrics. An
   // empty batch (a synchronizing model's replica without rows) only takes part in the collectives.
@@ -456,7 +459,7 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch, int64_t 
       }
       if (accumulate > 1) {
         if (has_rows && threads) {
-          acc.add_on_replicas(*ctx, m, *batch, loss);
+          acc.add_on_replicas(*ctx, m, *batch, nominal_rows, loss);
         } else if (has_rows) {
           acc.add(m, batch->first, batch->second, loss);
         } else if (ctx && no_rows && m.synchronizes_replicas()) {

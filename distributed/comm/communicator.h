@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -168,6 +169,10 @@ class Communicator {
   // has no store), for coordinating the ranks beside the collectives, from any thread:
   // store/store_exchange.h. The watchdog shares the connection: poll (check()) rather than block in it.
   virtual std::shared_ptr<Store> store() = 0;
+  // A function saying why this communicator failed ("" while it works: a failed or timed-out op, another
+  // rank's failure notice, abort()), callable from any thread and after the communicator is destroyed
+  // (it then says so). Work beside the collectives polls it to stop waiting for ranks that will not come.
+  virtual std::function<std::string()> failure_probe() = 0;
 };
 
 struct CommunicatorOptions {

@@ -43,6 +43,7 @@ class EngineCommunicator : public Communicator {
   std::unique_ptr<Communicator> split(int color, int key) override;
   void abort(const std::string& reason) override;
   std::shared_ptr<Store> store() override { return user_store_; }
+  std::function<std::string()> failure_probe() override { return runner_->failure_probe(); }
 
  private:
   // How a reduction reaches the engine: the dtype on the wire, the engine's op, and whether kAvg is

@@ -69,6 +69,15 @@ OpRunner::~OpRunner() {
   monitor_.join();
 }
 
+std::function<std::string()> OpRunner::failure_probe() const {
+  return [anchor = anchor_]() -> std::string {
+    std::lock_guard<std::mutex> guard(anchor->mu);
+    if (anchor->self == nullptr) return "the communicator was destroyed";
+    std::lock_guard<std::mutex> lock(anchor->self->mu_);
+    return anchor->self->failure_ ? anchor->self->failure_->reason : std::string();
+  };
+}
+
 void OpRunner::Anchor::on_wait_timeout(int64_t seq, bool collective) {
   std::lock_guard<std::mutex> guard(mu);
   if (self != nullptr) self->time_out(seq, collective);
@@ -86,19 +95,16 @@ CollectiveError OpRunner::error_for(const std::string& op_label, const Failure& 
 
 WorkPtr OpRunner::submit(Op op) {
   std::unique_lock<std::mutex> lock(mu_);
+  // Inline-only, another thread's op may be running: wait for it before numbering this one, so that ops
+  // run in the order of their numbers.
+  if (config_.inline_only) cv_.wait(lock, [&] { return !busy_; });
   int64_t seq = op.collective ? ++collective_seq_ : ++p2p_seq_;
   auto work = std::make_shared<WorkImpl>(op.timeout, anchor_, seq, op.collective);
   if (failure_) {
     work->fail(error_for(label(seq, op.collective, op.signature()), *failure_, false));
     return work;
   }
-  if (config_.inline_only) {
-    cv_.wait(lock, [&] { return !busy_; });  // another thread's op: ops run one at a time
-    Queued q{std::move(op), seq, std::move(work)};
-    execute_exclusively(lock, q);
-    return std::move(q.work);
-  }
-  if (!op.async && queue_.empty() && !busy_) {
+  if (config_.inline_only || (!op.async && queue_.empty() && !busy_)) {
     Queued q{std::move(op), seq, std::move(work)};
     execute_exclusively(lock, q);
     return std::move(q.work);

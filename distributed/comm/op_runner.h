@@ -80,6 +80,10 @@ class OpRunner {
 
   WorkPtr submit(Op op);
 
+  // Says why the runner failed ("" while it works; that it was destroyed, once it is), callable from any
+  // thread, also after the runner is gone.
+  std::function<std::string()> failure_probe() const;
+
   // Fails the running and queued ops and every later one with `reason`; with publish, tells the other
   // ranks (the first notice in the job wins).
   void abort(CollectiveFailure kind, const std::string& reason, bool publish);

@@ -35,6 +35,12 @@ class RoutingCommunicator : public Communicator {
   std::unique_ptr<Communicator> split(int color, int key) override;
   void abort(const std::string& reason) override;
   std::shared_ptr<Store> store() override { return cpu_->store(); }
+  std::function<std::string()> failure_probe() override {
+    return [cpu = cpu_->failure_probe(), cuda = cuda_->failure_probe()] {
+      std::string why = cpu();
+      return why.empty() ? cuda() : why;
+    };
+  }
 
  private:
   // The route for tensors that all live on one kind of device; ValueError naming the op when they mix.

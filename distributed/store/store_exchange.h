@@ -12,6 +12,7 @@
 // calls on one connection, which the communicator's watchdog needs for its heartbeats.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -23,8 +24,11 @@ namespace gradflow::distributed {
 // Every rank's `mine`, by rank. `tag` names this exchange: the same on every rank, never reused while
 // its keys may exist. kDeadlineExceeded naming the tag and the ranks that did not arrive (or did not
 // read) within timeout; the store's own error when it fails.
+// `cancelled`, when given, is asked on every poll: a non-empty answer (the job failed) ends the wait
+// with kAborted carrying it, rather than waiting out the timeout for ranks that will not come.
 absl::StatusOr<std::vector<std::string>> exchange_through_store(Store& store, const std::string& tag, int rank,
                                                                 int size, const std::string& mine,
-                                                                Store::Timeout timeout);
+                                                                Store::Timeout timeout,
+                                                                const std::function<std::string()>& cancelled = {});
 
 }  // namespace gradflow::distributed

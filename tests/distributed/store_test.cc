@@ -258,6 +258,24 @@ TEST_P(StoreTest, ExchangeNamesTheRanksThatDidNotArrive) {
       << all.status();
 }
 
+TEST_P(StoreTest, ExchangeGivesUpWhenTheJobFails) {
+  auto world = make_world(2);
+  ASSERT_EQ(world.size(), 2u);
+  std::atomic<bool> failed{false};
+  std::thread failure([&] {
+    std::this_thread::sleep_for(100ms);
+    failed = true;  // rank 1 never comes; the job's failure notice arrives instead
+  });
+  auto start = std::chrono::steady_clock::now();
+  auto all = exchange_through_store(*world[0], "doomed", 0, 2, "a", 30s,
+                                    [&] { return failed ? std::string("rank 1 died") : std::string(); });
+  failure.join();
+  ASSERT_FALSE(all.ok());
+  EXPECT_EQ(all.status().code(), absl::StatusCode::kAborted);
+  EXPECT_NE(std::string(all.status().message()).find("rank 1 died"), std::string::npos) << all.status();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
 TEST_P(StoreTest, ExchangeDoesNotHoldTheStoreWhileItWaits) {
   // One store object shared by an exchange that waits and by a heartbeat (as the communicator's watchdog
   // shares it): the heartbeat's calls go through while the exchange waits for a late rank.

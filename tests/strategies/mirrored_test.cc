@@ -2,6 +2,7 @@
 // (fit on tensors and on a Dataset, uneven last batches, SyncBatchNormalization's global statistics),
 // evaluate reports the same, and dropout draws the same masks on every run whatever the threads' timing.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -31,6 +32,11 @@ Sequential make_model(bool sync_bn = false, bool plain_bn = false, double dropou
   model.compile(std::make_shared<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.3}),
                 "sparse_categorical_crossentropy", {"accuracy"});
   return model;
+}
+
+// A path of this process's own in the temporary directory (tests may run concurrently).
+std::string temp_path(const std::string& name) {
+  return (std::filesystem::temp_directory_path() / ("gradflow_mirrored_" + std::to_string(::getpid()) + "_" + name)).string();
 }
 
 // "0,1,2" for an i64 vector.
@@ -73,7 +79,7 @@ TEST(Mirrored, GradientAccumulationRunsOnTheReplicaThreads) {
   set_seed(3);
   Sequential mirrored = make_model();
   MirroredStrategy strategy(2);
-  std::string trace_file = (std::filesystem::temp_directory_path() / "gradflow_mirrored_accumulation.json").string();
+  std::string trace_file = temp_path("accumulation.json");
   {
     auto scope = strategy.scope();
     trace::start();
@@ -143,7 +149,7 @@ TEST(Mirrored, DropoutIsTheSameOnEveryRun) {
 // One process holds every replica's state: its checkpoints are whole (model.safetensors), and a resumed
 // mirrored fit continues bitwise, dropout included.
 TEST(Mirrored, CheckpointsAreWholeAndResumeBitwise) {
-  std::string dir = (std::filesystem::temp_directory_path() / "gradflow_mirrored_backup").string();
+  std::string dir = temp_path("backup");
   std::filesystem::remove_all(dir);
   auto [x, y] = data(80);  // 5 global batches of 2 x 8 an epoch
   auto train = [&](std::vector<CallbackPtr> callbacks, uint64_t seed) {
@@ -300,6 +306,78 @@ TEST(Mirrored, ApplyingUnaveragedGradientsInsideRunIsAnErrorNamingTheFix) {
   EXPECT_NE(message.find("replica 1's gradient for"), std::string::npos) << "message: " << message;
   EXPECT_NE(message.find("strategy.gradient()"), std::string::npos) << message;
   EXPECT_EQ(vars[0].value_unwatched().reshape({-1}).to_vector<float>(), before) << "nothing was applied";
+}
+
+// Replicas that do not make the same cross-replica calls end the step with an error naming what went
+// wrong, instead of leaving the others waiting.
+TEST(Mirrored, RunEndsWithAnErrorWhenReplicasDoNotMeet) {
+  auto [x, y] = data(32);
+  Sequential model = make_model();
+  {
+    autodiff::SuspendRecording build;
+    model(x.slice(0, 0, 1));
+  }
+  MirroredStrategy mirrored(2);
+  auto scope = mirrored.scope();
+  losses::SparseCategoricalCrossentropy loss_fn;
+  optimizers::SGD sgd({.learning_rate = 0.3});
+  std::vector<Variable> vars = model.trainable_variables();
+  auto message_of = [&](auto step) {
+    try {
+      mirrored.run(step, x, y);
+    } catch (const StateError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  // Replica 1 returns without averaging its gradients: replica 0 would wait for it forever.
+  std::string returned = message_of([&](const Tensor& xb, const Tensor& yb) {
+    if (current_replica_context()->replica_id() == 1) return;
+    GradientTape tape;
+    Tensor loss = loss_fn(yb, model(xb, true));
+    mirrored.gradient(tape, loss, vars);
+  });
+  EXPECT_NE(returned.find("replica(s) 1 returned from the step while the others wait in a cross-replica sum"),
+            std::string::npos) << returned;
+  // Replica 1 applies while replica 0 averages.
+  std::string crossed = message_of([&](const Tensor& xb, const Tensor& yb) {
+    GradientTape tape;
+    Tensor loss = loss_fn(yb, model(xb, true));
+    std::vector<Tensor> grads = tape.gradient(loss, std::vector<GradSource>(vars.begin(), vars.end()));
+    if (current_replica_context()->replica_id() == 0) {
+      mirrored.reduce_gradients(grads);
+    } else {
+      sgd.apply_gradients(grads, vars);
+    }
+  });
+  // Whichever came first, the other one is told.
+  EXPECT_NE(crossed.find("while other replicas wait in a"), std::string::npos) << crossed;
+  EXPECT_NE(crossed.find("every replica must make the same cross-replica calls in the same order"), std::string::npos)
+      << crossed;
+  // The strategy works again afterwards.
+  PerReplica<Tensor> rows = mirrored.run([](const Tensor& xb) { return full({1}, static_cast<double>(xb.dim(0))); }, x);
+  EXPECT_EQ(mirrored.reduce(Reduction::kSum, rows).item(), 32.0);
+}
+
+TEST(Mirrored, RunSplitsOnlyTheBatchAndRefusesCheckpointsOnReplicaThreads) {
+  MirroredStrategy mirrored(2);
+  Tensor batch = zeros({6, 2}), scale = full({}, 3.0);
+  PerReplica<std::string> seen = mirrored.run(
+      [](const Tensor& part, const Tensor& s) { return std::to_string(part.dim(0)) + "x" + std::to_string(s.rank()); },
+      batch, scale);
+  EXPECT_EQ(seen.values, (std::vector<std::string>{"3x0", "3x0"})) << "the scalar reaches both whole";
+  EXPECT_THROW(mirrored.run([](const Tensor&, const Tensor&) {}, batch, zeros({5})), ValueError);
+  std::string dir = temp_path("refuse");
+  Sequential model = make_model();
+  {
+    autodiff::SuspendRecording build;
+    model(zeros({1, 8}));
+  }
+  CheckpointManager ckpt(dir, model);
+  auto scope = mirrored.scope();
+  EXPECT_THROW(mirrored.run([&](const Tensor&) { ckpt.save(1); }, batch), StateError);
+  EXPECT_TRUE(ckpt.checkpoints().empty());
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Mirrored, OneReplicaAtLeast) { EXPECT_THROW(MirroredStrategy(0), ValueError); }
