@@ -137,7 +137,7 @@ void BucketedAverager::start(size_t b, bool async) {
   works_.push_back(comm_.all_reduce({bucket.buffer}, {.async_op = async, .in_place = true}));
 }
 
-std::pair<std::vector<Tensor>, double> BucketedAverager::finish() {
+std::optional<BucketedAverager::Reduced> BucketedAverager::reduce() {
   if (finished_) throw StateError("GradientAverager.finish: called twice");
   for (size_t i = 0; i < ready_.size(); ++i) {
     if (!ready_[i]) ready(i, Tensor());  // never made ready: no gradient from this replica
@@ -146,22 +146,40 @@ std::pair<std::vector<Tensor>, double> BucketedAverager::finish() {
   start_ready_buckets(true);
   for (const distributed::WorkPtr& w : works_) w->wait();
   const BucketLayout::Bucket& last = layout_->buckets_.back();
-  std::vector<double> meta =
-      last.buffer.slice(0, last.meta_offset, last.buffer.numel()).to(kF64).to(kCPU).to_vector<double>();
-  double total_scale = meta[0];
-  if (total_scale <= 0) return {{}, 0.0};
-  std::vector<Tensor> means;  // per bucket: one division pass; the buffers are reused next step
+  Reduced r;
+  r.meta = last.buffer.slice(0, last.meta_offset, last.buffer.numel()).to(kF64).to(kCPU).to_vector<double>();
+  if (r.meta[0] <= 0) return std::nullopt;
   for (const BucketLayout::Bucket& b : layout_->buckets_) {
-    means.push_back((is_half(b.buffer.dtype()) ? b.buffer.to(kF32) : b.buffer) / total_scale);
+    r.buckets.push_back(is_half(b.buffer.dtype()) ? b.buffer.to(kF32) : b.buffer);
   }
+  return r;
+}
+
+std::vector<Tensor> BucketedAverager::cut(const std::vector<Tensor>& buckets, const std::vector<double>& meta) const {
   std::vector<Tensor> grads(ready_.size());
   for (size_t i = 0; i < grads.size(); ++i) {
     if (meta[1 + i] == 0) continue;  // no replica had a gradient for it
     const BucketLayout::Slot& slot = layout_->slots_[i];
-    Tensor g = means[slot.bucket].slice(0, slot.offset, slot.offset + numel(slot.shape)).reshape(slot.shape);
+    Tensor g = buckets[slot.bucket].slice(0, slot.offset, slot.offset + numel(slot.shape)).reshape(slot.shape);
     grads[i] = g.dtype() == slot.dtype ? g : g.to(slot.dtype);
   }
-  return {std::move(grads), total_scale * nominal_};
+  return grads;
+}
+
+std::pair<std::vector<Tensor>, double> BucketedAverager::finish() {
+  std::optional<Reduced> r = reduce();
+  if (!r) return {{}, 0.0};
+  const double total_scale = r->meta[0];
+  std::vector<Tensor> means;  // per bucket: one division pass, into memory of its own (the caller keeps it)
+  for (const Tensor& b : r->buckets) means.push_back(b / total_scale);
+  return {cut(means, r->meta), total_scale * nominal_};
+}
+
+ReplicaContext::GradientAverager::Sums BucketedAverager::finish_unscaled() {
+  std::optional<Reduced> r = reduce();
+  if (!r) return {};
+  const double total_scale = r->meta[0];
+  return {cut(r->buckets, r->meta), total_scale * nominal_, 1.0 / total_scale};
 }
 
 }  // namespace gradflow::strategies

@@ -64,8 +64,19 @@ class BucketedAverager : public ReplicaContext::GradientAverager {
 
   void ready(size_t i, const Tensor& grad) override;
   std::pair<std::vector<Tensor>, double> finish() override;
+  // Views of the summed buckets themselves (f16/bf16 ones widened), no division pass.
+  Sums finish_unscaled() override;
 
  private:
+  // Waits for the all-reduces; the summed buckets (per bucket, as f32 where they were 16-bit) and the
+  // total weight from the metadata, or nullopt when it is 0 (no replica had rows).
+  struct Reduced {
+    std::vector<Tensor> buckets;
+    std::vector<double> meta;  // total weight (scaled), then per variable: how many replicas had a gradient
+  };
+  std::optional<Reduced> reduce();
+  // The variables' gradients, cut out of per-bucket tensors laid out like the buckets.
+  std::vector<Tensor> cut(const std::vector<Tensor>& buckets, const std::vector<double>& meta) const;
   void start_ready_buckets(bool all);
   // async: on the progress thread; otherwise inline when the communicator is idle (finish() waits anyway).
   void start(size_t bucket, bool async);

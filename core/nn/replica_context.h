@@ -70,6 +70,19 @@ class ReplicaContext {
     // replica had a gradient for gets an undefined one (the optimizer skips it, on every replica alike);
     // when the total weight is 0 the gradients are empty. Variables never made ready count as undefined.
     virtual std::pair<std::vector<Tensor>, double> finish() = 0;
+    // finish(), leaving the division to the caller: the replicas' weighted sums (which may share memory
+    // that the next average_gradients reuses: apply them at once, keep nothing), the total weight, and
+    // the factor to multiply the sums by. An optimizer folds the factor into its update
+    // (apply_gradients' scale), sparing a pass over every gradient.
+    struct Sums {
+      std::vector<Tensor> grads;
+      double weight = 0;
+      double scale = 1;
+    };
+    virtual Sums finish_unscaled() {
+      auto [grads, weight] = finish();
+      return {std::move(grads), weight, 1.0};
+    }
   };
   // weighted_loss: the gradients given to ready() already carry weight / nominal, because the loss was
   // scaled by it before backward. A model whose backward talks to the other replicas (cross_replica_sum)

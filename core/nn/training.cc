@@ -187,14 +187,14 @@ bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<
       loss.add(step.loss.item(), rows);
     }
   }
-  std::pair<std::vector<Tensor>, double> averaged;
+  ReplicaContext::GradientAverager::Sums summed;
   {
     trace::Span span("wait for gradients", "communication");
-    averaged = averager->finish();
+    summed = averager->finish_unscaled();
   }
-  if (averaged.second == 0) return false;
+  if (summed.weight == 0) return false;
   trace::Span span("optimizer");
-  t.optimizer->apply_gradients(averaged.first, vars);
+  t.optimizer->apply_gradients(summed.grads, vars, summed.scale);  // the average, divided inside the update
   return true;
 }
 

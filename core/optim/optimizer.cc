@@ -90,6 +90,7 @@ namespace {
 struct UpdateArgs {
   const std::vector<Tensor>* grads;
   const std::vector<Variable>* vars;
+  double scale;
 };
 
 bool same_values(const Tensor& a, const Tensor& b) {
@@ -109,6 +110,7 @@ void check_same_update(const std::string& optimizer, const UpdateArgs& first, co
   if (other.grads->size() != first.grads->size() || other.vars->size() != first.vars->size()) {
     fail("gradient or variable count differs from");
   }
+  if (other.scale != first.scale) fail("gradient scale differs from");
   for (size_t i = 0; i < first.vars->size(); ++i) {
     if ((*other.vars)[i].name() != (*first.vars)[i].name()) fail(str_cat("variable ", i, " is not"));
     const Tensor& a = (*first.grads)[i];
@@ -121,23 +123,25 @@ void check_same_update(const std::string& optimizer, const UpdateArgs& first, co
 
 }  // namespace
 
-void Optimizer::apply_gradients(const std::vector<Tensor>& grads, const std::vector<Variable>& vars) {
+void Optimizer::apply_gradients(const std::vector<Tensor>& grads, const std::vector<Variable>& vars, double scale) {
   ReplicaContext* ctx = current_replica_context();
   if (ctx == nullptr) {
-    apply_once(grads, vars);
+    apply_once(grads, vars, scale);
     return;
   }
-  UpdateArgs mine{&grads, &vars};
+  UpdateArgs mine{&grads, &vars, scale};
   ctx->merge_call(&mine, [&](const std::vector<const void*>& all) {
     const UpdateArgs& first = *static_cast<const UpdateArgs*>(all[0]);
-      for (size_t r = 1; r < all.size(); ++r) check_same_update(base_.name, first, *static_cast<const UpdateArgs*>(all[r]), r);
-    apply_once(*first.grads, *first.vars);
+    for (size_t r = 1; r < all.size(); ++r) check_same_update(base_.name, first, *static_cast<const UpdateArgs*>(all[r]), r);
+    apply_once(*first.grads, *first.vars, first.scale);
   });
 }
 
-void Optimizer::apply_once(const std::vector<Tensor>& grads, const std::vector<Variable>& vars) {
+void Optimizer::apply_once(const std::vector<Tensor>& grads, const std::vector<Variable>& vars, double scale) {
   GF_CHECK(grads.size() == vars.size(), ValueError, base_.name, ".apply_gradients: ", grads.size(),
            " gradients for ", vars.size(), " variables");
+  GF_CHECK(std::isfinite(scale) && scale > 0, ValueError, base_.name, ".apply_gradients: scale must be positive, got ",
+           scale);
   autodiff::SuspendRecording no_record;
   std::vector<size_t> present;
   for (size_t i = 0; i < grads.size(); ++i) {
@@ -152,14 +156,16 @@ void Optimizer::apply_once(const std::vector<Tensor>& grads, const std::vector<V
   step.lr = learning_rate();
   step.clipvalue = base_.clipvalue.value_or(std::numeric_limits<double>::infinity());
   step.decay = base_.weight_decay ? *base_.weight_decay * step.lr : 0.0;
+  // The gradients are grads x scale: the norms too (and the update multiplies by it in its own pass).
+  step.grad_scale = scale;
   if (base_.global_clipnorm) {
     double total = 0;
     for (size_t i : present) total += squared_norm(grads[i]);
-    step.grad_scale = clip_factor(std::sqrt(total), *base_.global_clipnorm);
+    step.grad_scale = scale * clip_factor(std::sqrt(total) * scale, *base_.global_clipnorm);
   }
   for (size_t i : present) {
     Step own = step;
-    if (base_.clipnorm) own.grad_scale = clip_factor(std::sqrt(squared_norm(grads[i])), *base_.clipnorm);
+    if (base_.clipnorm) own.grad_scale = scale * clip_factor(std::sqrt(squared_norm(grads[i])) * scale, *base_.clipnorm);
     update_step(grads[i], vars[i], entry_for(vars[i]).slots, own);
   }
   *iterations_.value_unwatched().data<int64_t>() += 1;

@@ -69,8 +69,10 @@ class Optimizer {
   // DTypeError or DeviceError when a gradient does not match its variable.
   // Under a strategy whose replicas share the variables on threads (MirroredStrategy's run), every
   // replica calls it and the update happens once (ReplicaContext::merge_call); ValueError when replicas
-  // pass different gradients (strategy.gradient() gives them all the same average).
-  void apply_gradients(const std::vector<Tensor>& grads, const std::vector<Variable>& vars);
+  // pass different gradients (strategy.gradient() gives them all the same average). `scale` multiplies
+  // every gradient inside the update, at no extra pass (a data-parallel step hands over the replicas'
+  // sums and 1 / their total weight); clipnorm and global_clipnorm see the scaled gradients.
+  void apply_gradients(const std::vector<Tensor>& grads, const std::vector<Variable>& vars, double scale = 1.0);
   // Creates the slot variables of `vars` now (apply_gradients creates them on a variable's first update);
   // call it before restoring variables() from a checkpoint.
   void build(const std::vector<Variable>& vars);
@@ -94,7 +96,7 @@ class Optimizer {
 
  protected:
   // apply_gradients' update itself, on this thread.
-  void apply_once(const std::vector<Tensor>& grads, const std::vector<Variable>& vars);
+  void apply_once(const std::vector<Tensor>& grads, const std::vector<Variable>& vars, double scale);
 
   // What update_step needs besides the tensors.
   struct Step {

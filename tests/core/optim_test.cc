@@ -244,6 +244,25 @@ TEST(Clipping, GlobalClipnormScalesAllTogether) {
   }
 }
 
+// apply_gradients(sums, vars, scale): the update of sums x scale (what a data-parallel step hands over),
+// with the norms clipnorm sees scaled too.
+TEST(ApplyGradients, ScaleMultipliesTheGradientsInsideTheUpdate) {
+  for (Path path : {Path::kFused, Path::kOps}) {
+    Adam scaled, plain;
+    Variable a(ones({3}, kF64), "a"), b(ones({3}, kF64), "b");
+    for (int step = 0; step < 3; ++step) {
+      scaled.apply_gradients({gradient({2, -4, 6}, kF64, path)}, {a}, 0.5);
+      plain.apply_gradients({gradient({1, -2, 3}, kF64, path)}, {b});
+    }
+    EXPECT_EQ(a.value_unwatched().to_vector<double>(), b.value_unwatched().to_vector<double>()) << "x 0.5 is exact";
+    SGD sgd({.learning_rate = 1.0, .clipnorm = 1.0});
+    Variable c(zeros({2}, kF64), "c");
+    sgd.apply_gradients({gradient({3, 4}, kF64, path)}, {c}, 0.1);  // norm 0.5 once scaled: not clipped
+    expect_near(c.value_unwatched().to_vector<double>(), {-0.3, -0.4}, 1e-15, "scaled, then clipnorm");
+    EXPECT_THROW(sgd.apply_gradients({gradient({3, 4}, kF64, path)}, {c}, 0.0), ValueError);
+  }
+}
+
 TEST(Clipping, ClipvalueLimitsElements) {
   for (Path path : {Path::kFused, Path::kOps}) {
     SGD sgd({.learning_rate = 1.0, .clipvalue = 0.5});
