@@ -2,7 +2,8 @@
 # Data-parallel scaling of the seed's model on this machine (issue 6's targets): samples per second of
 #   - one gradflow rank (one thread),
 #   - two independent single-rank runs at the same time (the hardware's own ceiling for two ranks),
-#   - gradflow on 2 data-parallel ranks through gfrun, with the MPI backend and with Gloo,
+#   - gradflow on 2 data-parallel ranks through gfrun, with the MPI backend (also with --balance-load:
+#     each global batch split by the ranks' measured speeds) and with Gloo,
 #   - PyTorch alone and PyTorch DDP (Gloo) on 2 ranks (Debian's python3-torch; DDP's ranks started by gfrun,
 #     whose environment is torch's env:// contract),
 # per-replica batch 32 and 256, one epoch each, every configuration run 3 times in rotation; prints medians.
@@ -25,6 +26,8 @@ for batch in 32 256; do
     wait
     build/bin/gfrun --backend mpi -np 2 -x OMP_WAIT_POLICY -x OMP_NUM_THREADS -x OMPI_MCA_btl "${fm[@]}" \
       --batch-size "$batch" --metrics-json "$out/dpmpi_${batch}_$r.json" >/dev/null
+    build/bin/gfrun --backend mpi -np 2 -x OMP_WAIT_POLICY -x OMP_NUM_THREADS -x OMPI_MCA_btl "${fm[@]}" \
+      --batch-size "$batch" --balance-load --metrics-json "$out/dpbal_${batch}_$r.json" >/dev/null
     build/bin/gfrun -np 2 "${fm[@]}" --batch-size "$batch" --metrics-json "$out/dpgloo_${batch}_$r.json" >/dev/null
     if ((have_torch)); then
       /usr/bin/python3 bench/pytorch_seed_model.py --batch-size "$batch" > "$out/torch_${batch}_$r.json"
@@ -45,10 +48,12 @@ for batch in (32, 256):
     ceiling = med(lambda r: sps("pairA", batch, r) + sps("pairB", batch, r))
     mpi = med(lambda r: sps("dpmpi", batch, r))
     gloo = med(lambda r: sps("dpgloo", batch, r))
+    bal = med(lambda r: sps("dpbal", batch, r))
     print(f"per-replica batch {batch}: samples/s, medians of {reps}")
     print(f"  gradflow 1 rank            {single:9.0f}")
     print(f"  2 independent single runs  {ceiling:9.0f}  (the ceiling)")
     print(f"  gradflow 2 ranks, MPI      {mpi:9.0f}  = {mpi / single:.2f}x one rank, {mpi / ceiling:.0%} of the ceiling")
+    print(f"  gradflow 2 ranks, MPI, balanced {bal:9.0f}  = {bal / single:.2f}x one rank, {bal / ceiling:.0%} of the ceiling")
     print(f"  gradflow 2 ranks, Gloo     {gloo:9.0f}  = {gloo / single:.2f}x one rank, {gloo / ceiling:.0%} of the ceiling")
     if torch:
         t1 = med(lambda r: sps("torch", batch, r))

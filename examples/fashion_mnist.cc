@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   std::string save_freq = "epoch", save_weights;
   std::string trace_file, trace_steps = "100:103";
   bool no_overlap = false;
+  bool balance_load = false;
   app.add_option("--epochs", epochs, "passes over the training set")->check(CLI::PositiveNumber);
   app.add_option("--batch-size", batch_size, "examples per step")->check(CLI::PositiveNumber);
   app.add_option("--seed", seed, "seed for initial weights, dropout and shuffling");
@@ -79,6 +80,8 @@ int main(int argc, char** argv) {
                  "write a timeline of some steps here (Chrome trace JSON; {rank} becomes the rank)");
   app.add_option("--trace-steps", trace_steps, "the steps --trace-file records, FIRST:LAST (LAST excluded)");
   app.add_flag("--no-overlap", no_overlap, "data-parallel: all-reduce gradients after backward, not during it");
+  app.add_flag("--balance-load", balance_load,
+               "data-parallel: split each global batch among the ranks by their measured speed (not bitwise repeatable)");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -96,7 +99,7 @@ int main(int argc, char** argv) {
     absl::StatusOr<cluster::JobInfo> job = cluster::resolve_job(cluster::current_environment());
     if (!job.ok()) throw ValueError(std::string(job.status().message()));
     if (strategy_name == "auto" && job->world_size > 1) {
-      strategy = strategies::DataParallelStrategy::from_environment({}, {.overlap = !no_overlap});
+      strategy = strategies::DataParallelStrategy::from_environment({}, {.overlap = !no_overlap, .balance_load = balance_load});
     }
     auto scope = strategy->scope();
     bool chief = strategy->replica_id() == 0;

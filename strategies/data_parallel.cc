@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "distributed/store/store_exchange.h"
+#include "strategies/load_balance.h"
 
 namespace gradflow::strategies {
 
@@ -39,9 +40,24 @@ std::unique_ptr<ReplicaContext::GradientAverager> MultiWorkerMirroredStrategy::a
     std::optional<DType> wire;
     if (options_.compression == GradientCompression::kFloat16) wire = kF16;
     if (options_.compression == GradientCompression::kBFloat16) wire = kBF16;
-    layout_ = std::make_shared<BucketLayout>(like, names, options_.bucket_bytes, wire);
+    layout_ = std::make_shared<BucketLayout>(like, names, options_.bucket_bytes, wire, comm_->size());
   }
-  return std::make_unique<BucketedAverager>(*comm_, layout_, weight, nominal, options_.overlap, weighted_loss);
+  auto averager = std::make_unique<BucketedAverager>(*comm_, layout_, weight, nominal, options_.overlap, weighted_loss);
+  if (options_.balance_load) {
+    averager->on_timings([this](const std::vector<double>& seconds) {
+      if (step_rows_.size() == seconds.size()) speeds_ = updated_speeds(speeds_, step_rows_, seconds);
+    });
+  }
+  return averager;
+}
+
+std::vector<int64_t> MultiWorkerMirroredStrategy::split_rows(int64_t rows) {
+  std::vector<int64_t> bounds =
+      options_.balance_load && static_cast<int>(speeds_.size()) == comm_->size() ? balanced_bounds(rows, speeds_)
+                                                                                 : ReplicaContext::split_rows(rows);
+  step_rows_.resize(bounds.size() - 1);
+  for (size_t r = 0; r + 1 < bounds.size(); ++r) step_rows_[r] = bounds[r + 1] - bounds[r];
+  return bounds;
 }
 
 std::unique_ptr<ReplicaContext::GradientAverager> MultiWorkerMirroredStrategy::average_gradients(

@@ -31,6 +31,13 @@ struct DataParallelOptions {
   // variables (a 64-bit hash of each, all-gathered), and fail naming the first variable and the ranks
   // that differ. from_environment turns it on (every 100 steps) under GRADFLOW_DEBUG_COLLECTIVES=1.
   int64_t verify_replicas_every = 0;
+  // fit() on tensors splits each global batch among the replicas by their measured speed (rows per
+  // second of forward and backward, a moving average exchanged in the gradients' all-reduce) instead of
+  // equally, so that a replica on a slower core does not keep the others waiting. The same global
+  // batches and the same averaged update up to rounding (each replica is weighted by its rows), but the
+  // split depends on timing, so runs are not bitwise repeatable. (fit on a Dataset reads per-replica
+  // shards and is not balanced.)
+  bool balance_load = false;
 };
 
 class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
@@ -52,6 +59,8 @@ class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
   const DataParallelOptions& options() const { return options_; }
   // Takes effect from the next step (every replica must set the same).
   void set_options(DataParallelOptions options);
+  // balance_load: the replicas' speeds (rows per second) that split the next step; empty before the first.
+  const std::vector<double>& replica_speeds() const { return speeds_; }
 
  protected:
   ReplicaContext* replica_context() override { return this; }
@@ -65,6 +74,7 @@ class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
   std::vector<double> sum(const std::vector<double>& values) override;
   Tensor all_reduce_sum(const Tensor& t) override;
   uint64_t shared_seed() override;
+  std::vector<int64_t> split_rows(int64_t rows) override;
   // Through the job's store (store_exchange.h), not the communicator: nullptr when the job has no store.
   std::unique_ptr<BackgroundSums> background_sums() override;
 
@@ -81,6 +91,10 @@ class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
   std::shared_ptr<BucketLayout> layout_;
   int64_t steps_ = 0;  // average_gradients calls, for verify_replicas_every
   int64_t background_channels_ = 0;  // background_sums opened, naming each one's keys alike on every rank
+  // balance_load: each replica's speed (rows per second), the same on every rank, and the rows the
+  // current step gave each replica.
+  std::vector<double> speeds_;
+  std::vector<int64_t> step_rows_;
 };
 
 using DataParallelStrategy = MultiWorkerMirroredStrategy;

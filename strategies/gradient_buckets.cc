@@ -10,7 +10,8 @@ bool carries_meta(DType dtype) { return dtype == kF32 || dtype == kF64; }
 }  // namespace
 
 BucketLayout::BucketLayout(const std::vector<Tensor>& like, const std::vector<std::string>& names,
-                           int64_t bucket_bytes, std::optional<DType> wire) {
+                           int64_t bucket_bytes, std::optional<DType> wire, int ranks)
+    : ranks_(ranks) {
   if (wire && !is_half(*wire)) {
     throw ValueError(str_cat("gradient buckets: compression must be to f16 or bf16, got ", dtype_name(*wire)));
   }
@@ -39,9 +40,9 @@ BucketLayout::BucketLayout(const std::vector<Tensor>& like, const std::vector<st
     elements.back() += v.numel();
     bytes += size;
   }
-  // The metadata (weight, one flag per variable) rides in the last bucket when its dtype holds it
-  // exactly enough, else in a bucket of its own.
-  const int64_t meta = 1 + static_cast<int64_t>(like.size());
+  // The metadata (weight, one flag per variable, one compute time per rank) rides in the last bucket
+  // when its dtype holds it exactly enough, else in a bucket of its own.
+  const int64_t meta = 1 + static_cast<int64_t>(like.size()) + ranks;
   if (buckets_.empty() || !carries_meta(dtypes.back())) {
     buckets_.emplace_back();
     elements.push_back(0);
@@ -129,6 +130,7 @@ void BucketedAverager::start(size_t b, bool async) {
   if (bucket.meta_offset >= 0) {
     std::vector<double> meta{scale_};
     meta.insert(meta.end(), used_.begin(), used_.end());
+    for (int r = 0; r < layout_->ranks_; ++r) meta.push_back(r == comm_.rank() ? compute_seconds_ : 0.0);
     Tensor values = from_vector<double>(meta, {static_cast<int64_t>(meta.size())});
     Tensor dst = bucket.buffer.slice(0, bucket.meta_offset, bucket.meta_offset + values.numel());
     copy_into(dst, values.to(dst.dtype()).to(dst.device()));
@@ -148,6 +150,9 @@ std::optional<BucketedAverager::Reduced> BucketedAverager::reduce() {
   const BucketLayout::Bucket& last = layout_->buckets_.back();
   Reduced r;
   r.meta = last.buffer.slice(0, last.meta_offset, last.buffer.numel()).to(kF64).to(kCPU).to_vector<double>();
+  if (on_timings_ && layout_->ranks_ > 0) {
+    on_timings_(std::vector<double>(r.meta.end() - layout_->ranks_, r.meta.end()));
+  }
   if (r.meta[0] <= 0) return std::nullopt;
   for (const BucketLayout::Bucket& b : layout_->buckets_) {
     r.buckets.push_back(is_half(b.buffer.dtype()) ? b.buffer.to(kF32) : b.buffer);

@@ -13,6 +13,7 @@
 // widened back before the division), and the metadata in a small f64 bucket of its own.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -27,8 +28,9 @@ class BucketLayout {
  public:
   // One slot per tensor of `like` (its shape, dtype and device; names for errors). With `wire` set (f16
   // or bf16), f32 and f64 gradients travel in that dtype: half the bytes, rounded on the way.
+  // `ranks` slots in the metadata carry each rank's compute time of the step (for load balancing).
   BucketLayout(const std::vector<Tensor>& like, const std::vector<std::string>& names, int64_t bucket_bytes,
-               std::optional<DType> wire = std::nullopt);
+               std::optional<DType> wire = std::nullopt, int ranks = 0);
   // Whether this layout fits tensors like these (same shapes, dtypes and devices, in the same order).
   bool matches(const std::vector<Tensor>& like) const;
   size_t num_buckets() const { return buckets_.size(); }
@@ -50,6 +52,7 @@ class BucketLayout {
   };
   std::vector<Slot> slots_;
   std::vector<Bucket> buckets_;
+  int ranks_ = 0;      // timing slots at the end of the metadata
   bool busy_ = false;  // an averager is using the buffers
 };
 
@@ -63,6 +66,9 @@ class BucketedAverager : public ReplicaContext::GradientAverager {
   ~BucketedAverager() override;
 
   void ready(size_t i, const Tensor& grad) override;
+  void set_compute_seconds(double seconds) override { compute_seconds_ = seconds; }
+  // Called once the all-reduce is done with every rank's compute seconds (the layout's timing slots).
+  void on_timings(std::function<void(const std::vector<double>&)> fn) { on_timings_ = std::move(fn); }
   std::pair<std::vector<Tensor>, double> finish() override;
   // Views of the summed buckets themselves (f16/bf16 ones widened), no division pass.
   Sums finish_unscaled() override;
@@ -87,6 +93,8 @@ class BucketedAverager : public ReplicaContext::GradientAverager {
   bool prescaled_;  // the gradients already carry scale_
   double nominal_;
   bool overlap_;
+  double compute_seconds_ = 0;
+  std::function<void(const std::vector<double>&)> on_timings_;
   std::vector<char> ready_;    // per variable
   std::vector<double> used_;   // per variable: 1 when this replica had a gradient
   std::vector<int> missing_;   // per bucket: variables not ready yet

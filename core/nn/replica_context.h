@@ -70,6 +70,9 @@ class ReplicaContext {
     // replica had a gradient for gets an undefined one (the optimizer skips it, on every replica alike);
     // when the total weight is 0 the gradients are empty. Variables never made ready count as undefined.
     virtual std::pair<std::vector<Tensor>, double> finish() = 0;
+    // How long this replica's forward and backward took in this step, given before finish(): a strategy
+    // that balances the load learns the replicas' speeds from it (DataParallelOptions::balance_load).
+    virtual void set_compute_seconds(double seconds) {}
     // finish(), leaving the division to the caller: the replicas' weighted sums (which may share memory
     // that the next average_gradients reuses: apply them at once, keep nothing), the total weight, and
     // the factor to multiply the sums by. An optimizer folds the factor into its update
@@ -89,6 +92,11 @@ class ReplicaContext {
   // needs that: its cross-replica gradient terms are summed inside backward, before any averaging.
   virtual std::unique_ptr<GradientAverager> average_gradients(const std::vector<Variable>& vars, double weight,
                                                               double nominal, bool weighted_loss = false) = 0;
+
+  // How fit() splits a step's `rows` rows among the replicas: bounds b_0 = 0 <= b_1 <= ... <= b_n = rows,
+  // replica r taking [b_r, b_r+1). Equal parts (numpy.array_split) unless the strategy balances the
+  // load by speed; called by every replica at every step, with the same answer on each.
+  virtual std::vector<int64_t> split_rows(int64_t rows);
 
   // Elementwise sums across replicas.
   virtual std::vector<double> sum(const std::vector<double>& values) = 0;

@@ -2,6 +2,7 @@
 #include "core/nn/training.h"
 
 #include <algorithm>
+#include <chrono>
 #include <numeric>
 #include <optional>
 #include <utility>
@@ -178,6 +179,7 @@ bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<
       ctx.average_gradients(vars, rows, nominal_rows, /*weighted_loss=*/synchronizes);
   const std::optional<std::pair<Tensor, Tensor>>& work =
       has_rows ? batch : (synchronizes ? no_rows : std::optional<std::pair<Tensor, Tensor>>());
+  const auto started = std::chrono::steady_clock::now();
   if (work) {
     const double weight = synchronizes ? rows / nominal_rows : 1.0;
     ForwardBackward step = forward_backward(model, work->first, work->second, weight,
@@ -187,6 +189,7 @@ bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<
       loss.add(step.loss.item(), rows);
     }
   }
+  averager->set_compute_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   ReplicaContext::GradientAverager::Sums summed;
   {
     trace::Span span("wait for gradients", "communication");
@@ -523,7 +526,7 @@ History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& op
   int replicas = ctx ? ctx->num_replicas() : 1;
   // Replicas on threads: this thread takes the whole global batch and fit_loop splits it.
   ReplicaContext* processes = own_process_replicas();
-  int slices = processes ? replicas : 1, id = processes ? processes->replica_id() : 0;
+  const int id = processes ? processes->replica_id() : 0;
   TrainingConfig& t = config(model.impl());
   t.shuffle_seed.reset();
   if (ctx && options.shuffle) t.shuffle_seed = ctx->shared_seed();
@@ -540,7 +543,12 @@ History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& op
         return [=, &x, &y]() -> std::optional<std::pair<Tensor, Tensor>> {
           if (*lo >= n) return std::nullopt;
           int64_t hi = std::min(n, *lo + global);
-          auto [begin, end] = replica_part(*lo, hi, slices, id);
+          int64_t begin = *lo, end = hi;
+          if (processes) {  // the strategy's split (equal parts, or by speed when it balances the load)
+            std::vector<int64_t> bounds = processes->split_rows(hi - *lo);
+            begin = *lo + bounds.at(id);
+            end = *lo + bounds.at(id + 1);
+          }
           *lo = hi;
           if (begin == end) return std::nullopt;  // this replica sits out the short last step
           return std::pair<Tensor, Tensor>{rows(x, *order, begin, end, !options.shuffle),

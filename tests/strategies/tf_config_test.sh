@@ -7,10 +7,16 @@ set -uo pipefail
 program=$1
 out=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$out"' EXIT
-port=$((30000 + RANDOM % 20000))
+# Two ports the kernel just gave out as free (a random pick can hit a port in use: an outgoing
+# connection's ephemeral port).
+read -r port0 port1 < <(python3 -c '
+import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])')
 config() {
   printf '{"cluster":{"worker":["localhost:%d","localhost:%d"]},"task":{"type":"worker","index":%d}}' \
-    "$port" $((port + 1)) "$1"
+    "$port0" "$port1" "$1"
 }
 for index in 0 1; do
   TF_CONFIG=$(config $index) timeout 120 "$program" >"$out/$index.txt" 2>&1 &
