@@ -278,18 +278,25 @@ TEST(Mirrored, CustomLoopDropoutRepeatsWhateverTheThreadsTiming) {
   EXPECT_EQ(runs[0], runs[1]);
 }
 
-TEST(Mirrored, ApplyingUnaveragedGradientsInsideRunIsAnErrorNamingTheFix) {
-  auto [x, y] = data(32);
-  Sequential model = make_model();
-  {
+// A model built on the calling thread (the replicas share its variables) and what a custom step needs.
+struct CustomStep {
+  explicit CustomStep(const Tensor& x) : model(make_model()) {
     autodiff::SuspendRecording build;
     model(x.slice(0, 0, 1));
+    vars = model.trainable_variables();
   }
+  Sequential model;
+  losses::SparseCategoricalCrossentropy loss_fn;
+  optimizers::SGD sgd{{.learning_rate = 0.3}};
+  std::vector<Variable> vars;
+};
+
+TEST(Mirrored, ApplyingUnaveragedGradientsInsideRunIsAnErrorNamingTheFix) {
+  auto [x, y] = data(32);
+  CustomStep parts(x);
+  auto& [model, loss_fn, sgd, vars] = parts;
   MirroredStrategy mirrored(2);
   auto scope = mirrored.scope();
-  losses::SparseCategoricalCrossentropy loss_fn;
-  optimizers::SGD sgd({.learning_rate = 0.3});
-  std::vector<Variable> vars = model.trainable_variables();
   std::vector<float> before = vars[0].value_unwatched().reshape({-1}).to_vector<float>();
   std::string message;
   try {
@@ -312,16 +319,10 @@ TEST(Mirrored, ApplyingUnaveragedGradientsInsideRunIsAnErrorNamingTheFix) {
 // wrong, instead of leaving the others waiting.
 TEST(Mirrored, RunEndsWithAnErrorWhenReplicasDoNotMeet) {
   auto [x, y] = data(32);
-  Sequential model = make_model();
-  {
-    autodiff::SuspendRecording build;
-    model(x.slice(0, 0, 1));
-  }
+  CustomStep parts(x);
+  auto& [model, loss_fn, sgd, vars] = parts;
   MirroredStrategy mirrored(2);
   auto scope = mirrored.scope();
-  losses::SparseCategoricalCrossentropy loss_fn;
-  optimizers::SGD sgd({.learning_rate = 0.3});
-  std::vector<Variable> vars = model.trainable_variables();
   auto message_of = [&](auto step) {
     try {
       mirrored.run(step, x, y);
