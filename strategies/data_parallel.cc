@@ -40,12 +40,16 @@ std::unique_ptr<ReplicaContext::GradientAverager> MultiWorkerMirroredStrategy::a
     std::optional<DType> wire;
     if (options_.compression == GradientCompression::kFloat16) wire = kF16;
     if (options_.compression == GradientCompression::kBFloat16) wire = kBF16;
-    layout_ = std::make_shared<BucketLayout>(like, names, options_.bucket_bytes, wire, comm_->size());
+    layout_ = std::make_shared<BucketLayout>(like, names, options_.bucket_bytes, wire,
+                                             options_.balance_load ? comm_->size() : 0);
   }
   auto averager = std::make_unique<BucketedAverager>(*comm_, layout_, weight, nominal, options_.overlap, weighted_loss);
   if (options_.balance_load) {
     averager->on_timings([this](const std::vector<double>& seconds) {
+      // The rows split_rows gave this step; none when this step's batches were not split by it (fit on
+      // a Dataset, a custom loop): then nothing is learnt.
       if (step_rows_.size() == seconds.size()) speeds_ = updated_speeds(speeds_, step_rows_, seconds);
+      step_rows_.clear();
     });
   }
   return averager;

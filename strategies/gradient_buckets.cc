@@ -150,10 +150,10 @@ std::optional<BucketedAverager::Reduced> BucketedAverager::reduce() {
   const BucketLayout::Bucket& last = layout_->buckets_.back();
   Reduced r;
   r.meta = last.buffer.slice(0, last.meta_offset, last.buffer.numel()).to(kF64).to(kCPU).to_vector<double>();
+  if (r.meta[0] <= 0) return std::nullopt;  // no replica had rows: nothing was timed either
   if (on_timings_ && layout_->ranks_ > 0) {
     on_timings_(std::vector<double>(r.meta.end() - layout_->ranks_, r.meta.end()));
   }
-  if (r.meta[0] <= 0) return std::nullopt;
   for (const BucketLayout::Bucket& b : layout_->buckets_) {
     r.buckets.push_back(is_half(b.buffer.dtype()) ? b.buffer.to(kF32) : b.buffer);
   }

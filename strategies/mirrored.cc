@@ -27,6 +27,19 @@ struct MirroredStrategy::Rendezvous {
     const uint64_t round = enter(replica, Kind::kSum);
     slots[replica] = value;
     if (++arrived == n) {
+      const Tensor* first = nullptr;
+      for (int r = 0; r < n; ++r) {
+        if (!slots[r].defined()) continue;
+        if (!first) {
+          first = &slots[r];
+        } else if (slots[r].shape() != first->shape() || slots[r].dtype() != first->dtype()) {
+          abort_locked(str_cat("MirroredStrategy: replica ", r, " passed ", shape_str(slots[r].shape()), " ",
+                               dtype_name(slots[r].dtype()), " to a cross-replica sum where another passed ",
+                               shape_str(first->shape()), " ", dtype_name(first->dtype())));
+          std::fill(slots.begin(), slots.end(), Tensor());
+          throw StateError(reason);
+        }
+      }
       Tensor total;
       for (Tensor& slot : slots) {
         if (slot.defined()) total = total.defined() ? total + slot : slot.contiguous();

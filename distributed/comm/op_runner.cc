@@ -70,12 +70,9 @@ OpRunner::~OpRunner() {
 }
 
 std::function<std::string()> OpRunner::failure_probe() const {
-  return [anchor = anchor_]() -> std::string {
-    std::lock_guard<std::mutex> guard(anchor->mu);
-    if (anchor->self == nullptr) return "the communicator was destroyed";
-    std::lock_guard<std::mutex> lock(anchor->self->mu_);
-    return anchor->self->failure_ ? anchor->self->failure_->reason : std::string();
-  };
+  // The note outlives the runner: after the communicator is gone it still tells a failure it had, and
+  // "" otherwise (work beside it, such as a checkpoint commit through the store, may finish).
+  return [note = failure_note_]() { return note->get(); };
 }
 
 void OpRunner::Anchor::on_wait_timeout(int64_t seq, bool collective) {
@@ -97,14 +94,14 @@ WorkPtr OpRunner::submit(Op op) {
   std::unique_lock<std::mutex> lock(mu_);
   // Inline-only, another thread's op may be running: wait for it before numbering this one, so that ops
   // run in the order of their numbers.
-  if (config_.inline_only) cv_.wait(lock, [&] { return !busy_; });
+  if (config_.inline_only) cv_.wait(lock, [&] { return !busy_ || failure_; });
   int64_t seq = op.collective ? ++collective_seq_ : ++p2p_seq_;
   auto work = std::make_shared<WorkImpl>(op.timeout, anchor_, seq, op.collective);
   if (failure_) {
     work->fail(error_for(label(seq, op.collective, op.signature()), *failure_, false));
     return work;
   }
-  if (config_.inline_only || (!op.async && queue_.empty() && !busy_)) {
+  if (!busy_ && (config_.inline_only || (!op.async && queue_.empty()))) {
     Queued q{std::move(op), seq, std::move(work)};
     execute_exclusively(lock, q);
     return std::move(q.work);
@@ -181,6 +178,7 @@ void OpRunner::abort(CollectiveFailure kind, const std::string& reason, bool pub
       failure_ = failure;
       failed_at_ = Clock::now();
       first = true;
+      failure_note_->set(reason);
     }
     if (running_) {
       running_work = running_->work->shared_from_this();  // q.work keeps it alive while running_ is set
@@ -190,6 +188,7 @@ void OpRunner::abort(CollectiveFailure kind, const std::string& reason, bool pub
   }
   if (running_work) running_work->fail(error_for(running_label, failure, true));
   for (Queued& q : dropped) q.work->fail(error_for(label(q.seq, q.op.collective, q.op.signature()), failure, false));
+  cv_.notify_all();  // inline-only submitters waiting for the running op: they fail now instead
   if (publish && first && config_.job_store) {
     // Only the first notice stays: every rank then reports the root cause, not its consequences.
     (void)config_.job_store->compare_set(kAbortKey, "", str_cat("rank ", config_.rank, " reported: ", reason));

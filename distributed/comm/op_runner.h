@@ -143,6 +143,20 @@ class OpRunner {
   // Rank 0's view of each rank's heartbeat: last value seen and when it changed.
   std::vector<std::pair<std::string, std::chrono::steady_clock::time_point>> heartbeats_;
   std::shared_ptr<Anchor> anchor_;
+  // The first failure's reason, for failure_probe (its own lock: read from any thread, any time).
+  struct FailureNote {
+    void set(const std::string& why) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (reason.empty()) reason = why;
+    }
+    std::string get() {
+      std::lock_guard<std::mutex> lock(mu);
+      return reason;
+    }
+    std::mutex mu;
+    std::string reason;
+  };
+  std::shared_ptr<FailureNote> failure_note_ = std::make_shared<FailureNote>();
   std::condition_variable monitor_cv_;
   bool monitor_stop_ = false;
   std::thread progress_;

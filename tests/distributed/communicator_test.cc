@@ -199,6 +199,27 @@ TEST(GlooThreadsFailure, AbortFailsTheOtherRanks) {
   });
 }
 
+// failure_probe() says why the communicator failed, "" while it works, and keeps saying it (or "") after
+// the communicator is gone: work beside the collectives polls it.
+TEST(Communicator, FailureProbeOutlivesTheCommunicator) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  World world(1, StoreKind::kFile);
+  std::function<std::string()> healthy, failed;
+  {
+    std::unique_ptr<Communicator> a = world.make(0);
+    healthy = a->failure_probe();
+    EXPECT_EQ(healthy(), "");
+  }
+  EXPECT_EQ(healthy(), "") << "destroyed without a failure";
+  {
+    std::unique_ptr<Communicator> b = world.make(0);
+    failed = b->failure_probe();
+    b->abort("the user gave up");
+    EXPECT_NE(failed().find("the user gave up"), std::string::npos) << failed();
+  }
+  EXPECT_NE(failed().find("the user gave up"), std::string::npos) << "kept after the communicator is gone";
+}
+
 TEST(Communicator, BadArgumentsAreRejectedAtTheCall) {
   if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
   World world(1, StoreKind::kFile);

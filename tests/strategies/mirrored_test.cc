@@ -355,6 +355,12 @@ TEST(Mirrored, RunEndsWithAnErrorWhenReplicasDoNotMeet) {
   EXPECT_NE(crossed.find("while other replicas wait in a"), std::string::npos) << crossed;
   EXPECT_NE(crossed.find("every replica must make the same cross-replica calls in the same order"), std::string::npos)
       << crossed;
+  // Replicas summing tensors of different shapes.
+  std::string shapes = message_of([&](const Tensor&, const Tensor&) {
+    cross_replica_sum(zeros({current_replica_context()->replica_id() + 1}));
+  });
+  EXPECT_NE(shapes.find("replica 1 passed [2] f32 to a cross-replica sum where another passed [1] f32"),
+            std::string::npos) << shapes;
   // The strategy works again afterwards.
   PerReplica<Tensor> rows = mirrored.run([](const Tensor& xb) { return full({1}, static_cast<double>(xb.dim(0))); }, x);
   EXPECT_EQ(mirrored.reduce(Reduction::kSum, rows).item(), 32.0);
