@@ -4,16 +4,12 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/nn/replica_context.h"
+
 namespace gradflow::strategies {
 namespace {
 
 constexpr double kSmoothing = 0.3;  // weight of the newest step in the moving average
-
-std::vector<int64_t> equal_bounds(int64_t total, int64_t n) {
-  std::vector<int64_t> bounds(static_cast<size_t>(n) + 1);
-  for (int64_t r = 0; r <= n; ++r) bounds[r] = total / n * r + std::min<int64_t>(r, total % n);
-  return bounds;
-}
 
 }  // namespace
 
@@ -23,7 +19,7 @@ std::vector<int64_t> balanced_bounds(int64_t total, const std::vector<double>& s
   const double sum = std::accumulate(speeds.begin(), speeds.end(), 0.0);
   bool usable = std::isfinite(sum) && sum > 0;
   for (double s : speeds) usable = usable && std::isfinite(s) && s > 0;
-  if (!usable) return equal_bounds(total, n);
+  if (!usable) return array_split_bounds(total, n);
   std::vector<int64_t> rows(n);
   std::vector<double> fraction(n);
   int64_t given = 0;

@@ -135,9 +135,7 @@ class Strategy {
     const int n = num_local_replicas();
     strategy_internal::BatchShape shape;
     strategy_internal::inspect(shape, args...);
-    std::vector<int64_t> begin(static_cast<size_t>(n) + 1, 0);
-    const int64_t total = shape.rows.value_or(n);
-    for (int r = 0; r <= n; ++r) begin[r] = total / n * r + std::min<int64_t>(r, total % n);
+    const std::vector<int64_t> begin = array_split_bounds(shape.rows.value_or(n), n);
     // Each replica's weight in strategy.gradient's average: its rows of the batch (or of its PerReplica
     // value); 1 each without either.
     std::vector<double> weights;

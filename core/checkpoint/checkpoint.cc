@@ -238,25 +238,26 @@ std::string CheckpointManager::save(int64_t step, int64_t epoch, const std::map<
   if (ReplicaContext* ctx = sharding_context()) {
     checkpoint_files::keep_shard(s, ctx->replica_id(), ctx->num_replicas());
     checkpoint_files::RankSums ranks{ctx->replica_id(), ctx->num_replicas(), {}};
-    std::shared_ptr<ReplicaContext::BackgroundSums> background;
-    if (options_.async) background = ctx->background_sums();  // collective: every rank opens it here
-    if (!background) {
+    // Async: the barriers go through background sums, whose order is their own (opening them is
+    // collective: every rank does it here).
+    std::shared_ptr<ReplicaContext::BackgroundSums> background = options_.async ? ctx->background_sums() : nullptr;
+    if (background) {
+      ranks.sum = [background](const std::vector<double>& v) { return background->sum(v); };
+    } else {
       ranks.sum = [ctx](const std::vector<double>& v) { return ctx->sum(v); };
+    }
+    auto commit = [this, ranks](const Snapshot& snapshot) {  // what pruning dropped (rank 0 prunes)
       std::vector<std::string> doomed;
-      checkpoint_files::commit_sharded(dir_, s, ranks, [&](const std::string& committed) {
-        doomed = prune(committed);  // rank 0 only
-      });
+      checkpoint_files::commit_sharded(dir_, snapshot, ranks, [&](const std::string& committed) { doomed = prune(committed); });
+      return doomed;
+    };
+    if (!background) {
+      std::vector<std::string> doomed = commit(s);
       if (!doomed.empty()) in_background([doomed] { delete_after_sharded_commit(doomed); });
       return final_dir;
     }
-    // Async: the barriers go through the background sums, whose order is their own.
-    ranks.sum = [background](const std::vector<double>& v) { return background->sum(v); };
     checkpoint_files::host_copy(s);
-    in_background([this, s = std::move(s), ranks] {
-      std::vector<std::string> doomed;
-      checkpoint_files::commit_sharded(dir_, s, ranks, [&](const std::string& committed) { doomed = prune(committed); });
-      delete_after_sharded_commit(doomed);
-    });
+    in_background([commit, s = std::move(s)] { delete_after_sharded_commit(commit(s)); });
     return final_dir;
   }
   if (!options_.async) {

@@ -120,6 +120,10 @@ class ReplicaContext {
   virtual std::unique_ptr<BackgroundSums> background_sums() { return nullptr; }
 };
 
+// Bounds b_0 = 0 <= b_1 <= ... <= b_n = rows of `rows` rows in n parts as numpy.array_split makes them
+// (the first rows % n parts one row longer): how replicas share a batch unless a strategy balances it.
+std::vector<int64_t> array_split_bounds(int64_t rows, int64_t n);
+
 // The context of this thread (nullptr: training is not distributed).
 ReplicaContext* current_replica_context();
 

@@ -89,9 +89,8 @@ void merge_across_replicas(ReplicaContext& ctx, TrainingConfig& t, RunningMean& 
 
 // Rows [lo, hi) of a global batch split as numpy.array_split does: this replica's part.
 std::pair<int64_t, int64_t> replica_part(int64_t lo, int64_t hi, int replicas, int id) {
-  int64_t n = hi - lo, base = n / replicas, extra = n % replicas;
-  int64_t begin = lo + id * base + std::min<int64_t>(id, extra);
-  return {begin, begin + base + (id < extra ? 1 : 0)};
+  const std::vector<int64_t> bounds = array_split_bounds(hi - lo, replicas);
+  return {lo + bounds[id], lo + bounds[id + 1]};
 }
 
 // The epoch's example order: a permutation drawn from the global Philox generator when shuffling.
@@ -213,8 +212,7 @@ std::pair<std::vector<Tensor>, double> replicas_forward_backward(ReplicaContext&
   const size_t num_vars = model.trainable_variables().size();
   const int n = ctx.num_replicas();
   const int64_t total = batch.first.dim(0);
-  std::vector<int64_t> begin(n + 1);
-  for (int r = 0; r <= n; ++r) begin[r] = total / n * r + std::min<int64_t>(r, total % n);
+  const std::vector<int64_t> begin = array_split_bounds(total, n);
   const bool synchronizes = model.synchronizes_replicas();
   // Each replica's random numbers come from its own generator, seeded from one draw of the global one:
   // the same masks every run, whatever the threads' timing.

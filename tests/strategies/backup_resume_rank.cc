@@ -25,13 +25,6 @@ namespace {
 
 using testing::check;
 
-Sequential make_model() {
-  reset_layer_names();
-  Sequential m({Dense(16, {.activation = "relu", .input_shape = Shape{8}}), Dropout(0.25),
-                Dense(4, {.activation = "softmax"})});
-  m.compile("adam", "sparse_categorical_crossentropy");
-  return m;
-}
 
 using testing::weights;
 
@@ -64,11 +57,11 @@ void run_scenario(strategies::Strategy& strategy, const std::string& dir, const 
   };
   auto scope = strategy.scope();
   set_seed(7);
-  Sequential uninterrupted = make_model();
+  Sequential uninterrupted = testing::dropout_classifier();
   fit(uninterrupted, {});
 
   set_seed(7);
-  Sequential crashing = make_model();
+  Sequential crashing = testing::dropout_classifier();
   bool crashed = false;
   try {
     fit(crashing, {BackupAndRestore(dir, {.save_freq = s.save_freq}), s.crash});
@@ -82,7 +75,7 @@ void run_scenario(strategies::Strategy& strategy, const std::string& dir, const 
           str_cat(s.name, ": ", s.checkpoint, "/meta.json holds replica ", r, "'s data position"));
   }
   set_seed(999);  // the restarted job
-  Sequential resumed = make_model();
+  Sequential resumed = testing::dropout_classifier();
   History h = fit(resumed, {BackupAndRestore(dir, {.save_freq = s.save_freq})});
   check(h.epoch == s.resumed_epochs, rank, str_cat(s.name, ": resumed at epoch ", s.resumed_epochs.front()));
   check(weights(resumed) == weights(uninterrupted), rank,

@@ -192,7 +192,10 @@ class Diverge : public Callback {
 // replicas first: every replica must save at the same steps, or the job would hang.
 void accumulation_with_batch_saves_on_uneven_data(strategies::Strategy& strategy) {
   int rank = strategy.replica_id(), replicas = strategy.num_replicas_in_sync();
-  std::string dir = str_cat("/tmp/gradflow_dp_accum_saves_", replicas);
+  // Named after rank 0's process id (summed to every rank), so that jobs running at once (ctest -j) never
+  // share it.
+  const double job = strategy.reduce(strategies::Reduction::kSum, full({1}, rank == 0 ? ::getpid() : 0, kF64)).item();
+  std::string dir = str_cat("/tmp/gradflow_dp_accum_saves_", static_cast<int64_t>(job));
   if (rank == 0) std::filesystem::remove_all(dir);
   strategy.reduce(strategies::Reduction::kSum, zeros({1}));  // a barrier: the directory is clean
   Tensor x = random_uniform({8 * replicas * 3 + 3, 8}, -1, 1, kF32, kCPU, 81);

@@ -1,5 +1,5 @@
 // What the strategy tests share: each rank's "rank R: ... ok|FAILED" lines (the multi-rank tests pass on
-// every rank printing no FAILED), and the distance between two models' variables.
+// every rank printing no FAILED), the distance between two models' variables, and the checkpoint tests' model.
 #pragma once
 
 #include <algorithm>
@@ -11,6 +11,16 @@
 #include "core/gradflow.h"
 
 namespace gradflow::testing {
+
+// The checkpoint rank programs' model: 8 features, Dense(16, relu), Dropout(0.25), Dense(4, softmax), Adam;
+// layer names reset, so every process (and every restart) names the variables alike.
+inline Sequential dropout_classifier() {
+  reset_layer_names();
+  Sequential m({Dense(16, {.activation = "relu", .input_shape = Shape{8}}), Dropout(0.25),
+                Dense(4, {.activation = "softmax"})});
+  m.compile("adam", "sparse_categorical_crossentropy");
+  return m;
+}
 
 // Failed checks so far in this process (its exit status).
 inline int& failures() {

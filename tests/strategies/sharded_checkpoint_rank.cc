@@ -36,13 +36,6 @@ namespace {
 namespace fs = std::filesystem;
 using testing::check;
 
-Sequential make_model() {
-  reset_layer_names();
-  Sequential m({Dense(16, {.activation = "relu", .input_shape = Shape{8}}), Dropout(0.25),
-                Dense(4, {.activation = "softmax"})});
-  m.compile("adam", "sparse_categorical_crossentropy");
-  return m;
-}
 
 // The model's variables and the optimizer's slots, by name.
 std::vector<std::pair<std::string, Tensor>> state_of(Sequential& m) {
@@ -60,6 +53,11 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return std::memcmp(ca.raw_data(), cb.raw_data(), bytes) == 0;
 }
 
+// What the save phases train on: 64 examples of 8 features in 4 classes.
+std::pair<Tensor, Tensor> training_data() {
+  return {random_uniform({64, 8}, -1, 1, kF32, kCPU, 11), random_uniform({64}, 0, 4, kF32, kCPU, 12).to(kI64)};
+}
+
 struct Args {
   std::string phase, shared;
   int64_t step = 0, expect = 0, then_save = 0;
@@ -68,8 +66,8 @@ struct Args {
 };
 
 void save_phase(strategies::Strategy& strategy, const Args& a, int rank, int n) {
-  Sequential model = make_model();
-  Tensor x = random_uniform({64, 8}, -1, 1, kF32, kCPU, 11), y = random_uniform({64}, 0, 4, kF32, kCPU, 12).to(kI64);
+  Sequential model = testing::dropout_classifier();
+  auto [x, y] = training_data();
   auto scope = strategy.scope();
   model.fit(x, y, {.epochs = 1, .batch_size = 8, .verbose = 0});
   set_seed(100 + static_cast<uint64_t>(rank));
@@ -104,7 +102,7 @@ void save_phase(strategies::Strategy& strategy, const Args& a, int rank, int n) 
 
 void restore_phase(strategies::Strategy& strategy, const Args& a, int rank, int n) {
   set_seed(999);  // a fresh process: the checkpoint must bring the generator back
-  Sequential model = make_model();
+  Sequential model = testing::dropout_classifier();
   auto scope = strategy.scope();
   CheckpointManager ckpt(a.shared + "/ckpt", model);
   std::optional<CheckpointInfo> info = ckpt.restore_latest();
@@ -137,7 +135,7 @@ void restore_phase(strategies::Strategy& strategy, const Args& a, int rank, int 
 }
 
 void fail_phase(strategies::Strategy& strategy, const Args& a, int rank, int) {
-  Sequential model = make_model();
+  Sequential model = testing::dropout_classifier();
   auto scope = strategy.scope();
   std::string dir = a.shared + "/ckpt";
   CheckpointManager ckpt(dir, model, {.before_commit = [rank](int64_t) {
@@ -164,7 +162,7 @@ void fail_phase(strategies::Strategy& strategy, const Args& a, int rank, int) {
 }
 
 void damage_phase(strategies::Strategy& strategy, const Args& a, int rank, int n) {
-  Sequential model = make_model();
+  Sequential model = testing::dropout_classifier();
   auto scope = strategy.scope();
   std::string dir = a.shared + "/ckpt";
   CheckpointManager ckpt(dir, model, {.max_to_keep = 0});
@@ -185,8 +183,8 @@ void damage_phase(strategies::Strategy& strategy, const Args& a, int rank, int n
 // all-reduces. The checkpoint must hold the state at save() and every replica's generator; a failing
 // async save must fail every rank's wait(), naming rank 1, and commit nothing.
 void async_phase(strategies::Strategy& strategy, const Args& a, int rank, int n) {
-  Sequential model = make_model();
-  Tensor x = random_uniform({64, 8}, -1, 1, kF32, kCPU, 11), y = random_uniform({64}, 0, 4, kF32, kCPU, 12).to(kI64);
+  Sequential model = testing::dropout_classifier();
+  auto [x, y] = training_data();
   auto scope = strategy.scope();
   model.fit(x, y, {.epochs = 1, .batch_size = 8, .verbose = 0});
   set_seed(100 + static_cast<uint64_t>(rank));
@@ -212,7 +210,7 @@ void async_phase(strategies::Strategy& strategy, const Args& a, int rank, int n)
   check(seeds, rank, "rng_replicas[r] is replica r's generator at save()");
 
   set_seed(999);
-  Sequential fresh = make_model();
+  Sequential fresh = testing::dropout_classifier();
   fresh.fit(x.slice(0, 0, 8), y.slice(0, 0, 8), {.epochs = 1, .batch_size = 8, .verbose = 0});  // builds it
   CheckpointManager(dir, fresh).restore(path);
   absl::StatusOr<SafetensorsFile> ref = read_safetensors(reference);
