@@ -46,14 +46,16 @@ struct Running {
 };
 
 // In the child, between fork and exec: only async-signal-safe calls.
+// The stop signals arrive blocked (see start()): default handling first, then they may be delivered.
 [[noreturn]] void exec_child(const ProcessSpec& spec, int out_w, int err_w, int in_r, pid_t parent,
-                             std::vector<char*>& argv, std::vector<char*>& envp) {
+                             std::vector<char*>& argv, std::vector<char*>& envp, const sigset_t& unblock) {
   ::setpgid(0, 0);
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != parent) ::_exit(127);  // gfrun died before prctl took effect
   struct sigaction dfl {};
   dfl.sa_handler = SIG_DFL;
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) ::sigaction(sig, &dfl, nullptr);
+  ::sigprocmask(SIG_SETMASK, &unblock, nullptr);
   ::dup2(in_r, 0);
   ::dup2(out_w, 1);
   ::dup2(err_w, 2);
@@ -94,9 +96,17 @@ bool start(Running& r) {
   for (std::string& e : r.spec.env) envp.push_back(e.data());
   envp.push_back(nullptr);
   pid_t parent = ::getpid();
+  // The child inherits gfrun's handlers, which write to gfrun's signal pipe: a SIGTERM that gfrun sends
+  // a rank that has not yet reset them would read as gfrun being stopped. So the stop signals stay
+  // blocked across fork until the child has set default handling.
+  sigset_t stop, before;
+  sigemptyset(&stop);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&stop, sig);
+  ::sigprocmask(SIG_BLOCK, &stop, &before);
   pid_t pid = ::fork();
+  if (pid == 0) exec_child(r.spec, out[1], err[1], in[0], parent, argv, envp, before);
+  ::sigprocmask(SIG_SETMASK, &before, nullptr);
   if (pid < 0) return false;
-  if (pid == 0) exec_child(r.spec, out[1], err[1], in[0], parent, argv, envp);
   ::setpgid(pid, pid);  // also here: no race with a kill before the child ran setpgid
   ::close(out[1]);
   ::close(err[1]);

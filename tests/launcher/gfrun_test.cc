@@ -205,6 +205,17 @@ TEST(GfrunFailure, TimeoutEndsTheJobWith124) {
   EXPECT_NE(r.output.find("longer than --timeout 1 s"), std::string::npos) << r.output;
 }
 
+// A rank that fails at once while the others are still starting: gfrun stops them with SIGTERM, and a
+// rank that had not yet dropped gfrun's inherited handlers used to write that signal into gfrun's own
+// signal pipe, so gfrun reported being stopped itself ("got Terminated while stopping the job").
+TEST(Gfrun, StoppingRanksThatAreStillStartingIsNotAStopOfGfrun) {
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    Result r = run(gfrun({"-np", "24", "--oversubscribe"}), {{"PROBE_FAIL", "0:9"}, {"PROBE_DELAY_MS", "0"}});
+    EXPECT_EQ(r.exit_code(), 9) << r.output;
+    EXPECT_EQ(r.output.find("while stopping the job"), std::string::npos) << r.output;
+  }
+}
+
 TEST(Gfrun, MaxRestartsRelaunchesAFailedJobWithItsRestartCount) {
   Result r = run(gfrun({"-np", "2", "--max-restarts", "3"}), {{"PROBE_SUCCEED_ON_RESTART", "2"}});
   EXPECT_EQ(r.exit_code(), 0) << r.output;
