@@ -6,11 +6,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define GF_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define GF_HOST_DEVICE inline
-#endif
+#include "core/tensor/host_device.h"
 
 namespace gradflow::philox {
 

@@ -4,8 +4,8 @@
 // notices. An engine only moves and reduces contiguous buffers, one op at a time (never two calls at
 // once), and reports failure by throwing CollectiveError.
 //
-// Buffers are in elements of `dtype` and live on the device that supports_device() accepted (host memory
-// otherwise). Reductions reach the engine only for dtypes it accepted in supports_reduction(); the
+// Buffers are in elements of `dtype` and live on the device that supports_device() accepted (otherwise
+// on staging_device(): host memory for MPI and Gloo, the communicator's GPU for NCCL). Reductions reach the engine only for dtypes it accepted in supports_reduction(); the
 // communicator converts others (f16/bf16 through f32, bool as u8 with max/min) and implements kAvg as kSum
 // followed by a division unless native_avg().
 #pragma once
@@ -28,6 +28,8 @@ class Engine {
   virtual int size() const = 0;
 
   virtual bool supports_device(Device device) const = 0;
+  // Where tensors on a device the engine does not support are copied for the call.
+  virtual Device staging_device() const { return kCPU; }
   virtual bool supports_reduction(DType dtype, ReduceOp op) const = 0;
   virtual bool native_avg() const { return false; }
   // Whether a call honours its timeout by itself (Gloo does). When false, a call that overstays its

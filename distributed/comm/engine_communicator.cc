@@ -48,8 +48,7 @@ Tensor pack(const std::vector<Tensor>& parts) {
 
 EngineCommunicator::EngineCommunicator(std::unique_ptr<Engine> engine, CommSettings settings)
     : engine_(std::move(engine)),
-      settings_(std::move(settings)),
-      own_device_(engine_->backend() == Backend::kNccl ? Device::cuda(settings_.options.cuda_device) : kCPU) {
+      settings_(std::move(settings)) {
   const CommunicatorOptions& o = settings_.options;
   if (settings_.comm_store) user_store_ = std::make_shared<PrefixStore>("user", settings_.comm_store);
   runner_ = std::make_unique<OpRunner>(RunnerConfig{
@@ -69,7 +68,7 @@ EngineCommunicator::EngineCommunicator(std::unique_ptr<Engine> engine, CommSetti
 EngineCommunicator::~EngineCommunicator() { runner_.reset(); }
 
 Device EngineCommunicator::work_device(const Tensor& t) const {
-  return engine_->supports_device(t.device()) ? t.device() : kCPU;
+  return engine_->supports_device(t.device()) ? t.device() : engine_->staging_device();
 }
 
 Tensor EngineCommunicator::staged(const Tensor& t) const { return t.to(work_device(t)).contiguous(); }
@@ -395,10 +394,9 @@ WorkPtr EngineCommunicator::recv(Shape shape, DType dtype, int src, const PointT
   auto signature = [=] { return str_cat("recv(", shape_str(shape), " ", dtype_name(dtype), " from rank ", src, ", tag ", options.tag, ")"); };
   return submit("recv", signature, false, options.timeout, options.async_op,
                 [this, shape, dtype, src, tag = options.tag](Timeout timeout) {
-                  Device device = engine_->supports_device(own_device_) ? own_device_ : kCPU;
-                  Tensor out = empty(shape, dtype, device);
+                  Tensor out = empty(shape, dtype, engine_->staging_device());
                   engine_->recv(out.raw_data(), out.numel(), dtype, src, tag, timeout);
-                  return std::vector<Tensor>{out.to(own_device_)};
+                  return std::vector<Tensor>{out};
                 });
 }
 

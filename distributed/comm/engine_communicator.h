@@ -71,7 +71,6 @@ class EngineCommunicator : public Communicator {
   std::unique_ptr<Engine> engine_;
   CommSettings settings_;
   std::shared_ptr<Store> user_store_;  // "user/" in comm_store
-  Device own_device_;  // where recv() puts its result
   int splits_ = 0;
   std::unique_ptr<OpRunner> runner_;  // last: stopped before the engine goes away
 };

@@ -44,6 +44,7 @@ class NcclEngine final : public Engine {
   int size() const override { return size_; }
 
   bool supports_device(Device device) const override;
+  Device staging_device() const override { return Device::cuda(device_); }
   bool supports_reduction(DType dtype, ReduceOp op) const override;
   bool native_avg() const override { return true; }
   bool honours_timeouts() const override { return true; }

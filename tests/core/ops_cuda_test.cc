@@ -171,6 +171,12 @@ TEST_F(Cuda, BinaryOpsBroadcastAndStrides) {
   Tensor divisors = from_vector<int32_t>({2, 2, -1, 0});
   check("integer division edge cases", [](const auto& in) { return div(in[0], in[1]); }, {ints, divisors});
   check("empty", [](const auto& in) { return add(in[0], in[1]); }, {zeros({0, 3}), ones({3})});
+  // Integer pow is exact beyond double's 53 bits, truncates negative exponents, and wraps.
+  Tensor base = from_vector<int64_t>({3, 3, 2, 1, -1, -1, 0, 7});
+  Tensor exponent = from_vector<int64_t>({39, 1, -1, -5, -3, -4, 0, 2});
+  check("integer pow", [](const auto& in) { return pow(in[0], in[1]); }, {base, exponent});
+  check("u8 pow wraps", [](const auto& in) { return pow(in[0], in[1]); },
+        {from_vector<uint8_t>({2, 3}), from_vector<uint8_t>({9, 5})});
 }
 
 TEST_F(Cuda, UnaryOpsWhereClip) {

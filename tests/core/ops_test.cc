@@ -33,6 +33,18 @@ TEST(Ops, BroadcastingArithmetic) {
   EXPECT_EQ(f32(a.slice(1, 0, 3, 2) * 10.0), (std::vector<float>{10, 30, 40, 60}));
 }
 
+TEST(Ops, IntegerPowIsExact) {
+  // 3^39 needs 62 bits: pow through double rounds it; negative exponents truncate toward zero; u8 wraps.
+  Tensor base = from_vector<int64_t>({3, 3, 2, 1, -1, -1, 0, 7});
+  Tensor exponent = from_vector<int64_t>({39, 1, -1, -5, -3, -4, 0, 2});
+  EXPECT_EQ(pow(base, exponent).to_vector<int64_t>(),
+            (std::vector<int64_t>{4052555153018976267, 3, 0, 1, -1, 1, 1, 49}));
+  EXPECT_EQ(pow(from_vector<int32_t>({-2, 2}), from_vector<int32_t>({31, 31})).to_vector<int32_t>(),
+            (std::vector<int32_t>{std::numeric_limits<int32_t>::min(), std::numeric_limits<int32_t>::min()}));
+  EXPECT_EQ(pow(from_vector<uint8_t>({2, 3}), from_vector<uint8_t>({9, 5})).to_vector<uint8_t>(),
+            (std::vector<uint8_t>{0, 243}));
+}
+
 TEST(Ops, IntegerArithmeticNeverTraps) {
   Tensor a = from_vector<int32_t>({7, -7, std::numeric_limits<int32_t>::min(), 5});
   Tensor b = from_vector<int32_t>({2, 2, -1, 0});

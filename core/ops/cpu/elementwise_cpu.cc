@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "core/ops/cpu/strided_loop.h"
+#include "core/ops/integer_power.h"
 #include "core/ops/internal.h"
 
 namespace gradflow {
@@ -77,7 +78,13 @@ struct Div {
     }
   }
 };
-struct Pow { template <typename T> T operator()(T a, T b) const { return static_cast<T>(std::pow(a, b)); } };
+struct Pow {
+  template <typename T>
+  T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>) return integer_power(a, b);
+    else return static_cast<T>(std::pow(a, b));
+  }
+};
 struct Maximum { template <typename T> T operator()(T a, T b) const { return (a >= b || a != a) ? a : b; } };
 struct Minimum { template <typename T> T operator()(T a, T b) const { return (a <= b || a != a) ? a : b; } };
 struct Equal { template <typename T> bool operator()(T a, T b) const { return a == b; } };

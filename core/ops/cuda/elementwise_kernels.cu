@@ -1,6 +1,7 @@
 // Elementwise kernels: one functor per op (the same formulas as cpu/elementwise_cpu.cc), applied by a
 // strided binary or unary kernel. Kernels and functors first, then the launchers.
 #include "core/ops/cuda/elementwise_kernels.h"
+#include "core/ops/integer_power.h"
 #include "core/tensor/cuda/kernel_common.cuh"
 
 namespace gradflow::cuda {
@@ -57,7 +58,8 @@ struct Div {
 struct Pow {
   template <typename C>
   __device__ C operator()(C a, C b) const {
-    if constexpr (::cuda::std::is_same_v<C, float>) return powf(a, b);
+    if constexpr (kIsInt<C>) return integer_power(a, b);
+    else if constexpr (::cuda::std::is_same_v<C, float>) return powf(a, b);
     else return static_cast<C>(pow(static_cast<double>(a), static_cast<double>(b)));
   }
 };

@@ -291,6 +291,7 @@ cudaError_t run_row_op(cudaStream_t stream, ScalarType type, void* out, const vo
 
 ReducePlan plan_reduce(const ReduceShape& shape) {
   ReducePlan plan;
+  if (shape.outer == 0) return plan;  // nothing to launch (and no occupancy to divide by)
   const StridedIndex<1>& red = shape.reduced;
   bool row_contiguous = red.rank > 0 && red.strides[0][red.rank - 1] == 1;
   plan.by_rows = shape.r > 32 && (row_contiguous || shape.outer == 1) && shape.outer <= (int64_t{1} << 30);
