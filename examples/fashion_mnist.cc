@@ -13,6 +13,9 @@
 //
 //   build/bin/gfrun -np 2 build/bin/fashion_mnist --threads 1
 //
+// --device cuda trains on the GPU (each rank on its own: cluster's JobInfo::gpu; cuda:N names one); the
+// batches stay on the host and are copied step by step.
+//
 // --trace-file writes a timeline of a few steps (forward, backward, each all-reduce on the communication
 // thread, optimizer) for ui.perfetto.dev.
 //
@@ -51,7 +54,7 @@ int main(int argc, char** argv) {
   int64_t batch_size = 32;
   uint64_t seed = 42;
   std::string data_dir = "/usr/share/datasets/fashion-mnist", logdir, metrics_json, strategy_name = "auto",
-              checkpoint_dir;
+              device_name = "cpu", checkpoint_dir;
   int kill_after_epoch = -1;
   int64_t kill_in_save = -1;
   std::string save_freq = "epoch", save_weights;
@@ -68,6 +71,7 @@ int main(int argc, char** argv) {
   app.add_option("--verbose", verbose, "0 silent, 1 progress bar, 2 one line per epoch");
   app.add_option("--strategy", strategy_name, "auto: data-parallel when started as several ranks; none")
       ->check(CLI::IsMember({"auto", "none"}));
+  app.add_option("--device", device_name, "cpu, cuda (this rank's GPU) or cuda:N");
   app.add_option("--checkpoint-dir", checkpoint_dir, "save every epoch here; resume from the latest when present");
   app.add_option("--save-freq", save_freq, "with --checkpoint-dir: \"epoch\" or every N batches");
   app.add_option("--kill-after-epoch", kill_after_epoch,
@@ -103,6 +107,8 @@ int main(int argc, char** argv) {
     }
     auto scope = strategy->scope();
     bool chief = strategy->replica_id() == 0;
+    Device device = device_name == "cuda" ? Device::cuda(std::max(job->gpu, 0)) : Device::parse(device_name);
+    DeviceScope on_device(device);
 
     Sequential model({
         Flatten(Shape{28, 28}),

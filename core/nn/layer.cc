@@ -76,7 +76,9 @@ std::vector<Tensor> LayerImpl::call_all(const std::vector<Tensor>& inputs, bool 
 
 Variable LayerImpl::add_weight(const std::string& weight_name, Shape shape, const Initializer& init, bool is_trainable,
                                DType dtype) {
-  Variable v(init(shape, dtype), str_cat(name_, "/", weight_name), is_trainable);
+  // Initialisers draw on the CPU (Philox: the same numbers a GPU would draw); the weight lives on the
+  // current DeviceScope's device.
+  Variable v(init(shape, dtype).to(current_device()), str_cat(name_, "/", weight_name), is_trainable);
   variables_.push_back(v);
   variable_trainable_.push_back(is_trainable);
   return v;

@@ -10,6 +10,13 @@ namespace gradflow {
 ModelImpl::ModelImpl(std::string type_name, std::string name) : LayerImpl(std::move(type_name), std::move(name)) {}
 ModelImpl::~ModelImpl() = default;
 
+std::vector<Tensor> ModelImpl::placed(const std::vector<Tensor>& inputs) const {
+  std::vector<Tensor> out;
+  out.reserve(inputs.size());
+  for (const Tensor& t : inputs) out.push_back(t.defined() ? t.to(device_) : t);
+  return out;
+}
+
 std::vector<std::shared_ptr<LayerImpl>> ModelImpl::sublayers() const {
   std::vector<std::shared_ptr<LayerImpl>> out;
   for (const Layer& l : layers()) out.push_back(l.ptr());
@@ -35,7 +42,8 @@ void SequentialImpl::add(Layer layer) {
 std::vector<Tensor> SequentialImpl::forward(const std::vector<Tensor>& inputs, bool training) {
   if (inputs.size() != 1) throw ValueError(str_cat(name(), ": a Sequential model takes 1 input, got ", inputs.size()));
   if (layers_.empty()) throw StateError(str_cat(name(), ": the model has no layers"));
-  std::vector<Tensor> x = inputs;
+  DeviceScope scope(device_);
+  std::vector<Tensor> x = placed(inputs);
   for (const Layer& l : layers_) x = l.impl().apply(x, training);
   return x;
 }
@@ -96,6 +104,8 @@ std::vector<Tensor> FunctionalImpl::forward(const std::vector<Tensor>& inputs, b
     }
     values[inputs_[i].node().get()] = {inputs[i]};
   }
+  DeviceScope scope(device_);
+  for (auto& [node, value] : values) value = placed(value);
   for (const auto& node : order_) {
     std::vector<Tensor> args;
     for (const SymbolicTensor& in : node->inputs) args.push_back(values.at(in.node().get()).at(in.index()));

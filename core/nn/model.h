@@ -31,7 +31,15 @@ class ModelImpl : public LayerImpl {
 
   std::unique_ptr<TrainingConfig> training;  // set by compile()
 
+  // Where the model runs: the DeviceScope's device when the model was made. forward() copies inputs
+  // there and makes it current, so that layers built by their first call put their weights there too.
+  Device device() const { return device_; }
+
  protected:
+  // The inputs on the model's device; hold `scope` while the layers run.
+  std::vector<Tensor> placed(const std::vector<Tensor>& inputs) const;
+  const Device device_ = current_device();
+
   std::vector<Tensor> call_all(const std::vector<Tensor>& inputs, bool training) override {
     return forward(inputs, training);
   }

@@ -47,9 +47,10 @@ std::pair<Tensor, Tensor> squeeze_or_expand_to_same_rank(Tensor a, Tensor b, boo
 }
 
 Tensor Loss::operator()(const Tensor& y_true, const Tensor& y_pred, const Tensor& sample_weight) const {
-  Tensor values = call(y_true, y_pred);
+  // Labels and weights follow the predictions to the model's device (host batches, a model on a GPU).
+  Tensor values = call(y_true.to(y_pred.device()), y_pred);
   if (sample_weight.defined()) {
-    Tensor weight = sample_weight.dtype() == values.dtype() ? sample_weight : sample_weight.to(values.dtype());
+    Tensor weight = sample_weight.to(values.device()).to(values.dtype());
     auto [v, w] = squeeze_or_expand_to_same_rank(values, weight);
     values = v * w;
   }

@@ -42,7 +42,7 @@ void Mean::update_state(const Tensor& values_in, const Tensor& sample_weight) {
   }
   // Keras' reduce_to_samplewise_values: reduce the values to the weight's rank, weigh, reduce per sample.
   Tensor weight;
-  std::tie(values, weight) = squeeze_or_expand_to_same_rank(values, as_f64(sample_weight));
+  std::tie(values, weight) = squeeze_or_expand_to_same_rank(values, as_f64(sample_weight.to(values.device())));
   if (values.rank() > weight.rank()) values = mean(values, axes_from(weight.rank(), values.rank()));
   weight = broadcast_to(weight, values.shape());
   values = values * weight;
@@ -61,7 +61,8 @@ void Mean::merge_state(const std::vector<double>& other) {
 
 void MeanMetricWrapper::update_state(const Tensor& y_true, const Tensor& y_pred, const Tensor& sample_weight) {
   autodiff::SuspendRecording no_record;
-  mean_.update_state(call(y_true, y_pred), sample_weight);
+  // Labels follow the predictions to the model's device (host batches, a model on a GPU).
+  mean_.update_state(call(y_true.to(y_pred.device()), y_pred), sample_weight);
 }
 
 Tensor Accuracy::call(const Tensor& y_true, const Tensor& y_pred) const {

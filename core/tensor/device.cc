@@ -26,6 +26,28 @@ Device Device::parse(std::string_view text) {
 
 std::string Device::str() const { return is_cpu() ? "cpu" : str_cat("cuda:", index); }
 
+namespace {
+thread_local Device scoped_device = kCPU;
+}  // namespace
+
+DeviceScope::DeviceScope(Device device) : previous_(scoped_device) {
+  if (device.is_cuda()) {
+    int visible = cuda_device_count();
+    if (!cuda_built()) {
+      throw DeviceError(str_cat("DeviceScope: ", device.str(), " requested but gradflow was built without CUDA"));
+    }
+    if (device.index >= visible) {
+      throw DeviceError(str_cat("DeviceScope: ", device.str(), " requested but ", visible, " CUDA device",
+                                visible == 1 ? " is" : "s are", " visible"));
+    }
+  }
+  scoped_device = device;
+}
+
+DeviceScope::~DeviceScope() { scoped_device = previous_; }
+
+Device current_device() { return scoped_device; }
+
 bool cuda_built() { return GRADFLOW_WITH_CUDA; }
 
 int cuda_device_count() {

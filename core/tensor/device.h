@@ -27,6 +27,25 @@ struct Device {
 
 inline const Device kCPU = Device::cpu();
 
+// The device that layers put their weights on and models run on, per thread: tf.device() for models.
+//   DeviceScope gpu(Device::cuda(0));
+//   Model model = Sequential({...});   // weights on cuda:0, also those built later by fit()
+//   model.fit(x, y);                   // host batches are copied to cuda:0 step by step
+// Scopes nest; each restores the previous device when it ends. Outside any scope it is the CPU. Only
+// weight creation and model inputs follow it: zeros(), random_normal() etc. keep their explicit device
+// argument (kCPU by default). A CUDA device that this process cannot use is a DeviceError at once.
+class DeviceScope {
+ public:
+  explicit DeviceScope(Device device);
+  ~DeviceScope();
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  Device previous_;
+};
+Device current_device();
+
 // Whether this build has the CUDA kernels, and how many CUDA devices this process can use (0 without a
 // GPU, a driver or a CUDA build).
 bool cuda_built();

@@ -183,6 +183,24 @@ TEST_F(TrainingTest, ProgressBarInKerasFormat) {
   EXPECT_EQ(verbose2.str().rfind("Epoch 1/1\n4/4 - 0s - loss: ", 0), 0u) << verbose2.str();
 }
 
+TEST_F(TrainingTest, DeviceScopeRefusesADeviceThisProcessCannotUse) {
+  // One past the last visible GPU (cuda:0 on a machine without one): an error naming it, at once.
+  Device missing = Device::cuda(cuda_device_count());
+  try {
+    DeviceScope scope(missing);
+    FAIL() << "DeviceScope accepted " << missing.str();
+  } catch (const DeviceError& e) {
+    EXPECT_NE(std::string(e.what()).find(missing.str()), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(current_device(), kCPU);  // the failed scope changed nothing
+  {
+    DeviceScope outer(kCPU);
+    Sequential model = small_model();
+    EXPECT_EQ(model.impl().device(), kCPU);
+  }
+  EXPECT_EQ(current_device(), kCPU);
+}
+
 TEST_F(TrainingTest, CustomLoopWithTheSameLayersAndOptimizer) {
   auto [x, y] = blobs(256, 70);
   Sequential model = small_model();

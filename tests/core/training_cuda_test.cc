@@ -1,0 +1,159 @@
+// Keras-style training on a GPU (DeviceScope): fit, evaluate, predict, a custom GradientTape loop and
+// checkpoints give what the same code gives on the CPU, while the model's weights and optimizer slots
+// stay on the GPU. SKIPPED without a CUDA device.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/checkpoint/checkpoint.h"
+#include "core/gradflow.h"
+
+namespace gradflow {
+namespace {
+
+const Device kGpu = Device::cuda(0);
+
+// 256 examples of 12 features in 4 classes, on the host as a data pipeline hands them out.
+std::pair<Tensor, Tensor> data() {
+  Tensor x = random_normal({256, 3, 4}, 0, 1, kF32, kCPU, 1);
+  Tensor y = (random_uniform({256}, 0, 1, kF32, kCPU, 2) * 4.0).to(kI64);
+  return {x, y};
+}
+
+// The seed's model, smaller; no input shape, so fit's first batch builds it.
+Sequential seed_like(bool dropout) {
+  std::vector<Layer> layers{Flatten(), Dense(32, {.activation = "relu"})};
+  if (dropout) layers.push_back(Dropout(0.2));
+  layers.push_back(Dense(4, {.activation = "softmax"}));
+  return Sequential(layers);
+}
+
+std::vector<std::vector<double>> weights(Model& m) {
+  std::vector<std::vector<double>> out;
+  for (const Variable& v : m.variables()) out.push_back(v.value_unwatched().reshape({-1}).to_vector<double>());
+  return out;
+}
+
+// Float sums in another order (cuBLAS against oneDNN) over a few Adam steps: close, not bitwise.
+void expect_close(const std::vector<std::vector<double>>& got, const std::vector<std::vector<double>>& want,
+                  double tol = 2e-4) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t v = 0; v < want.size(); ++v) {
+    ASSERT_EQ(got[v].size(), want[v].size());
+    double worst = 0;
+    for (size_t i = 0; i < want[v].size(); ++i) {
+      worst = std::max(worst, std::abs(got[v][i] - want[v][i]) / std::max(1.0, std::abs(want[v][i])));
+    }
+    EXPECT_LE(worst, tol) << "variable " << v;
+  }
+}
+
+struct Trained {
+  std::vector<std::vector<double>> weights;
+  History history;
+  Logs evaluation;
+  std::vector<double> predictions;
+  std::vector<Device> devices;  // of the variables and the optimizer's slots
+};
+
+Trained fit_on(Device device, bool dropout) {
+  reset_layer_names();
+  set_seed(3);
+  auto [x, y] = data();
+  DeviceScope scope(device);
+  Sequential model = seed_like(dropout);
+  auto adam = std::make_shared<optimizers::Adam>(optimizers::AdamOptions{.learning_rate = 0.01});
+  model.compile(adam, "sparse_categorical_crossentropy", {"accuracy"});
+  Trained t;
+  t.history = model.fit(x, y, {.epochs = 2, .batch_size = 32, .verbose = 0});
+  t.evaluation = model.evaluate(x, y);
+  t.predictions = model.predict(x.slice(0, 0, 8)).to_vector<double>();
+  t.weights = weights(model);
+  for (const Variable& v : model.variables()) t.devices.push_back(v.value_unwatched().device());
+  for (const Variable& s : adam->variables()) {
+    if (s.name() != "iteration") t.devices.push_back(s.value_unwatched().device());  // a host counter
+  }
+  return t;
+}
+
+class TrainingCuda : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  }
+};
+
+TEST_F(TrainingCuda, FitEvaluatePredictMatchTheCpu) {
+  Trained cpu = fit_on(kCPU, /*dropout=*/false);
+  Trained gpu = fit_on(kGpu, /*dropout=*/false);
+  ASSERT_FALSE(gpu.devices.empty());
+  for (Device d : gpu.devices) EXPECT_EQ(d, kGpu) << "a variable or slot left the GPU";
+  expect_close(gpu.weights, cpu.weights);
+  for (size_t e = 0; e < 2; ++e) EXPECT_NEAR(gpu.history.history["loss"][e], cpu.history.history["loss"][e], 1e-4);
+  EXPECT_NEAR(gpu.evaluation["loss"], cpu.evaluation["loss"], 1e-4);
+  EXPECT_NEAR(gpu.evaluation["accuracy"], cpu.evaluation["accuracy"], 1e-9);
+  ASSERT_EQ(gpu.predictions.size(), cpu.predictions.size());
+  for (size_t i = 0; i < cpu.predictions.size(); ++i) EXPECT_NEAR(gpu.predictions[i], cpu.predictions[i], 1e-5);
+}
+
+TEST_F(TrainingCuda, DropoutDrawsTheCpusMasks) {
+  // Philox gives both devices the same numbers, so the same seed drops the same units.
+  expect_close(fit_on(kGpu, /*dropout=*/true).weights, fit_on(kCPU, /*dropout=*/true).weights);
+}
+
+TEST_F(TrainingCuda, CustomTapeLoopOnHostBatches) {
+  auto loop = [](Device device) {
+    reset_layer_names();
+    set_seed(3);
+    auto [x, y] = data();
+    DeviceScope scope(device);
+    Sequential model = seed_like(false);
+    optimizers::Adam adam({.learning_rate = 0.01});
+    losses::SparseCategoricalCrossentropy loss_fn;
+    for (int step = 0; step < 8; ++step) {
+      Tensor xb = x.slice(0, step * 32, step * 32 + 32), yb = y.slice(0, step * 32, step * 32 + 32);
+      GradientTape tape;
+      Tensor y_pred = model(xb, true);
+      EXPECT_EQ(y_pred.device(), device);
+      Tensor loss = loss_fn(yb, y_pred);  // host labels follow the predictions
+      std::vector<Variable> vars = model.trainable_variables();
+      std::vector<Tensor> grads = tape.gradient(loss, std::vector<GradSource>(vars.begin(), vars.end()));
+      for (const Tensor& g : grads) EXPECT_EQ(g.device(), device);
+      adam.apply_gradients(grads, vars);
+    }
+    return weights(model);
+  };
+  expect_close(loop(kGpu), loop(kCPU));
+}
+
+TEST_F(TrainingCuda, CheckpointWrittenFromTheGpuRestoresOnTheCpu) {
+  std::string dir = (std::filesystem::temp_directory_path() / ("gradflow_training_cuda_" + std::to_string(::getpid())))
+                        .string();
+  std::filesystem::remove_all(dir);
+  auto [x, y] = data();
+  auto model_on = [&](Device device) {
+    reset_layer_names();
+    DeviceScope scope(device);
+    Sequential model = seed_like(false);
+    model.compile("adam", "sparse_categorical_crossentropy");
+    model.fit(x.slice(0, 0, 64), y.slice(0, 0, 64), {.epochs = 1, .batch_size = 32, .verbose = 0});
+    return model;
+  };
+  Sequential gpu_model = model_on(kGpu);
+  CheckpointManager(dir, gpu_model).save(2);
+  Sequential cpu_model = model_on(kCPU);
+  ASSERT_TRUE(CheckpointManager(dir, cpu_model).restore_latest().has_value());
+  EXPECT_EQ(weights(cpu_model), weights(gpu_model));
+  // And back: the CPU's values restored into the GPU model keep it on the GPU.
+  CheckpointManager(dir, cpu_model).save(3);
+  ASSERT_TRUE(CheckpointManager(dir, gpu_model).restore_latest().has_value());
+  for (const Variable& v : gpu_model.variables()) EXPECT_EQ(v.value_unwatched().device(), kGpu);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace gradflow
