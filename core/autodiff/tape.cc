@@ -135,7 +135,7 @@ std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vect
   }
 
   absl::flat_hash_map<uint64_t, Tensor> grads;
-  grads[target.id()] = output_gradient.defined() ? output_gradient : ones_like(target);
+  grads[target.id()] = output_gradient.defined() ? output_gradient.to(target.device()) : ones_like(target);
 
   // For on_ready: a source's gradient is final once the earliest relevant op that reads it has run
   // backward (ops run backward in reverse record order). Sources no relevant op reads are final now.

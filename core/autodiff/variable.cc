@@ -6,12 +6,12 @@
 
 namespace gradflow {
 
-Variable::Variable(Tensor initial_value, std::string name, bool trainable) {
+Variable::Variable(Tensor initial_value, std::string name, bool trainable, VariableAggregation aggregation) {
   if (!initial_value.defined()) throw StateError(str_cat("Variable '", name, "': initial value is undefined"));
   // A variable owns its memory: it must not alias the caller's tensor, which assign() would overwrite.
   Tensor owned = empty(initial_value.shape(), initial_value.dtype(), initial_value.device());
   copy_into(owned, initial_value);
-  state_ = std::make_shared<State>(State{std::move(owned), std::move(name), trainable});
+  state_ = std::make_shared<State>(State{std::move(owned), std::move(name), trainable, aggregation});
 }
 
 const Tensor& Variable::value_unwatched() const {
@@ -33,6 +33,11 @@ const std::string& Variable::name() const {
 bool Variable::trainable() const {
   value_unwatched();
   return state_->trainable;
+}
+
+VariableAggregation Variable::aggregation() const {
+  value_unwatched();
+  return state_->aggregation;
 }
 
 void Variable::assign(const Tensor& value) {

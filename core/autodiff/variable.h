@@ -13,10 +13,19 @@
 
 namespace gradflow {
 
+// How data-parallel replicas (separate processes) keep a variable that each updates by itself rather
+// than through the optimizer, as tf.VariableAggregation with ON_READ synchronization:
+// kNone (the default): the replicas' copies stay equal on their own (weights: identical updates).
+// kMean: each replica updates its own copy (BatchNormalization's moving statistics, from its own rows);
+//   the strategy replaces every copy by the replicas' mean at the end of each fit epoch and before each
+//   sharded checkpoint, so what evaluation after an epoch and checkpoints see is the same everywhere.
+enum class VariableAggregation : uint8_t { kNone, kMean };
+
 class Variable {
  public:
   Variable() = default;
-  explicit Variable(Tensor initial_value, std::string name = "Variable", bool trainable = true);
+  explicit Variable(Tensor initial_value, std::string name = "Variable", bool trainable = true,
+                    VariableAggregation aggregation = VariableAggregation::kNone);
 
   bool defined() const { return state_ != nullptr; }
   // The current value; inside a recording tape a trainable variable's read watches it.
@@ -24,6 +33,7 @@ class Variable {
   operator const Tensor&() const { return value(); }  // NOLINT: lets ops take variables directly
   const std::string& name() const;
   bool trainable() const;
+  VariableAggregation aggregation() const;
   const Shape& shape() const { return value_unwatched().shape(); }
   DType dtype() const { return value_unwatched().dtype(); }
   Device device() const { return value_unwatched().device(); }
@@ -43,6 +53,7 @@ class Variable {
     Tensor value;
     std::string name;
     bool trainable;
+    VariableAggregation aggregation;
   };
   std::shared_ptr<State> state_;
 };

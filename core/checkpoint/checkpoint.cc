@@ -232,6 +232,9 @@ void CheckpointManager::refuse_replica_threads(const char* what) const {
 std::string CheckpointManager::save(int64_t step, int64_t epoch, const std::map<std::string, std::string>& extra) {
   refuse_replica_threads("save");
   wait();
+  // Each shard must hold the replicas' mean of what they keep apart (moving statistics), and the live
+  // copies become that mean too, so a resumed job continues from the state it saved.
+  if (ReplicaContext* ctx = sharding_context()) average_mean_aggregated(*ctx, model_.variables());
   Snapshot s = snapshot(step, epoch, extra);
   last_save_at_ = s.meta["saved_at"].get<double>();
   std::string final_dir = str_cat(dir_, "/ckpt-", step);

@@ -50,12 +50,15 @@ std::vector<Tensor> LayerImpl::apply(const std::vector<Tensor>& inputs, bool tra
 
 std::vector<Shape> LayerImpl::compute_output_shape(const std::vector<Shape>& input_shapes,
                                                    const std::vector<DType>& input_dtypes) const {
-  // Without a closed form, run the layer on a zero batch of one example (building it if needed).
+  // Without a closed form, run the layer on a zero batch of one example (building it if needed), where
+  // its weights are or will be built.
+  std::vector<Variable> weights = variables();
+  const Device device = weights.empty() ? current_device() : weights.front().device();
   std::vector<Tensor> probes;
   for (size_t i = 0; i < input_shapes.size(); ++i) {
     Shape with_batch{1};
     with_batch.insert(with_batch.end(), input_shapes[i].begin(), input_shapes[i].end());
-    probes.push_back(zeros(with_batch, i < input_dtypes.size() ? input_dtypes[i] : kF32));
+    probes.push_back(zeros(with_batch, i < input_dtypes.size() ? input_dtypes[i] : kF32, device));
   }
   std::vector<Tensor> out = const_cast<LayerImpl*>(this)->apply(probes, false);
   std::vector<Shape> shapes;
@@ -75,10 +78,11 @@ std::vector<Tensor> LayerImpl::call_all(const std::vector<Tensor>& inputs, bool 
 }
 
 Variable LayerImpl::add_weight(const std::string& weight_name, Shape shape, const Initializer& init, bool is_trainable,
-                               DType dtype) {
+                               DType dtype, VariableAggregation aggregation) {
   // Initialisers draw on the CPU (Philox: the same numbers a GPU would draw); the weight lives on the
   // current DeviceScope's device.
-  Variable v(init(shape, dtype).to(current_device()), str_cat(name_, "/", weight_name), is_trainable);
+  Variable v(init(shape, dtype).to(current_device()), str_cat(name_, "/", weight_name), is_trainable,
+             aggregation);
   variables_.push_back(v);
   variable_trainable_.push_back(is_trainable);
   return v;

@@ -57,7 +57,7 @@ class LayerImpl {
   virtual Tensor call(const Tensor& x, bool training);
   virtual std::vector<Tensor> call_all(const std::vector<Tensor>& inputs, bool training);
   Variable add_weight(const std::string& weight_name, Shape shape, const Initializer& init, bool trainable = true,
-                      DType dtype = kF32);
+                      DType dtype = kF32, VariableAggregation aggregation = VariableAggregation::kNone);
 
  private:
   std::string type_name_;

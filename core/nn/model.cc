@@ -50,6 +50,7 @@ std::vector<Tensor> SequentialImpl::forward(const std::vector<Tensor>& inputs, b
 
 std::vector<std::vector<Shape>> SequentialImpl::layer_output_shapes() const {
   if (layers_.empty() || !layers_[0].impl().input_shape().has_value()) return {};
+  DeviceScope scope(device_);  // layers this builds (add() after the model's scope ended) go with the model
   std::vector<Shape> shapes{*layers_[0].impl().input_shape()};
   std::vector<std::vector<Shape>> out;
   for (const Layer& l : layers_) {

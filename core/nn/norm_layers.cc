@@ -21,8 +21,9 @@ class BatchNormalizationImpl : public LayerImpl {
     int64_t c = shapes.at(0).back();
     gamma_ = add_weight("gamma", {c}, initializers::ones(), options_.scale);
     beta_ = add_weight("beta", {c}, initializers::zeros(), options_.center);
-    moving_mean_ = add_weight("moving_mean", {c}, initializers::zeros(), false);
-    moving_variance_ = add_weight("moving_variance", {c}, initializers::ones(), false);
+    // Each process's replica keeps them from its own rows; strategies average them (VariableAggregation).
+    moving_mean_ = add_weight("moving_mean", {c}, initializers::zeros(), false, kF32, VariableAggregation::kMean);
+    moving_variance_ = add_weight("moving_variance", {c}, initializers::ones(), false, kF32, VariableAggregation::kMean);
   }
   Tensor call(const Tensor& x, bool training) override {
     if (!training) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/ops/ops.h"
 #include "core/tensor/error.h"
 
 namespace gradflow {
@@ -22,6 +23,28 @@ std::vector<int64_t> array_split_bounds(int64_t rows, int64_t n) {
 }
 
 std::vector<int64_t> ReplicaContext::split_rows(int64_t rows) { return array_split_bounds(rows, num_replicas()); }
+
+void average_mean_aggregated(ReplicaContext& ctx, const std::vector<Variable>& vars) {
+  if (ctx.in_process() || ctx.num_replicas() < 2) return;
+  std::vector<Variable> averaged;
+  std::vector<double> values;
+  for (const Variable& v : vars) {
+    if (v.aggregation() != VariableAggregation::kMean) continue;
+    averaged.push_back(v);
+    std::vector<double> mine = v.value_unwatched().to(kF64).reshape({-1}).to_vector<double>();
+    values.insert(values.end(), mine.begin(), mine.end());
+  }
+  if (averaged.empty()) return;  // the same model everywhere: no replica calls the sum then
+  std::vector<double> sums = ctx.sum(values);
+  size_t at = 0;
+  for (Variable& v : averaged) {
+    const int64_t n = v.value_unwatched().numel();
+    std::vector<double> mean(sums.begin() + static_cast<std::ptrdiff_t>(at), sums.begin() + static_cast<std::ptrdiff_t>(at + n));
+    for (double& m : mean) m /= ctx.num_replicas();
+    v.assign(from_vector<double>(mean, v.shape()).to(v.dtype()));
+    at += static_cast<size_t>(n);
+  }
+}
 
 ReplicaContextScope::ReplicaContextScope(ReplicaContext* context) : previous_(g_current) { g_current = context; }
 ReplicaContextScope::~ReplicaContextScope() { g_current = previous_; }

@@ -133,6 +133,11 @@ ReplicaContext* current_replica_context();
 // replica must call it, in the same order.
 Tensor cross_replica_sum(const Tensor& x);
 
+// Replaces every VariableAggregation::kMean variable of `vars` by the replicas' mean (one sum of them
+// all, in f64), when the replicas are separate processes; replicas on threads share one copy, which is
+// left alone. Collective for separate processes: every replica calls it with the same model's variables.
+void average_mean_aggregated(ReplicaContext& ctx, const std::vector<Variable>& vars);
+
 // Makes context current on this thread for the scope's lifetime.
 class ReplicaContextScope {
  public:

@@ -107,7 +107,7 @@ std::vector<int64_t> epoch_order(int64_t n, bool shuffle, std::optional<uint64_t
 
 Tensor rows(const Tensor& t, const std::vector<int64_t>& order, int64_t lo, int64_t hi, bool contiguous_range) {
   if (contiguous_range) return t.slice(0, order[lo], order[lo] + (hi - lo));
-  return gather(t, from_vector<int64_t>(std::vector<int64_t>(order.begin() + lo, order.begin() + hi)));
+  return gather(t, from_vector<int64_t>(std::vector<int64_t>(order.begin() + lo, order.begin() + hi)).to(t.device()));
 }
 
 // One batch's forward and backward, marked on the timeline. The loss is multiplied by loss_weight before
@@ -115,6 +115,7 @@ Tensor rows(const Tensor& t, const std::vector<int64_t>& order, int64_t lo, int6
 // gradient as soon as it is final (the data-parallel averager).
 struct ForwardBackward {
   Tensor y_pred, loss;
+  Tensor y;  // the labels, on the predictions' device (one copy a step for the loss and the metrics)
   std::vector<Variable> vars;  // after forward: a model built by its first batch has none before
   std::vector<Tensor> grads;
 };
@@ -126,7 +127,8 @@ ForwardBackward forward_backward(ModelImpl& model, const Tensor& x, const Tensor
   {
     trace::Span span("forward");
     out.y_pred = model.forward({x}, true).at(0);
-    out.loss = (*t.loss)(y, out.y_pred);
+    out.y = y.to(out.y_pred.device());
+    out.loss = (*t.loss)(out.y, out.y_pred);
   }
   out.vars = model.trainable_variables();
   trace::Span span("backward");
@@ -155,7 +157,7 @@ Logs train_step(ModelImpl& model, const Tensor& x, const Tensor& y) {
     trace::Span span("optimizer");
     t.optimizer->apply_gradients(step.grads, step.vars);
   }
-  update_metrics(t, y, step.y_pred);
+  update_metrics(t, step.y, step.y_pred);
   return {{"loss", step.loss.item()}};
 }
 
@@ -184,7 +186,7 @@ bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<
     ForwardBackward step = forward_backward(model, work->first, work->second, weight,
                                             [&](size_t i, const Tensor& g) { averager->ready(i, g); });
     if (has_rows) {
-      update_metrics(t, batch->second, step.y_pred);
+      update_metrics(t, step.y, step.y_pred);
       loss.add(step.loss.item(), rows);
     }
   }
@@ -304,7 +306,7 @@ struct Accumulation {
       sums[i] = sums[i].defined() ? sums[i] + grads[i] * n : grads[i] * n;
     }
     rows += n;
-    update_metrics(config(model), y, step.y_pred);
+    update_metrics(config(model), step.y, step.y_pred);
     loss.add(step.loss.item(), n);
   }
   // The group's mean gradients (undefined where no batch had one).
@@ -377,6 +379,7 @@ Logs evaluate(Model& model, const Tensor& x, const Tensor& y, const EvaluateOpti
     int64_t hi = std::min(last, lo + options.batch_size);
     Tensor xb = x.slice(0, lo, hi), yb = y.slice(0, lo, hi);
     Tensor y_pred = m.forward({xb}, false).at(0);
+    yb = yb.to(y_pred.device());
     loss.add((*t.loss)(yb, y_pred).item(), static_cast<double>(hi - lo));
     update_metrics(t, yb, y_pred);
     for (const auto& cb : options.callbacks) cb->on_test_batch_end(batch, metric_logs(t, loss));
@@ -488,7 +491,10 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch, int64_t 
       ++step;
     }
     t.mid_accumulation_group = false;  // the loop applied the last group, short or not
-    if (ctx) merge_across_replicas(*ctx, t, loss);
+    if (ctx) {
+      merge_across_replicas(*ctx, t, loss);
+      average_mean_aggregated(*ctx, m.variables());  // e.g. moving statistics, before validation sees them
+    }
     Logs logs = metric_logs(t, loss);
     if (options.validation_data) {
       Logs val = evaluate(model, options.validation_data->x, options.validation_data->y,
@@ -632,6 +638,7 @@ Logs evaluate(Model& model, const Dataset& dataset, const EvaluateOptions& optio
     auto [xb, yb] = as_pair("evaluate", e);
     check_pair("evaluate", xb, yb);
     Tensor y_pred = m.forward({xb}, false).at(0);
+    yb = yb.to(y_pred.device());
     loss.add((*t.loss)(yb, y_pred).item(), static_cast<double>(xb.dim(0)));
     update_metrics(t, yb, y_pred);
     for (const auto& cb : options.callbacks) cb->on_test_batch_end(batch++, metric_logs(t, loss));

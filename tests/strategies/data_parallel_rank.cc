@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/checkpoint/checkpoint.h"
 #include "core/trace/trace.h"
 #include "nlohmann/json.hpp"
 
@@ -172,6 +173,73 @@ void sync_batch_norm_matches_single_replica(strategies::Strategy& strategy, int6
   auto* dp = dynamic_cast<strategies::DataParallelStrategy*>(&strategy);
   std::vector<double> lo = dp->communicator().all_reduce({t}, {.op = distributed::ReduceOp::kMin})->result()[0].to_vector<double>();
   check(lo == mine, rank, str_cat("SyncBatchNormalization n=", n, " k=", k, ": replicas identical"));
+}
+
+// Plain BatchNormalization: each replica's moving statistics come from its own rows; at the epoch's end
+// fit replaces them by the replicas' mean (VariableAggregation::kMean), before epoch-end callbacks and
+// validation see them, and a sharded checkpoint saves (and leaves) that mean too.
+class RecordStatistics : public Callback {
+ public:
+  void on_train_batch_end(int64_t, const Logs&) override { before = values(); }
+  void on_epoch_end(int, const Logs&) override { at_epoch_end = values(); }
+  std::vector<double> before, at_epoch_end;
+
+ private:
+  std::vector<double> values() const {
+    std::vector<double> out;
+    for (const Variable& v : model_->variables()) {
+      if (v.aggregation() != VariableAggregation::kMean) continue;
+      for (double d : v.value_unwatched().to(kF64).reshape({-1}).to_vector<double>()) out.push_back(d);
+    }
+    return out;
+  }
+};
+
+void batch_norm_statistics_are_averaged(strategies::DataParallelStrategy& strategy) {
+  int rank = strategy.replica_id(), replicas = strategy.num_replicas_in_sync();
+  Tensor x = random_uniform({8 * replicas * 3, 8}, -1, 1, kF32, kCPU, 91) * 3.0 + 1.0;
+  Tensor y = random_uniform({8 * replicas * 3}, 0, 4, kF32, kCPU, 92).to(kI64);
+  Sequential model({Dense(16), BatchNormalization({.momentum = 0.8}), Activation("relu"), Dense(4, {.activation = "softmax"})});
+  model.compile("sgd", "sparse_categorical_crossentropy");
+  auto record = std::make_shared<RecordStatistics>();
+  auto scope = strategy.scope();
+  model.fit(x, y, {.epochs = 1, .batch_size = 8, .callbacks = {record}, .shuffle = false, .verbose = 0});
+  auto all_reduce = [&](const std::vector<double>& v, distributed::ReduceOp op) {
+    Tensor t = from_vector<double>(v, {static_cast<int64_t>(v.size())});
+    return strategy.communicator().all_reduce({t}, {.op = op})->result()[0].to_vector<double>();
+  };
+  std::vector<double> sums = all_reduce(record->before, distributed::ReduceOp::kSum);
+  double worst = 0;
+  for (size_t i = 0; i < sums.size(); ++i) {
+    worst = std::max(worst, std::abs(record->at_epoch_end[i] - sums[i] / replicas) / std::max(1.0, std::abs(sums[i])));
+  }
+  check(record->before.size() == 32 && worst < 1e-6, rank,
+        str_cat("BatchNormalization's moving statistics at the epoch's end are the replicas' mean (", record->before.size(),
+                " values, max relative difference ", worst, ")"));
+  check(all_reduce(record->at_epoch_end, distributed::ReduceOp::kMin) == record->at_epoch_end, rank,
+        "BatchNormalization's moving statistics are identical on every replica after the epoch");
+  check(all_reduce(record->before, distributed::ReduceOp::kMin) != record->before || rank != 0, rank,
+        "each replica's own rows gave it different moving statistics during the epoch (the test's premise)");
+  // A sharded checkpoint (collective) saves the mean and leaves it in every replica's model.
+  const double job = strategy.reduce(strategies::Reduction::kSum, full({1}, rank == 0 ? ::getpid() : 0, kF64)).item();
+  std::string dir = str_cat("/tmp/gradflow_dp_bn_mean_", static_cast<int64_t>(job));
+  if (rank == 0) std::filesystem::remove_all(dir);
+  strategy.reduce(strategies::Reduction::kSum, zeros({1}));  // a barrier: the directory is clean
+  Variable moving_mean;
+  for (const Variable& v : model.variables()) {
+    if (v.name().find("moving_mean") != std::string::npos) moving_mean = v;
+  }
+  moving_mean.assign(moving_mean.value_unwatched() + static_cast<double>(rank));  // replicas differ again
+  CheckpointManager(dir, model).save(1);
+  std::vector<double> saved = moving_mean.value_unwatched().to(kF64).to_vector<double>();
+  std::vector<double> sum_saved = all_reduce(saved, distributed::ReduceOp::kSum);
+  std::vector<double> expected;
+  for (size_t i = 0; i < saved.size(); ++i) expected.push_back(record->at_epoch_end[i] + (replicas - 1) / 2.0);
+  double off = 0;
+  for (size_t i = 0; i < saved.size(); ++i) off = std::max(off, std::abs(saved[i] - expected[i]) + std::abs(sum_saved[i] / replicas - saved[i]));
+  check(off < 1e-5, rank, str_cat("a sharded checkpoint leaves every replica the mean of their moving statistics (off by ", off, ")"));
+  strategy.reduce(strategies::Reduction::kSum, zeros({1}));
+  if (rank == 0) std::filesystem::remove_all(dir);
 }
 
 // A callback that nudges one weight on one rank: replicas that stop being identical.
@@ -436,6 +504,7 @@ int main() {
     sync_batch_norm_matches_single_replica(*strategy, 8 * replicas * 4, 1);
     sync_batch_norm_matches_single_replica(*strategy, 8 * replicas * 3 + 3, 1);  // replicas without rows
     sync_batch_norm_matches_single_replica(*strategy, 8 * replicas * 4 + 5, 2);  // accumulating
+    batch_norm_statistics_are_averaged(*strategy);
     std::printf("rank %d of %d (%s): %s\n", strategy->replica_id(), replicas,
                 std::string(distributed::backend_name(strategy->communicator().backend())).c_str(),
                 testing::failures() == 0 ? "all ok" : "FAILURES");
