@@ -9,7 +9,8 @@
 //
 // Started by gfrun, mpirun or srun with more than one rank, it trains data-parallel with no extra flag
 // (MultiWorkerMirroredStrategy from the environment; --batch-size is per replica): the model code is the
-// same. `--strategy none` trains each rank alone.
+// same. `--strategy none` trains each rank alone; `--strategy mirrored` trains --replicas replicas on
+// threads of one process (MirroredStrategy; CPU only so far).
 //
 //   build/bin/gfrun -np 2 build/bin/fashion_mnist --threads 1
 //
@@ -25,6 +26,7 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <thread>
 #include <omp.h>
 #include <csignal>
 #include <cstdlib>
@@ -33,6 +35,7 @@
 #include "core/gradflow.h"
 #include "core/io/safetensors.h"
 #include "strategies/data_parallel.h"
+#include "strategies/mirrored.h"
 
 using namespace gradflow;
 
@@ -50,7 +53,7 @@ class KillAfterEpoch : public Callback {
 
 int main(int argc, char** argv) {
   CLI::App app{"Train the seed's Keras model on Fashion-MNIST"};
-  int epochs = 5, threads = 0, verbose = 1;
+  int epochs = 5, threads = 0, verbose = 1, replicas = 0;
   int64_t batch_size = 32;
   uint64_t seed = 42;
   std::string data_dir = "/usr/share/datasets/fashion-mnist", logdir, metrics_json, strategy_name = "auto",
@@ -69,8 +72,12 @@ int main(int argc, char** argv) {
   app.add_option("--logdir", logdir, "write TensorBoard event files here");
   app.add_option("--metrics-json", metrics_json, "also write the final metrics to this JSON file");
   app.add_option("--verbose", verbose, "0 silent, 1 progress bar, 2 one line per epoch");
-  app.add_option("--strategy", strategy_name, "auto: data-parallel when started as several ranks; none")
-      ->check(CLI::IsMember({"auto", "none"}));
+  app.add_option("--strategy", strategy_name,
+                 "auto: data-parallel when started as several ranks; mirrored: --replicas replicas on threads of "
+                 "this process; none")
+      ->check(CLI::IsMember({"auto", "mirrored", "none"}));
+  app.add_option("--replicas", replicas, "with --strategy mirrored: how many (default: this machine's cores)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--device", device_name, "cpu, cuda (this rank's GPU) or cuda:N");
   app.add_option("--checkpoint-dir", checkpoint_dir, "save every epoch here; resume from the latest when present");
   app.add_option("--save-freq", save_freq, "with --checkpoint-dir: \"epoch\" or every N batches");
@@ -104,6 +111,18 @@ int main(int argc, char** argv) {
     if (!job.ok()) throw ValueError(std::string(job.status().message()));
     if (strategy_name == "auto" && job->world_size > 1) {
       strategy = strategies::DataParallelStrategy::from_environment({}, {.overlap = !no_overlap, .balance_load = balance_load});
+    }
+    if (strategy_name == "mirrored") {
+      if (job->world_size > 1) {
+        throw ValueError(str_cat("--strategy mirrored trains in one process, but this job has ", job->world_size,
+                                 " ranks: leave --strategy auto for data-parallel ranks"));
+      }
+      if (device_name != "cpu") {
+        throw ValueError(str_cat("--strategy mirrored with --device ", device_name,
+                                 ": MirroredStrategy over GPUs is not built yet (its replicas are CPU threads)"));
+      }
+      int n = replicas > 0 ? replicas : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      strategy = std::make_unique<strategies::MirroredStrategy>(n);
     }
     auto scope = strategy->scope();
     bool chief = strategy->replica_id() == 0;
