@@ -40,9 +40,12 @@ CommunicatorOptions communicator_options_for(const cluster::JobInfo& job, const 
   o.size = job.world_size;
   o.mpi_launched = job.source == cluster::JobSource::kOpenMpi || job.source == cluster::JobSource::kPmix;
   o.cuda_device = options.use_gpu ? job.gpu : -1;
-  // Without NCCL in this build, or without the GPU cluster/ assigned (a CUDA build on a machine without
-  // one), kAuto is a CPU job.
-  if (o.backend == Backend::kAuto && (!backend_built(Backend::kNccl) || o.cuda_device >= cuda_device_count())) {
+  // Without NCCL in this build, without the GPU cluster/ assigned (a CUDA build on a machine without
+  // one), or with more ranks on this node than GPUs (NCCL refuses two ranks on one GPU, and ranks past the
+  // last GPU would be CPU jobs while the first ones chose NCCL: every rank must decide alike), kAuto is a
+  // CPU job; GPU tensors then travel staged through host memory.
+  const int gpus = cuda_device_count();
+  if (o.backend == Backend::kAuto && (!backend_built(Backend::kNccl) || o.cuda_device >= gpus || job.local_size > gpus)) {
     o.cuda_device = -1;
   }
   if (job.collective_timeout_s) o.timeout = std::chrono::seconds(*job.collective_timeout_s);

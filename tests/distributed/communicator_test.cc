@@ -290,6 +290,20 @@ TEST(CommunicatorForJob, ARankWithoutTheGpuClusterAssignedIsACpuJob) {
   }
 }
 
+TEST(CommunicatorForJob, MoreLocalRanksThanGpusIsACpuJobOnEveryRank) {
+  // Two ranks on a node with one GPU: rank 0 has "its" GPU, rank 1 none. Both must make the same choice
+  // (the CPU backends), or rank 0 would wait in NCCL's rendezvous for a rank that never joins.
+  for (int rank : {0, 1}) {
+    absl::StatusOr<cluster::JobInfo> job =
+        cluster::resolve_job({{"RANK", std::to_string(rank)}, {"WORLD_SIZE", "2"}, {"LOCAL_RANK", std::to_string(rank)},
+                              {"LOCAL_WORLD_SIZE", "2"}});
+    ASSERT_TRUE(job.ok());
+    CommunicatorOptions o = communicator_options_for(*job, {});
+    bool every_rank_has_a_gpu = cuda_device_count() >= 2 && backend_built(Backend::kNccl);
+    EXPECT_EQ(o.cuda_device, every_rank_has_a_gpu ? rank : -1) << "rank " << rank;
+  }
+}
+
 TEST(CommunicatorForJob, AWrongTokenIsRefusedNamingTheStore) {
   std::string port = std::to_string(free_port());
   auto job_for = [&](int rank, const char* token) {
