@@ -53,17 +53,27 @@ ExampleJob::ExampleJob(const ExampleFlags& flags, strategies::DataParallelOption
       throw ValueError(str_cat("--strategy mirrored trains in one process, but this job has ", job_.world_size,
                                " ranks: leave --strategy auto for data-parallel ranks"));
     }
-    if (flags.device != "cpu") {
-      throw ValueError(str_cat("--strategy mirrored with --device ", flags.device,
-                               ": MirroredStrategy over GPUs is not built yet (its replicas are CPU threads)"));
+    if (flags.device == "cpu") {
+      int n = flags.replicas > 0 ? flags.replicas : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+      strategy_ = std::make_unique<strategies::MirroredStrategy>(n);
+    } else {
+      // A replica per GPU (the first --replicas of them, else every visible one), each with its copies.
+      if (flags.device != "cuda") {
+        throw ValueError(str_cat("--strategy mirrored --device ", flags.device, ": use --device cuda (every GPU, or the ",
+                                 "first --replicas) or cpu"));
+      }
+      int n = flags.replicas > 0 ? flags.replicas : std::max(1, cuda_device_count());
+      std::vector<Device> gpus;
+      for (int g = 0; g < n; ++g) gpus.push_back(Device::cuda(g));
+      strategy_ = std::make_unique<strategies::MirroredStrategy>(gpus);
     }
-    int n = flags.replicas > 0 ? flags.replicas : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    strategy_ = std::make_unique<strategies::MirroredStrategy>(n);
   } else {
     strategy_ = std::make_unique<strategies::DefaultStrategy>();
   }
   scope_ = strategy_->scope();
-  device_scope_.emplace(flags.device == "cuda" ? Device::cuda(std::max(job_.gpu, 0)) : Device::parse(flags.device));
+  if (flags.strategy != "mirrored") {  // MirroredStrategy's scope places the model on its first replica's device
+    device_scope_.emplace(flags.device == "cuda" ? Device::cuda(std::max(job_.gpu, 0)) : Device::parse(flags.device));
+  }
 }
 
 std::vector<CallbackPtr> ExampleJob::callbacks(BackupAndRestoreOptions backup) const {

@@ -10,7 +10,7 @@
 // Started by gfrun, mpirun or srun with more than one rank, it trains data-parallel with no extra flag
 // (MultiWorkerMirroredStrategy from the environment; --batch-size is per replica): the model code is the
 // same. `--strategy none` trains each rank alone; `--strategy mirrored` trains --replicas replicas on
-// threads of one process (MirroredStrategy; CPU only so far).
+// threads of one process (MirroredStrategy; with --device cuda a replica per GPU).
 //
 //   build/bin/gfrun -np 2 build/bin/fashion_mnist --threads 1
 //

@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "core/trace/trace.h"
@@ -40,9 +41,10 @@ struct MirroredStrategy::Rendezvous {
           throw StateError(reason);
         }
       }
+      // Over devices, on the first contributor's device (copies there, in replica order).
       Tensor total;
       for (Tensor& slot : slots) {
-        if (slot.defined()) total = total.defined() ? total + slot : slot.contiguous();
+        if (slot.defined()) total = total.defined() ? total + slot.to(total.device()) : slot.contiguous();
         slot = Tensor();
       }
       result = total;
@@ -51,7 +53,12 @@ struct MirroredStrategy::Rendezvous {
       check_stranded();
       wait_for_round(lock, round);
     }
-    return result;
+    Tensor mine = result;
+    lock.unlock();
+    // Over devices each replica gets the sum on its own (its thread's DeviceScope, also when it passed
+    // nothing).
+    if (!mine.defined() || current_mirror_replica() < 0) return mine;
+    return mine.device() == current_device() ? mine : mine.to(current_device());
   }
 
   // merge_call: the last replica to arrive runs fn with everyone's pointer (the others wait: what they
@@ -183,7 +190,10 @@ class MirroredStrategy::ThreadReplica : public ReplicaContext {
     throw StateError("MirroredStrategy: a replica thread has no shared seed (fit draws it on the calling thread)");
   }
   void merge_call(const void* mine, const std::function<void(const std::vector<const void*>&)>& fn) override {
-    rendezvous_.merge(id_, mine, fn);
+    rendezvous_.merge(id_, mine, [&fn](const std::vector<const void*>& all) {
+      MirrorReplicaScope cross_replica(-1);  // the update is for all: replica 0's variables, then every copy
+      fn(all);
+    });
   }
 
   // grads averaged across the replicas, each weighted by its rows (a replica without rows, or without a
@@ -229,6 +239,20 @@ class PassThroughAverager : public ReplicaContext::GradientAverager {
 
 }  // namespace
 
+MirroredStrategy::MirroredStrategy(std::vector<Device> devices) : MirroredStrategy(static_cast<int>(devices.size())) {
+  for (const Device& d : devices) DeviceScope check(d);  // DeviceError for a device this process cannot use
+  devices_ = std::move(devices);
+}
+
+void MirroredStrategy::broadcast_variables(const std::vector<Variable>& vars) {
+  if (devices_.empty()) return;  // the replicas share them
+  for (Variable v : vars) v.mirror_on(devices_);
+}
+
+std::optional<Device> MirroredStrategy::scope_device() const {
+  return devices_.empty() ? std::nullopt : std::optional<Device>(devices_[0]);
+}
+
 MirroredStrategy::MirroredStrategy(int num_replicas) : num_replicas_(num_replicas) {
   if (num_replicas < 1) throw ValueError(str_cat("MirroredStrategy: num_replicas must be at least 1, got ", num_replicas));
   rendezvous_ = std::make_unique<Rendezvous>(num_replicas);
@@ -242,12 +266,17 @@ MirroredStrategy::~MirroredStrategy() { threads_.reset(); }  // before the conte
 // waits for the next round's function.
 class MirroredStrategy::ReplicaThreads {
  public:
-  ReplicaThreads(std::vector<std::unique_ptr<ThreadReplica>>& replicas, Rendezvous& rendezvous)
+  // devices: each replica's (its thread reads its copies of the variables there), or empty (shared).
+  ReplicaThreads(std::vector<std::unique_ptr<ThreadReplica>>& replicas, Rendezvous& rendezvous,
+                 const std::vector<Device>& devices)
       : errors_(replicas.size()) {
     for (size_t r = 0; r < replicas.size(); ++r) {
-      workers_.emplace_back([this, r, context = replicas[r].get(), &rendezvous] {
+      std::optional<Device> device = devices.empty() ? std::nullopt : std::optional<Device>(devices[r]);
+      workers_.emplace_back([this, r, context = replicas[r].get(), &rendezvous, device] {
         trace::set_thread_name(str_cat("replica ", r));
-        ReplicaContextScope scope(context);
+        ReplicaContextScope scope(context, device);
+        std::optional<MirrorReplicaScope> copies;
+        if (device) copies.emplace(static_cast<int>(r));
         uint64_t seen = 0;
         std::unique_lock<std::mutex> lock(mu_);
         while (true) {
@@ -303,7 +332,7 @@ class MirroredStrategy::ReplicaThreads {
 
 void MirroredStrategy::run_replicas(const std::function<void(int)>& fn) {
   rendezvous_->reset();
-  if (!threads_) threads_ = std::make_unique<ReplicaThreads>(replicas_, *rendezvous_);
+  if (!threads_) threads_ = std::make_unique<ReplicaThreads>(replicas_, *rendezvous_, devices_);
   std::vector<std::exception_ptr> errors = threads_->run(fn);
   // The first replica's own error, not the "another replica failed" of those it stopped.
   for (const std::exception_ptr& e : errors) {

@@ -11,8 +11,15 @@
 // predict run on the calling thread, which has all the data. Custom loops: distribute_dataset joins one
 // batch per replica into each step's batch, and run(step_fn, batch) runs step_fn on every replica's
 // thread with its part; there strategy.gradient() averages across the threads and apply_gradients
-// updates the shared variables once. Not here yet: replicas on several GPUs (they need per-device
-// copies of every variable).
+// updates the shared variables once.
+//
+// MirroredStrategy({Device::cuda(0), Device::cuda(1)}) puts replica r on devices[r] with its own copy of
+// every variable there (Variable::mirror_on, made when fit starts or broadcast_variables is called):
+// each replica's forward and backward run on its device, gradients are summed across devices on replica
+// 0's (copied there, in replica order), the update runs once on replica 0's variables and is copied to
+// the others. Models made inside scope() live on devices[0]. Any devices may be listed, also the CPU
+// (twice, for testing the copies); the NCCL group calls tf.distribute uses between GPUs are not built:
+// the sums go through device copies (tf's ReductionToOneDevice).
 #pragma once
 
 #include <memory>
@@ -26,6 +33,9 @@ class MirroredStrategy : public Strategy, private ReplicaContext {
  public:
   // ValueError unless num_replicas >= 1.
   explicit MirroredStrategy(int num_replicas);
+  // One replica per device, each with its own copies of the variables. ValueError when empty;
+  // DeviceError naming a device this process cannot use.
+  explicit MirroredStrategy(std::vector<Device> devices);
   ~MirroredStrategy() override;
 
   int num_replicas_in_sync() const override { return num_replicas_; }
@@ -36,10 +46,12 @@ class MirroredStrategy : public Strategy, private ReplicaContext {
   // data: tape.gradient, already the average.
   std::vector<Tensor> gradient(GradientTape& tape, const Tensor& target, const std::vector<Variable>& vars) override;
   std::vector<Tensor> reduce_gradients(const std::vector<Tensor>& grads) override;
-  void broadcast_variables(const std::vector<Variable>&) override {}  // the replicas share them
+  // Shared variables: nothing to do. Over devices: every replica gets its copy of each variable.
+  void broadcast_variables(const std::vector<Variable>& vars) override;
 
  protected:
   ReplicaContext* replica_context() override { return this; }
+  std::optional<Device> scope_device() const override;
   void run_local_replicas(const std::vector<double>& weights, const std::function<void(int)>& fn) override;
 
  private:
@@ -62,6 +74,7 @@ class MirroredStrategy : public Strategy, private ReplicaContext {
   int replica_on_this_thread() const;
 
   int num_replicas_;
+  std::vector<Device> devices_;  // empty: replicas share the variables
   std::vector<double> weights_;  // each replica's rows in the running step (run)
   std::unique_ptr<Rendezvous> rendezvous_;
   std::vector<std::unique_ptr<ThreadReplica>> replicas_;

@@ -3,7 +3,7 @@
 namespace gradflow::strategies {
 
 std::unique_ptr<ReplicaContextScope> Strategy::scope() {
-  return std::make_unique<ReplicaContextScope>(replica_context());
+  return std::make_unique<ReplicaContextScope>(replica_context(), scope_device());
 }
 
 int Strategy::num_processes() {

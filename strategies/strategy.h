@@ -96,7 +96,8 @@ class Strategy {
   virtual int num_replicas_in_sync() const = 0;
   virtual int replica_id() const = 0;
 
-  // While it lives, fit/evaluate on this thread run under this strategy.
+  // While it lives, fit/evaluate on this thread run under this strategy (and models made here live on
+  // its first replica's device, where it has one: MirroredStrategy over devices).
   [[nodiscard]] std::unique_ptr<ReplicaContextScope> scope();
 
   // For custom loops: this replica's part of ds, by file or by element as `policy` says
@@ -167,6 +168,8 @@ class Strategy {
  protected:
   // What fit() talks to; nullptr for one replica.
   virtual ReplicaContext* replica_context() = 0;
+  // Where scope() places models (nullopt: the DeviceScope in effect stays).
+  virtual std::optional<Device> scope_device() const { return std::nullopt; }
   // Runs fn(r) for each local replica r (weights[r]: its rows in the step, for gradient averaging) and
   // returns when all have; rethrows the first error. One replica: fn(0) on the calling thread.
   virtual void run_local_replicas(const std::vector<double>& weights, const std::function<void(int)>& fn) { fn(0); }

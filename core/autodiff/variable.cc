@@ -14,9 +14,46 @@ Variable::Variable(Tensor initial_value, std::string name, bool trainable, Varia
   state_ = std::make_shared<State>(State{std::move(owned), std::move(name), trainable, aggregation});
 }
 
+namespace {
+thread_local int mirror_replica = -1;
+}  // namespace
+
+MirrorReplicaScope::MirrorReplicaScope(int replica) : previous_(mirror_replica) { mirror_replica = replica; }
+MirrorReplicaScope::~MirrorReplicaScope() { mirror_replica = previous_; }
+int current_mirror_replica() { return mirror_replica; }
+
 const Tensor& Variable::value_unwatched() const {
   if (state_ == nullptr) throw StateError("use of an uninitialised Variable");
+  if (!state_->mirrors.empty() && mirror_replica > 0) {
+    if (static_cast<size_t>(mirror_replica) > state_->mirrors.size()) {
+      throw StateError(str_cat("Variable '", state_->name, "' has ", state_->mirrors.size() + 1,
+                               " replicas' copies; replica ", mirror_replica, " read it (the strategy copied the ",
+                               "variables for fewer replicas)"));
+    }
+    return state_->mirrors[mirror_replica - 1];
+  }
   return state_->value;
+}
+
+void Variable::mirror_on(const std::vector<Device>& devices) {
+  if (state_ == nullptr) throw StateError("use of an uninitialised Variable");
+  if (devices.empty()) throw ValueError(str_cat("Variable '", state_->name, "'.mirror_on: no devices"));
+  if (mirror_replica > 0) throw StateError(str_cat("Variable '", state_->name, "'.mirror_on: called on a replica"));
+  if (state_->value.device() != devices[0]) {
+    throw DeviceError(str_cat("Variable '", state_->name, "' lives on ", state_->value.device().str(), " but replica 0 runs on ",
+                              devices[0].str(), ": create the model inside the strategy's scope()"));
+  }
+  state_->mirrors.clear();
+  for (size_t r = 1; r < devices.size(); ++r) {
+    Tensor copy = empty(state_->value.shape(), state_->value.dtype(), devices[r]);
+    copy_into(copy, state_->value.to(devices[r]));
+    state_->mirrors.push_back(std::move(copy));
+  }
+}
+
+void Variable::refresh_mirrors() const {
+  if (state_ == nullptr || state_->mirrors.empty() || mirror_replica > 0) return;
+  for (const Tensor& mirror : state_->mirrors) copy_into(mirror, state_->value.to(mirror.device()));
 }
 
 const Tensor& Variable::value() const {
@@ -48,6 +85,7 @@ void Variable::assign(const Tensor& value) {
                                   shape_str(current.shape()), " ", dtype_name(current.dtype())));
   }
   copy_into(current, value.device() == current.device() ? value : value.to(current.device()));
+  if (mirror_replica < 0) refresh_mirrors();  // outside the replicas: every copy
 }
 
 void Variable::assign_add(const Tensor& delta) {

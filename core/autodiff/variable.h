@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/tensor/tensor.h"
 
@@ -20,6 +21,20 @@ namespace gradflow {
 //   the strategy replaces every copy by the replicas' mean at the end of each fit epoch and before each
 //   sharded checkpoint, so what evaluation after an epoch and checkpoints see is the same everywhere.
 enum class VariableAggregation : uint8_t { kNone, kMean };
+
+// The replica whose copies of mirrored variables this thread reads and writes (Variable::mirror_on),
+// for the scope's lifetime; -1 (outside every replica) by default.
+class MirrorReplicaScope {
+ public:
+  explicit MirrorReplicaScope(int replica);
+  ~MirrorReplicaScope();
+  MirrorReplicaScope(const MirrorReplicaScope&) = delete;
+  MirrorReplicaScope& operator=(const MirrorReplicaScope&) = delete;
+
+ private:
+  int previous_;
+};
+int current_mirror_replica();
 
 class Variable {
  public:
@@ -46,6 +61,17 @@ class Variable {
 
   // The value without notifying tapes (for optimizers, checkpoints and printing).
   const Tensor& value_unwatched() const;
+
+  // Replicas on several devices (MirroredStrategy over GPUs): replica r > 0 reads and writes its own copy
+  // of the variable on devices[r] (a mirror), as a MirrorReplicaScope(r) on its thread selects; replica 0
+  // and every thread outside the replicas use the variable itself, which must live on devices[0]
+  // (DeviceError otherwise). A write
+  // outside the replicas (assign; an optimizer's update, which calls refresh_mirrors) reaches every
+  // copy. Call before the replicas run; again with other devices to re-place them.
+  void mirror_on(const std::vector<Device>& devices);
+  // Copies the value into every mirror (after an in-place update outside the replicas).
+  void refresh_mirrors() const;
+  bool mirrored() const { return state_ != nullptr && !state_->mirrors.empty(); }
   bool same_as(const Variable& other) const { return state_ == other.state_; }
 
  private:
@@ -54,6 +80,7 @@ class Variable {
     std::string name;
     bool trainable;
     VariableAggregation aggregation;
+    std::vector<Tensor> mirrors;  // replica r > 0's copy at r - 1
   };
   std::shared_ptr<State> state_;
 };

@@ -10,10 +10,16 @@ namespace gradflow {
 ModelImpl::ModelImpl(std::string type_name, std::string name) : LayerImpl(std::move(type_name), std::move(name)) {}
 ModelImpl::~ModelImpl() = default;
 
+Device ModelImpl::run_device() const {
+  // A replica of MirroredStrategy over devices runs on its own (its thread's DeviceScope), with its copies.
+  return current_mirror_replica() >= 0 ? current_device() : device_;
+}
+
 std::vector<Tensor> ModelImpl::placed(const std::vector<Tensor>& inputs) const {
+  const Device device = run_device();
   std::vector<Tensor> out;
   out.reserve(inputs.size());
-  for (const Tensor& t : inputs) out.push_back(t.defined() ? t.to(device_) : t);
+  for (const Tensor& t : inputs) out.push_back(t.defined() ? t.to(device) : t);
   return out;
 }
 
@@ -42,7 +48,7 @@ void SequentialImpl::add(Layer layer) {
 std::vector<Tensor> SequentialImpl::forward(const std::vector<Tensor>& inputs, bool training) {
   if (inputs.size() != 1) throw ValueError(str_cat(name(), ": a Sequential model takes 1 input, got ", inputs.size()));
   if (layers_.empty()) throw StateError(str_cat(name(), ": the model has no layers"));
-  DeviceScope scope(device_);
+  DeviceScope scope(run_device());
   std::vector<Tensor> x = placed(inputs);
   for (const Layer& l : layers_) x = l.impl().apply(x, training);
   return x;
@@ -105,7 +111,7 @@ std::vector<Tensor> FunctionalImpl::forward(const std::vector<Tensor>& inputs, b
     }
     values[inputs_[i].node().get()] = {inputs[i]};
   }
-  DeviceScope scope(device_);
+  DeviceScope scope(run_device());
   for (auto& [node, value] : values) value = placed(value);
   for (const auto& node : order_) {
     std::vector<Tensor> args;

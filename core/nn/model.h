@@ -36,7 +36,9 @@ class ModelImpl : public LayerImpl {
   Device device() const { return device_; }
 
  protected:
-  // The inputs on the model's device; hold `scope` while the layers run.
+  // Where this thread runs the model: its device, or a MirroredStrategy replica's own.
+  Device run_device() const;
+  // The inputs on run_device(); hold a DeviceScope of it while the layers run.
   std::vector<Tensor> placed(const std::vector<Tensor>& inputs) const;
   const Device device_ = current_device();
 

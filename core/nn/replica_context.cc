@@ -46,7 +46,10 @@ void average_mean_aggregated(ReplicaContext& ctx, const std::vector<Variable>& v
   }
 }
 
-ReplicaContextScope::ReplicaContextScope(ReplicaContext* context) : previous_(g_current) { g_current = context; }
+ReplicaContextScope::ReplicaContextScope(ReplicaContext* context, std::optional<Device> device) : previous_(g_current) {
+  if (device) device_.emplace(*device);
+  g_current = context;
+}
 ReplicaContextScope::~ReplicaContextScope() { g_current = previous_; }
 
 }  // namespace gradflow

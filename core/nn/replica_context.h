@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -141,13 +142,15 @@ void average_mean_aggregated(ReplicaContext& ctx, const std::vector<Variable>& v
 // Makes context current on this thread for the scope's lifetime.
 class ReplicaContextScope {
  public:
-  explicit ReplicaContextScope(ReplicaContext* context);
+  // With a device, also a DeviceScope: models made in the scope live there (a strategy's first replica).
+  explicit ReplicaContextScope(ReplicaContext* context, std::optional<Device> device = std::nullopt);
   ~ReplicaContextScope();
   ReplicaContextScope(const ReplicaContextScope&) = delete;
   ReplicaContextScope& operator=(const ReplicaContextScope&) = delete;
 
  private:
   ReplicaContext* previous_;
+  std::optional<DeviceScope> device_;
 };
 
 }  // namespace gradflow

@@ -241,18 +241,22 @@ std::pair<std::vector<Tensor>, double> replicas_forward_backward(ReplicaContext&
     });
   }
   if (total == 0) return {{}, 0.0};
+  // Replicas over devices (MirroredStrategy's copies): summed on the variables' own device, in replica
+  // order.
+  const std::vector<Variable> vars = model.trainable_variables();
   std::vector<Tensor> summed(num_vars);
   for (size_t i = 0; i < num_vars; ++i) {
     for (int r = 0; r < n; ++r) {
       if (grads[r].empty() || !grads[r][i].defined() || begin[r + 1] == begin[r]) continue;
-      summed[i] = summed[i].defined() ? summed[i] + grads[r][i] : grads[r][i];
+      Tensor g = grads[r][i].to(vars[i].device());
+      summed[i] = summed[i].defined() ? summed[i] + g : g;
     }
   }
   std::vector<Tensor> parts;
   double loss_sum = 0;
   for (int r = 0; r < n; ++r) {
     if (!preds[r].defined()) continue;
-    parts.push_back(preds[r]);
+    parts.push_back(parts.empty() ? preds[r] : preds[r].to(parts[0].device()));
     loss_sum += losses[r] * static_cast<double>(begin[r + 1] - begin[r]);
   }
   update_metrics(t, batch.second, parts.size() == 1 ? parts[0] : concat(parts, 0));
@@ -271,6 +275,8 @@ void mirrored_step(ReplicaContext& ctx, ModelImpl& model, const std::pair<Tensor
   }
   trace::Span span("optimizer");
   config(model).optimizer->apply_gradients(averaged, model.trainable_variables());
+  // Replica 0 keeps statistics such as BatchNormalization's moving averages: its copies go to the others.
+  for (const Variable& v : model.non_trainable_variables()) v.refresh_mirrors();
 }
 
 struct Accumulation {

@@ -167,6 +167,7 @@ void Optimizer::apply_once(const std::vector<Tensor>& grads, const std::vector<V
     Step own = step;
     if (base_.clipnorm) own.grad_scale = scale * clip_factor(std::sqrt(squared_norm(grads[i])) * scale, *base_.clipnorm);
     update_step(grads[i], vars[i], entry_for(vars[i]).slots, own);
+    vars[i].refresh_mirrors();  // the update may have written the value in place (MirroredStrategy's copies)
   }
   *iterations_.value_unwatched().data<int64_t>() += 1;
 }

@@ -191,6 +191,7 @@ CustomLoopResult custom_loop(Strategy& strategy, const Tensor& x, const Tensor& 
     model(x.slice(0, 0, 1));
   }
   auto scope = strategy.scope();
+  strategy.broadcast_variables(model.variables());  // replicas over devices: their copies
   losses::SparseCategoricalCrossentropy loss_fn;
   optimizers::SGD sgd({.learning_rate = 0.3});
   std::vector<Variable> vars = model.trainable_variables();
@@ -387,7 +388,66 @@ TEST(Mirrored, RunSplitsOnlyTheBatchAndRefusesCheckpointsOnReplicaThreads) {
   std::filesystem::remove_all(dir);
 }
 
-TEST(Mirrored, OneReplicaAtLeast) { EXPECT_THROW(MirroredStrategy(0), ValueError); }
+TEST(Mirrored, OneReplicaAtLeast) {
+  EXPECT_THROW(MirroredStrategy(0), ValueError);
+  EXPECT_THROW(MirroredStrategy(std::vector<Device>{}), ValueError);
+  // A GPU this process does not have (cuda:0 without one): a DeviceError naming it, at once.
+  Device missing = Device::cuda(cuda_device_count());
+  try {
+    MirroredStrategy strategy({kCPU, missing});
+    FAIL() << "MirroredStrategy accepted " << missing.str();
+  } catch (const DeviceError& e) {
+    EXPECT_NE(std::string(e.what()).find(missing.str()), std::string::npos) << e.what();
+  }
+}
+
+// MirroredStrategy over devices gives each replica its own copy of every variable (here two CPU
+// "devices", so that the copies are exercised without GPUs): the same numbers as replicas sharing the
+// variables, for fit (also with SyncBatchNormalization, whose shift reads the moving mean's copies) and
+// for a custom loop, with the copies really separate and equal to the variables after training.
+TEST(Mirrored, ReplicasWithTheirOwnCopiesTrainAsReplicasSharingTheVariables) {
+  auto [x, y] = data(8 * 2 * 3 + 5);  // a short last step
+  for (bool sync_bn : {false, true}) {
+    auto fit_under = [&](MirroredStrategy& strategy) {
+      set_seed(3);
+      reset_layer_names();
+      auto scope = strategy.scope();
+      Sequential model = make_model(sync_bn);
+      model.fit(x, y, {.epochs = 2, .batch_size = 8, .shuffle = false, .verbose = 0});
+      return std::pair{model, model.evaluate(x, y)};
+    };
+    MirroredStrategy shared(2), copies(std::vector<Device>{kCPU, kCPU});
+    auto [shared_model, shared_eval] = fit_under(shared);
+    auto [copies_model, copies_eval] = fit_under(copies);
+    EXPECT_EQ(max_relative_difference(copies_model.variables(), shared_model.variables()), 0) << "sync_bn " << sync_bn;
+    EXPECT_EQ(copies_eval["loss"], shared_eval["loss"]);
+    for (const Variable& v : copies_model.variables()) {
+      ASSERT_TRUE(v.mirrored()) << v.name();
+      Tensor primary = v.value_unwatched();
+      MirrorReplicaScope replica_1(1);
+      EXPECT_NE(v.value_unwatched().raw_data(), primary.raw_data()) << v.name() << ": replica 1 has no copy of its own";
+      EXPECT_EQ(v.value_unwatched().to_vector<float>(), primary.to_vector<float>()) << v.name();
+    }
+  }
+  MirroredStrategy shared(2), copies(std::vector<Device>{kCPU, kCPU});
+  for (bool strategy_gradient : {true, false}) {
+    CustomLoopResult a = custom_loop(shared, x.slice(0, 0, 48), y.slice(0, 0, 48), 8, strategy_gradient);
+    CustomLoopResult b = custom_loop(copies, x.slice(0, 0, 48), y.slice(0, 0, 48), 8, strategy_gradient);
+    EXPECT_EQ(max_relative_difference(b.variables, a.variables), 0);
+    EXPECT_EQ(b.losses, a.losses);
+    for (const Variable& v : b.variables) EXPECT_TRUE(v.mirrored()) << v.name();
+  }
+  // Inside run, each replica reads its own copy.
+  Sequential model = make_model();
+  model(x.slice(0, 0, 1));
+  auto scope = copies.scope();
+  copies.broadcast_variables(model.variables());
+  Variable kernel = model.trainable_variables()[0];
+  PerReplica<const void*> read = copies.run([&]() -> const void* { return kernel.value_unwatched().raw_data(); });
+  ASSERT_EQ(read.values.size(), 2u);
+  EXPECT_EQ(read.values[0], kernel.value_unwatched().raw_data());
+  EXPECT_NE(read.values[1], read.values[0]);
+}
 
 }  // namespace
 }  // namespace gradflow::strategies
