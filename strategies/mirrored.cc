@@ -246,7 +246,12 @@ MirroredStrategy::MirroredStrategy(std::vector<Device> devices) : MirroredStrate
 
 void MirroredStrategy::broadcast_variables(const std::vector<Variable>& vars) {
   if (devices_.empty()) return;  // the replicas share them
-  for (Variable v : vars) v.mirror_on(devices_);
+  for (Variable v : vars) {
+    v.mirror_on(devices_);
+    bool known = std::any_of(kept_by_replica_0_.begin(), kept_by_replica_0_.end(),
+                             [&](const Variable& k) { return k.same_as(v); });
+    if (!v.trainable() && !known) kept_by_replica_0_.push_back(v);
+  }
 }
 
 std::optional<Device> MirroredStrategy::scope_device() const {
@@ -376,6 +381,8 @@ void MirroredStrategy::run_local_replicas(const std::vector<double>& weights, co
     GeneratorScope scope(generator);
     fn(r);
   });
+  // Replica 0 updated what it keeps (moving statistics) in its copy: the others follow.
+  for (const Variable& v : kept_by_replica_0_) v.refresh_mirrors();
 }
 
 std::vector<Tensor> MirroredStrategy::gradient(GradientTape& tape, const Tensor& target, const std::vector<Variable>& vars) {

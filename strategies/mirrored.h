@@ -75,6 +75,7 @@ class MirroredStrategy : public Strategy, private ReplicaContext {
 
   int num_replicas_;
   std::vector<Device> devices_;  // empty: replicas share the variables
+  std::vector<Variable> kept_by_replica_0_;  // non-trainable copied variables: refreshed after each run
   std::vector<double> weights_;  // each replica's rows in the running step (run)
   std::unique_ptr<Rendezvous> rendezvous_;
   std::vector<std::unique_ptr<ThreadReplica>> replicas_;

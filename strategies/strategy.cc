@@ -14,7 +14,8 @@ int Strategy::num_processes() {
 Tensor Strategy::reduce(Reduction op, const PerReplica<Tensor>& per_replica) {
   if (per_replica.values.empty()) throw ValueError("reduce: the PerReplica value holds no values");
   Tensor local = per_replica.values[0];
-  for (size_t r = 1; r < per_replica.values.size(); ++r) local = local + per_replica.values[r];
+  // Replicas over devices (MirroredStrategy's copies): summed on the first one's.
+  for (size_t r = 1; r < per_replica.values.size(); ++r) local = local + per_replica.values[r].to(local.device());
   Tensor total = num_processes() > 1 ? replica_context()->all_reduce_sum(local) : local;
   return op == Reduction::kMean ? total / static_cast<double>(num_replicas_in_sync()) : total;
 }

@@ -38,7 +38,8 @@ const Tensor& Variable::value_unwatched() const {
 void Variable::mirror_on(const std::vector<Device>& devices) {
   if (state_ == nullptr) throw StateError("use of an uninitialised Variable");
   if (devices.empty()) throw ValueError(str_cat("Variable '", state_->name, "'.mirror_on: no devices"));
-  if (mirror_replica > 0) throw StateError(str_cat("Variable '", state_->name, "'.mirror_on: called on a replica"));
+  // On a replica's thread the others may be reading the copies this would replace.
+  if (mirror_replica >= 0) throw StateError(str_cat("Variable '", state_->name, "'.mirror_on: called on a replica's thread"));
   if (state_->value.device() != devices[0]) {
     throw DeviceError(str_cat("Variable '", state_->name, "' lives on ", state_->value.device().str(), " but replica 0 runs on ",
                               devices[0].str(), ": create the model inside the strategy's scope()"));

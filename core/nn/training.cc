@@ -240,6 +240,9 @@ std::pair<std::vector<Tensor>, double> replicas_forward_backward(ReplicaContext&
       }
     });
   }
+  // Replica 0 keeps statistics such as BatchNormalization's moving averages in its (the primary) copy:
+  // the other replicas' copies follow it before their next step (replicas over devices).
+  for (const Variable& v : model.non_trainable_variables()) v.refresh_mirrors();
   if (total == 0) return {{}, 0.0};
   // Replicas over devices (MirroredStrategy's copies): summed on the variables' own device, in replica
   // order.
@@ -275,8 +278,6 @@ void mirrored_step(ReplicaContext& ctx, ModelImpl& model, const std::pair<Tensor
   }
   trace::Span span("optimizer");
   config(model).optimizer->apply_gradients(averaged, model.trainable_variables());
-  // Replica 0 keeps statistics such as BatchNormalization's moving averages: its copies go to the others.
-  for (const Variable& v : model.non_trainable_variables()) v.refresh_mirrors();
 }
 
 struct Accumulation {

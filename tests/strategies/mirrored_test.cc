@@ -407,19 +407,21 @@ TEST(Mirrored, OneReplicaAtLeast) {
 // for a custom loop, with the copies really separate and equal to the variables after training.
 TEST(Mirrored, ReplicasWithTheirOwnCopiesTrainAsReplicasSharingTheVariables) {
   auto [x, y] = data(8 * 2 * 3 + 5);  // a short last step
-  for (bool sync_bn : {false, true}) {
+  for (auto [sync_bn, accumulate] : {std::pair{false, 1}, {true, 1}, {true, 2}}) {
     auto fit_under = [&](MirroredStrategy& strategy) {
       set_seed(3);
       reset_layer_names();
       auto scope = strategy.scope();
       Sequential model = make_model(sync_bn);
-      model.fit(x, y, {.epochs = 2, .batch_size = 8, .shuffle = false, .verbose = 0});
+      model.fit(x, y, {.epochs = 2, .batch_size = 8, .shuffle = false, .verbose = 0,
+                       .gradient_accumulation_steps = accumulate});
       return std::pair{model, model.evaluate(x, y)};
     };
     MirroredStrategy shared(2), copies(std::vector<Device>{kCPU, kCPU});
     auto [shared_model, shared_eval] = fit_under(shared);
     auto [copies_model, copies_eval] = fit_under(copies);
-    EXPECT_EQ(max_relative_difference(copies_model.variables(), shared_model.variables()), 0) << "sync_bn " << sync_bn;
+    EXPECT_EQ(max_relative_difference(copies_model.variables(), shared_model.variables()), 0)
+        << "sync_bn " << sync_bn << ", accumulating " << accumulate;
     EXPECT_EQ(copies_eval["loss"], shared_eval["loss"]);
     for (const Variable& v : copies_model.variables()) {
       ASSERT_TRUE(v.mirrored()) << v.name();
