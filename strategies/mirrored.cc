@@ -55,10 +55,11 @@ struct MirroredStrategy::Rendezvous {
     }
     Tensor mine = result;
     lock.unlock();
-    // Over devices each replica gets the sum on its own (its thread's DeviceScope, also when it passed
-    // nothing).
+    // Over devices each replica gets the sum where its own value was (host bookkeeping stays on the
+    // host), or on its device (its thread's DeviceScope) when it passed nothing.
     if (!mine.defined() || current_mirror_replica() < 0) return mine;
-    return mine.device() == current_device() ? mine : mine.to(current_device());
+    const Device where = value.defined() ? value.device() : current_device();
+    return mine.device() == where ? mine : mine.to(where);
   }
 
   // merge_call: the last replica to arrive runs fn with everyone's pointer (the others wait: what they
