@@ -4,6 +4,8 @@
 Flatten, Linear(784,128)+ReLU, Dropout(0.2), Linear(128,10); Adam(lr=1e-3, eps=1e-7, as Keras); cross-entropy;
 shuffled batches; one thread. Prints one JSON line: seconds_per_epoch, test_loss, test_accuracy.
 Run with Debian's python3-torch: /usr/bin/python3 bench/pytorch_seed_model.py --epochs 1 --batch-size 32
+--device cuda trains on the GPU with the batches copied from host memory step by step, as gradflow's
+fit(x, y) does (scripts/device_check runs it beside `fashion_mnist --device cuda`).
 """
 import argparse
 import gzip
@@ -41,11 +43,13 @@ def main():
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--data-dir", default="/usr/share/datasets/fashion-mnist")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args()
+    device = torch.device(args.device)
     torch.set_num_threads(1)
     torch.manual_seed(42)
     x, y, xt, yt = load_fashion_mnist(args.data_dir)
-    model = seed_model()
+    model = seed_model().to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
     loss_fn = torch.nn.CrossEntropyLoss()
     start = time.perf_counter()
@@ -55,15 +59,17 @@ def main():
         for i in range(0, x.shape[0], args.batch_size):
             idx = order[i:i + args.batch_size]
             opt.zero_grad()
-            loss = loss_fn(model(x[idx]), y[idx])
+            loss = loss_fn(model(x[idx].to(device)), y[idx].to(device))
             loss.backward()
             opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     seconds = (time.perf_counter() - start) / args.epochs
     model.eval()
     with torch.no_grad():
-        logits = model(xt)
-        test_loss = loss_fn(logits, yt).item()
-        acc = (logits.argmax(1) == yt).float().mean().item()
+        logits = model(xt.to(device))
+        test_loss = loss_fn(logits, yt.to(device)).item()
+        acc = (logits.argmax(1) == yt.to(device)).float().mean().item()
     print(json.dumps({"seconds_per_epoch": seconds, "test_loss": test_loss, "test_accuracy": acc}))
 
 
