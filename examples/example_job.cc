@@ -94,7 +94,9 @@ void ExampleJob::report(const Logs& test, double seconds_per_epoch, int64_t exam
   out.precision(17);  // resume tests compare runs exactly
   out << "{\"test_loss\": " << test.at("loss") << ", \"test_accuracy\": " << test.at("accuracy")
       << ", \"seconds_per_epoch\": " << seconds_per_epoch << ", \"replicas\": " << strategy_->num_replicas_in_sync()
-      << ", \"samples_per_second\": " << static_cast<double>(examples_per_epoch) / seconds_per_epoch << "}\n";
+      << ", \"samples_per_second\": "
+      << (seconds_per_epoch > 0 ? static_cast<double>(examples_per_epoch) / seconds_per_epoch : 0.0)  // resumed, done
+      << "}\n";
   if (!out) throw Error(str_cat(flags_.metrics_json, ": cannot write metrics"));
 }
 

@@ -29,6 +29,11 @@ int main(int argc, char** argv) {
   examples::ExampleFlags flags{.epochs = 1};
   examples::add_common_flags(app, flags);
   CLI11_PARSE(app, argc, argv);
+  if (flags.save_freq != "epoch") {
+    std::cerr << "fashion_mnist_tape: --save-freq " << flags.save_freq
+              << ": this loop saves once per epoch (--save-freq epoch); fashion_mnist saves every N batches\n";
+    return 2;
+  }
 
   try {
     examples::FashionMnist data = examples::load_fashion_mnist(flags.data_dir);

@@ -232,10 +232,16 @@ void CheckpointManager::refuse_replica_threads(const char* what) const {
 std::string CheckpointManager::save(int64_t step, int64_t epoch, const std::map<std::string, std::string>& extra) {
   refuse_replica_threads("save");
   wait();
-  // Each shard must hold the replicas' mean of what they keep apart (moving statistics), and the live
-  // copies become that mean too, so a resumed job continues from the state it saved.
-  if (ReplicaContext* ctx = sharding_context()) average_mean_aggregated(*ctx, model_.variables());
+  // The shards hold the replicas' mean of what they keep apart (moving statistics); the live values stay
+  // each replica's own, so saving never changes the run (fit averages them at each epoch's end).
+  std::vector<std::pair<Variable, Tensor>> means;
+  if (ReplicaContext* ctx = sharding_context()) means = replicas_mean_of_mean_aggregated(*ctx, model_.variables());
   Snapshot s = snapshot(step, epoch, extra);
+  for (auto& [name, value] : s.files.front().tensors) {
+    for (const auto& [v, mean] : means) {
+      if (v.name() == name) value = mean;
+    }
+  }
   last_save_at_ = s.meta["saved_at"].get<double>();
   std::string final_dir = str_cat(dir_, "/ckpt-", step);
   if (ReplicaContext* ctx = sharding_context()) {

@@ -24,8 +24,10 @@ std::vector<int64_t> array_split_bounds(int64_t rows, int64_t n) {
 
 std::vector<int64_t> ReplicaContext::split_rows(int64_t rows) { return array_split_bounds(rows, num_replicas()); }
 
-void average_mean_aggregated(ReplicaContext& ctx, const std::vector<Variable>& vars) {
-  if (ctx.in_process() || ctx.num_replicas() < 2) return;
+std::vector<std::pair<Variable, Tensor>> replicas_mean_of_mean_aggregated(ReplicaContext& ctx,
+                                                                          const std::vector<Variable>& vars) {
+  std::vector<std::pair<Variable, Tensor>> out;
+  if (ctx.in_process() || ctx.num_replicas() < 2) return out;
   std::vector<Variable> averaged;
   std::vector<double> values;
   for (const Variable& v : vars) {
@@ -34,16 +36,21 @@ void average_mean_aggregated(ReplicaContext& ctx, const std::vector<Variable>& v
     std::vector<double> mine = v.value_unwatched().to(kF64).reshape({-1}).to_vector<double>();
     values.insert(values.end(), mine.begin(), mine.end());
   }
-  if (averaged.empty()) return;  // the same model everywhere: no replica calls the sum then
+  if (averaged.empty()) return out;  // the same model everywhere: no replica calls the sum then
   std::vector<double> sums = ctx.sum(values);
   size_t at = 0;
   for (Variable& v : averaged) {
     const int64_t n = v.value_unwatched().numel();
     std::vector<double> mean(sums.begin() + static_cast<std::ptrdiff_t>(at), sums.begin() + static_cast<std::ptrdiff_t>(at + n));
     for (double& m : mean) m /= ctx.num_replicas();
-    v.assign(from_vector<double>(mean, v.shape()).to(v.dtype()));
+    out.emplace_back(v, from_vector<double>(mean, v.shape()).to(v.dtype()).to(v.device()));
     at += static_cast<size_t>(n);
   }
+  return out;
+}
+
+void average_mean_aggregated(ReplicaContext& ctx, const std::vector<Variable>& vars) {
+  for (auto& [v, mean] : replicas_mean_of_mean_aggregated(ctx, vars)) v.assign(mean);
 }
 
 ReplicaContextScope::ReplicaContextScope(ReplicaContext* context, std::optional<Device> device) : previous_(g_current) {

@@ -134,9 +134,13 @@ ReplicaContext* current_replica_context();
 // replica must call it, in the same order.
 Tensor cross_replica_sum(const Tensor& x);
 
-// Replaces every VariableAggregation::kMean variable of `vars` by the replicas' mean (one sum of them
-// all, in f64), when the replicas are separate processes; replicas on threads share one copy, which is
-// left alone. Collective for separate processes: every replica calls it with the same model's variables.
+// The replicas' mean of every VariableAggregation::kMean variable of `vars` (one sum of them all, in
+// f64), in the variable's dtype and device, when the replicas are separate processes; nothing for
+// replicas on threads, which share one copy. Collective for separate processes: every replica calls it
+// with the same model's variables.
+std::vector<std::pair<Variable, Tensor>> replicas_mean_of_mean_aggregated(ReplicaContext& ctx,
+                                                                          const std::vector<Variable>& vars);
+// The same, assigned to the variables (fit, at each epoch's end).
 void average_mean_aggregated(ReplicaContext& ctx, const std::vector<Variable>& vars);
 
 // Makes context current on this thread for the scope's lifetime.
