@@ -16,7 +16,11 @@ Variable::Variable(Tensor initial_value, std::string name, bool trainable, Varia
 
 namespace {
 thread_local int mirror_replica = -1;
+thread_local bool refresh_deferred = false;
 }  // namespace
+
+DeferMirrorRefresh::DeferMirrorRefresh() : previous_(refresh_deferred) { refresh_deferred = true; }
+DeferMirrorRefresh::~DeferMirrorRefresh() { refresh_deferred = previous_; }
 
 MirrorReplicaScope::MirrorReplicaScope(int replica) : previous_(mirror_replica) { mirror_replica = replica; }
 MirrorReplicaScope::~MirrorReplicaScope() { mirror_replica = previous_; }
@@ -86,7 +90,7 @@ void Variable::assign(const Tensor& value) {
                                   shape_str(current.shape()), " ", dtype_name(current.dtype())));
   }
   copy_into(current, value.device() == current.device() ? value : value.to(current.device()));
-  if (mirror_replica < 0) refresh_mirrors();  // outside the replicas: every copy
+  if (mirror_replica < 0 && !refresh_deferred) refresh_mirrors();  // outside the replicas: every copy
 }
 
 void Variable::assign_add(const Tensor& delta) {

@@ -36,6 +36,19 @@ class MirrorReplicaScope {
 };
 int current_mirror_replica();
 
+// While one lives on this thread, assign() leaves the mirrors alone: the caller refreshes them once after
+// several writes (an optimizer's update).
+class DeferMirrorRefresh {
+ public:
+  DeferMirrorRefresh();
+  ~DeferMirrorRefresh();
+  DeferMirrorRefresh(const DeferMirrorRefresh&) = delete;
+  DeferMirrorRefresh& operator=(const DeferMirrorRefresh&) = delete;
+
+ private:
+  bool previous_;
+};
+
 class Variable {
  public:
   Variable() = default;

@@ -100,8 +100,12 @@ bool same_values(const Tensor& a, const Tensor& b) {
   return std::memcmp(ca.raw_data(), cb.raw_data(), static_cast<size_t>(ca.numel()) * dtype_size(ca.dtype())) == 0;
 }
 
-// Replicas sharing the variables update them once, so each must ask for the same update.
-void check_same_update(const std::string& optimizer, const UpdateArgs& first, const UpdateArgs& other, size_t replica) {
+// Replicas sharing the variables update them once, so each must ask for the same update. Gradients on
+// different devices (MirroredStrategy over devices) are compared by value only when `across_devices`
+// (the first update: a loop that passes each replica's own gradients does so from its first step),
+// since comparing means copying them to the host.
+void check_same_update(const std::string& optimizer, const UpdateArgs& first, const UpdateArgs& other, size_t replica,
+                       bool across_devices) {
   auto fail = [&](const std::string& what) {
     throw ValueError(str_cat(optimizer, ".apply_gradients: replica ", replica, "'s ", what, " replica 0's; under ",
                              "MirroredStrategy's run(), replicas share the variables and update them once: pass the ",
@@ -115,7 +119,8 @@ void check_same_update(const std::string& optimizer, const UpdateArgs& first, co
     if ((*other.vars)[i].name() != (*first.vars)[i].name()) fail(str_cat("variable ", i, " is not"));
     const Tensor& a = (*first.grads)[i];
     const Tensor& b = (*other.grads)[i];
-    if (a.defined() != b.defined() || (a.defined() && !same_values(a, b))) {
+    const bool compare = a.defined() && (across_devices || a.device() == b.device());
+    if (a.defined() != b.defined() || (compare && !same_values(a, b))) {
       fail(str_cat("gradient for \"", (*first.vars)[i].name(), "\" differs from"));
     }
   }
@@ -132,7 +137,10 @@ void Optimizer::apply_gradients(const std::vector<Tensor>& grads, const std::vec
   UpdateArgs mine{&grads, &vars, scale};
   ctx->merge_call(&mine, [&](const std::vector<const void*>& all) {
     const UpdateArgs& first = *static_cast<const UpdateArgs*>(all[0]);
-    for (size_t r = 1; r < all.size(); ++r) check_same_update(base_.name, first, *static_cast<const UpdateArgs*>(all[r]), r);
+    const bool first_update = iterations() == 0;
+    for (size_t r = 1; r < all.size(); ++r) {
+      check_same_update(base_.name, first, *static_cast<const UpdateArgs*>(all[r]), r, first_update);
+    }
     apply_once(*first.grads, *first.vars, first.scale);
   });
 }
@@ -163,6 +171,7 @@ void Optimizer::apply_once(const std::vector<Tensor>& grads, const std::vector<V
     for (size_t i : present) total += squared_norm(grads[i]);
     step.grad_scale = scale * clip_factor(std::sqrt(total) * scale, *base_.global_clipnorm);
   }
+  DeferMirrorRefresh once;  // an update may assign a variable several times: its copies follow once, below
   for (size_t i : present) {
     Step own = step;
     if (base_.clipnorm) own.grad_scale = scale * clip_factor(std::sqrt(squared_norm(grads[i])) * scale, *base_.clipnorm);
