@@ -204,6 +204,48 @@ TEST(TapeReadyHook, DuplicateSourcesAndTheTargetItself) {
   EXPECT_EQ(values(g[2]), values(g[0]));
 }
 
+TEST(Variable, MirrorsAreReplicasOwnCopiesThatFollowWritesOutsideTheReplicas) {
+  using V = std::vector<float>;
+  Variable v(from_vector<float>({1, 2}), "v");
+  v.mirror_on({kCPU, kCPU});
+  const void* primary = v.value_unwatched().raw_data();
+  const uint64_t primary_id = v.id();
+  auto on_replica_1 = [&] {
+    MirrorReplicaScope replica(1);
+    return v.value_unwatched().to_vector<float>();
+  };
+  {
+    MirrorReplicaScope replica(1);
+    EXPECT_NE(v.value_unwatched().raw_data(), primary);
+    EXPECT_NE(v.id(), primary_id);  // a tensor of its own: a tape on this thread tracks the copy
+  }
+  EXPECT_EQ(on_replica_1(), (V{1, 2}));
+  v.assign(from_vector<float>({3, 4}));  // outside the replicas: every copy
+  EXPECT_EQ(on_replica_1(), (V{3, 4}));
+  {
+    DeferMirrorRefresh later;  // an optimizer's update: the copies follow once, at the end
+    v.assign(from_vector<float>({5, 6}));
+    EXPECT_EQ(on_replica_1(), (V{3, 4}));
+  }
+  v.refresh_mirrors();
+  EXPECT_EQ(on_replica_1(), (V{5, 6}));
+  {
+    MirrorReplicaScope replica(1);  // a replica writes its own copy only
+    v.assign(from_vector<float>({7, 8}));
+  }
+  EXPECT_EQ(v.value_unwatched().to_vector<float>(), (V{5, 6}));
+  EXPECT_EQ(on_replica_1(), (V{7, 8}));
+  {
+    MirrorReplicaScope replica(2);  // copies were made for 2 replicas
+    EXPECT_THROW(v.value_unwatched(), StateError);
+  }
+  {
+    MirrorReplicaScope replica(0);  // the others may be reading the copies
+    EXPECT_THROW(v.mirror_on({kCPU, kCPU}), StateError);
+  }
+  EXPECT_THROW(v.mirror_on({Device::cuda(0), kCPU}), DeviceError);  // replica 0 must hold the variable
+}
+
 TEST(Variable, AssignKeepsIdentityAndChecksShape) {
   Variable v(zeros({2}, kF64), "v");
   uint64_t id = v.id();
