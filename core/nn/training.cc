@@ -211,7 +211,8 @@ std::pair<std::vector<Tensor>, double> replicas_forward_backward(ReplicaContext&
                                                                  const std::pair<Tensor, Tensor>& batch,
                                                                  double nominal_rows, RunningMean& loss) {
   TrainingConfig& t = config(model);
-  const size_t num_vars = model.trainable_variables().size();
+  const std::vector<Variable> vars = model.trainable_variables();
+  const size_t num_vars = vars.size();
   const int n = ctx.num_replicas();
   const int64_t total = batch.first.dim(0);
   const std::vector<int64_t> begin = array_split_bounds(total, n);
@@ -246,7 +247,6 @@ std::pair<std::vector<Tensor>, double> replicas_forward_backward(ReplicaContext&
   if (total == 0) return {{}, 0.0};
   // Replicas over devices (MirroredStrategy's copies): summed on the variables' own device, in replica
   // order.
-  const std::vector<Variable> vars = model.trainable_variables();
   std::vector<Tensor> summed(num_vars);
   for (size_t i = 0; i < num_vars; ++i) {
     for (int r = 0; r < n; ++r) {
