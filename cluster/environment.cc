@@ -114,6 +114,12 @@ absl::StatusOr<JobInfo> resolve_job(const EnvMap& env) {
     }
     job->mpi_thread_single = *level == "single";
   }
+  if (std::optional<std::string> policy = internal::lookup(env, "GRADFLOW_GLOO_LOOP_SCHED")) {
+    if (*policy != "batch" && *policy != "normal") {
+      return absl::InvalidArgumentError("GRADFLOW_GLOO_LOOP_SCHED=\"" + *policy + "\": must be batch or normal");
+    }
+    job->gloo_loop_batch = *policy == "batch";
+  }
   return job;
 }
 

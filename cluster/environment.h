@@ -72,6 +72,9 @@ struct JobInfo {
   // GRADFLOW_MPI_THREAD_LEVEL: "serialized" (also when unset) or "single": MPI initialised at
   // MPI_THREAD_SINGLE, every op then run on the calling thread (no overlap; the lowest latency).
   bool mpi_thread_single = false;
+  // GRADFLOW_GLOO_LOOP_SCHED: "batch" (also when unset) or "normal": the scheduling policy of Gloo's
+  // event-loop thread (CommunicatorOptions::gloo_loop_batch).
+  bool gloo_loop_batch = true;
 };
 
 // The job described by env. Pure: reads nothing but env.

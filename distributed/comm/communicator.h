@@ -195,6 +195,10 @@ struct CommunicatorOptions {
   // runs on the calling thread, async ones too (they return completed), so nothing overlaps. The same
   // happens when the program initialised MPI itself below SERIALIZED.
   bool mpi_thread_single = false;
+  // Gloo: run its TCP event-loop thread at SCHED_BATCH, so that its wake-ups do not preempt the thread
+  // that holds the lock it needs (which cost a 4 ms scheduler tick per op when ranks share cores;
+  // distributed/gloo/loop_thread.h). false: the loop keeps the normal policy.
+  bool gloo_loop_batch = true;
   int cuda_device = -1;       // NCCL: the device this rank uses
   // Gloo: the address of this host that the other ranks can reach; empty: what the hostname resolves to.
   std::string address;

@@ -157,7 +157,8 @@ std::unique_ptr<Communicator> create_communicator(const CommunicatorOptions& opt
                       .timeout = options.timeout,
                       .cuda_device = options.cuda_device,
                       .address = options.address,
-                      .mpi_thread_single = options.mpi_thread_single};
+                      .mpi_thread_single = options.mpi_thread_single,
+                      .gloo_loop_batch = options.gloo_loop_batch};
   settings.options.backend = backend;
   std::unique_ptr<Engine> engine = make_engine(backend, config);
   if (!settings.job_store) {

@@ -77,6 +77,7 @@ struct EngineConfig {
   int cuda_device = -1;
   std::string address;  // Gloo: where peers reach this rank (empty: this machine's hostname)
   bool mpi_thread_single = false;  // MPI: initialise at MPI_THREAD_SINGLE (CommunicatorOptions)
+  bool gloo_loop_batch = true;     // Gloo: its event-loop thread at SCHED_BATCH (CommunicatorOptions)
 };
 std::unique_ptr<Engine> make_mpi_engine(const EngineConfig& config);
 std::unique_ptr<Engine> make_gloo_engine(const EngineConfig& config);

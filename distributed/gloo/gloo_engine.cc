@@ -12,6 +12,7 @@
 #include "core/tensor/error.h"
 #include "distributed/comm/engine.h"
 #include "distributed/comm/half_reduce.h"
+#include "distributed/gloo/loop_thread.h"
 #include "gloo/allgatherv.h"
 #include "gloo/allreduce.h"
 #include "gloo/alltoallv.h"
@@ -290,6 +291,8 @@ std::unique_ptr<Engine> make_gloo_engine(const EngineConfig& config) {
   attr.hostname = config.address;  // empty: Gloo binds to the address this machine's hostname resolves to
   std::shared_ptr<gloo::transport::Device> device;
   guarded("device", [&] { device = gloo::transport::tcp::CreateDevice(attr); });
+  // Only speed depends on it (a failure leaves the normal policy), so a failure is not an error.
+  if (config.gloo_loop_batch) set_gloo_loop_thread_batch(*device, config.timeout);
   return GlooEngine::connect(config.rank, config.size, config.store, std::move(device), config.timeout);
 }
 

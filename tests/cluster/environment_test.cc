@@ -301,6 +301,10 @@ TEST(CollectiveKnobs, DebugAndTimeout) {
   EXPECT_TRUE(resolve_ok({{"GRADFLOW_MPI_THREAD_LEVEL", "single"}}).mpi_thread_single);
   EXPECT_FALSE(resolve_ok({{"GRADFLOW_MPI_THREAD_LEVEL", "serialized"}}).mpi_thread_single);
   EXPECT_INVALID(resolve_job({{"GRADFLOW_MPI_THREAD_LEVEL", "multiple"}}), "GRADFLOW_MPI_THREAD_LEVEL", "\"multiple\"");
+  EXPECT_TRUE(off.gloo_loop_batch);
+  EXPECT_TRUE(resolve_ok({{"GRADFLOW_GLOO_LOOP_SCHED", "batch"}}).gloo_loop_batch);
+  EXPECT_FALSE(resolve_ok({{"GRADFLOW_GLOO_LOOP_SCHED", "normal"}}).gloo_loop_batch);
+  EXPECT_INVALID(resolve_job({{"GRADFLOW_GLOO_LOOP_SCHED", "idle"}}), "GRADFLOW_GLOO_LOOP_SCHED", "\"idle\"");
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 // the issue describes on every rank.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -218,6 +219,34 @@ TEST(Communicator, FailureProbeOutlivesTheCommunicator) {
     EXPECT_NE(failed().find("the user gave up"), std::string::npos) << failed();
   }
   EXPECT_NE(failed().find("the user gave up"), std::string::npos) << "kept after the communicator is gone";
+}
+
+// The threads of this process at SCHED_BATCH.
+int threads_at_sched_batch() {
+  int count = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    if (::sched_getscheduler(std::stoi(task.path().filename().string())) == SCHED_BATCH) ++count;
+  }
+  return count;
+}
+
+// Gloo's event-loop threads run at SCHED_BATCH (distributed/gloo/loop_thread.h explains why), the
+// threads that call the collectives keep their policy, and gloo_loop_batch = false leaves the loops alone.
+TEST(GlooThreads, EventLoopThreadsRunAtSchedBatch) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  ASSERT_EQ(threads_at_sched_batch(), 0);
+  for (bool batch : {true, false}) {
+    World world(2, StoreKind::kFile);
+    world.run(
+        [&](Communicator& comm) {
+          comm.barrier();  // both ranks' devices exist
+          EXPECT_EQ(::sched_getscheduler(0), SCHED_OTHER);
+          EXPECT_EQ(threads_at_sched_batch(), batch ? 2 : 0) << "gloo_loop_batch " << batch;
+          EXPECT_EQ(comm.all_reduce({full({3}, 1)})->result()[0].to_vector<float>(), (std::vector<float>{2, 2, 2}));
+          comm.barrier();
+        },
+        {.timeout = 60s, .gloo_loop_batch = batch});
+  }
 }
 
 TEST(Communicator, BadArgumentsAreRejectedAtTheCall) {
