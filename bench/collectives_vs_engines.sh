@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # gradflow's communicator beside the engines it calls, all-reduce f32 sum, 4 B to 64 MiB, under mpirun on
-# this machine: plain_mpi_allreduce vs. collective_bench --backend mpi, and plain_gloo_allreduce vs.
-# collective_bench --backend gloo. Each pair alternates (which one goes first flips every repetition),
-# 3 repetitions, a fresh store directory per run. Prints, per size, the median time and busbw of each
+# this machine: plain_mpi_allreduce vs. collective_bench --backend mpi, and plain_gloo_allreduce (as
+# Gloo ships, and with its event-loop thread at SCHED_BATCH as gradflow runs it: --loop-sched batch,
+# docs/distributed.md) vs. collective_bench --backend gloo. Each group rotates (which program goes first
+# changes every repetition), 3 repetitions, a fresh store directory per run. Prints, per size, the median time and busbw of each
 # program, gradflow / plain busbw, and gradflow / plain time; then the issue's targets (MPI busbw >= 90% of
 # plain at >= 1 MiB, MPI 4-byte latency <= 1.5x plain; Gloo busbw >= 90% of plain at >= 1 MiB).
 # Usage: bench/collectives_vs_engines.sh [np=2] [iters=500]
 #
 # Iterations: every size runs at most `iters` timed ops, and at most 512 MiB worth of them (--iters-bytes
 # 512M: 64 MiB runs 8, 2 MiB 256, <= 1 MiB `iters` at the default 500; collective_sweep.h), after
-# min(20, max(1, timed / 4)) untimed ones. About 3 minutes in all at np=2 on a 2-core machine, most of it
+# min(20, max(1, timed / 4)) untimed ones. About 1.5 minutes in all at np=2 on a 2-core machine, most of it
 # Gloo's small sizes (0.1-3 ms each here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,16 +43,20 @@ run() {
   echo "  $name rep $rep: $(wc -l < "$out/${name}_$rep.jsonl") sizes" >&2
 }
 
+mpi_group=("plain_mpi:build/bin/plain_mpi_allreduce" "gradflow_mpi:build/bin/collective_bench --backend mpi")
+gloo_group=("plain_gloo:build/bin/plain_gloo_allreduce"
+            "plain_gloo_batch:build/bin/plain_gloo_allreduce --loop-sched batch"
+            "gradflow_gloo:build/bin/collective_bench --backend gloo")
 for ((r = 0; r < 3; r++)); do
-  pairs=("plain_mpi:build/bin/plain_mpi_allreduce" "gradflow_mpi:build/bin/collective_bench --backend mpi"
-         "plain_gloo:build/bin/plain_gloo_allreduce" "gradflow_gloo:build/bin/collective_bench --backend gloo")
-  for p in 0 2; do
-    first=$p second=$((p + 1))
-    ((r % 2 == 1)) && first=$((p + 1)) second=$p
-    for i in $first $second; do
+  for group in mpi_group gloo_group; do
+    declare -n programs=$group
+    n=${#programs[@]}
+    for ((k = 0; k < n; k++)); do
+      entry=${programs[(k + r) % n]}
       # shellcheck disable=SC2086  # the program and its flags split on purpose
-      run "${pairs[i]%%:*}" "$r" ${pairs[i]#*:}
+      run "${entry%%:*}" "$r" ${entry#*:}
     done
+    unset -n programs
   done
 done
 
@@ -67,8 +72,9 @@ def med(runs, size, key):
     return statistics.median(run[size][key] for run in runs)
 MiB = 1 << 20
 verdicts = []
-for engine, title in (("mpi", "MPI"), ("gloo", "Gloo")):
-    plain, gf = load(f"plain_{engine}"), load(f"gradflow_{engine}")
+for engine, plain_name, title in (("mpi", "plain_mpi", "MPI"), ("gloo", "plain_gloo", "Gloo"),
+                                  ("gloo", "plain_gloo_batch", "Gloo (plain: its loop at SCHED_BATCH)")):
+    plain, gf = load(plain_name), load(f"gradflow_{engine}")
     print(f"\n{title}, {np} ranks, all_reduce f32 sum, medians of 3 runs "
           "(ratio range: gradflow / plain within each repetition)\n")
     print("| size (B) | plain time (us) | gradflow time (us) | time ratio | plain busbw (GB/s) "

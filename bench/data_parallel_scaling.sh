@@ -3,7 +3,8 @@
 #   - one gradflow rank (one thread),
 #   - two independent single-rank runs at the same time (the hardware's own ceiling for two ranks),
 #   - gradflow on 2 data-parallel ranks through gfrun, with the MPI backend (also with --balance-load:
-#     each global batch split by the ranks' measured speeds) and with Gloo,
+#     each global batch split by the ranks' measured speeds) and with Gloo (also with Gloo's event-loop
+#     thread left at the normal scheduling policy: GRADFLOW_GLOO_LOOP_SCHED=normal, docs/distributed.md),
 #   - PyTorch alone and PyTorch DDP (Gloo) on 2 ranks (Debian's python3-torch; DDP's ranks started by gfrun,
 #     whose environment is torch's env:// contract),
 # per-replica batch 32 and 256, one epoch each, every configuration run 3 times in rotation; prints medians.
@@ -29,6 +30,8 @@ for batch in 32 256; do
     build/bin/gfrun --backend mpi -np 2 -x OMP_WAIT_POLICY -x OMP_NUM_THREADS -x OMPI_MCA_btl "${fm[@]}" \
       --batch-size "$batch" --balance-load --metrics-json "$out/dpbal_${batch}_$r.json" >/dev/null
     build/bin/gfrun -np 2 "${fm[@]}" --batch-size "$batch" --metrics-json "$out/dpgloo_${batch}_$r.json" >/dev/null
+    GRADFLOW_GLOO_LOOP_SCHED=normal build/bin/gfrun -np 2 "${fm[@]}" --batch-size "$batch" \
+      --metrics-json "$out/dpgloonormal_${batch}_$r.json" >/dev/null
     if ((have_torch)); then
       /usr/bin/python3 bench/pytorch_seed_model.py --batch-size "$batch" > "$out/torch_${batch}_$r.json"
       build/bin/gfrun -np 2 /usr/bin/python3 bench/pytorch_ddp_seed_model.py --batch-size "$batch" \
@@ -49,12 +52,15 @@ for batch in (32, 256):
     mpi = med(lambda r: sps("dpmpi", batch, r))
     gloo = med(lambda r: sps("dpgloo", batch, r))
     bal = med(lambda r: sps("dpbal", batch, r))
+    gloo_normal = med(lambda r: sps("dpgloonormal", batch, r))
     print(f"per-replica batch {batch}: samples/s, medians of {reps}")
     print(f"  gradflow 1 rank            {single:9.0f}")
     print(f"  2 independent single runs  {ceiling:9.0f}  (the ceiling)")
     print(f"  gradflow 2 ranks, MPI      {mpi:9.0f}  = {mpi / single:.2f}x one rank, {mpi / ceiling:.0%} of the ceiling")
     print(f"  gradflow 2 ranks, MPI, balanced {bal:9.0f}  = {bal / single:.2f}x one rank, {bal / ceiling:.0%} of the ceiling")
     print(f"  gradflow 2 ranks, Gloo     {gloo:9.0f}  = {gloo / single:.2f}x one rank, {gloo / ceiling:.0%} of the ceiling")
+    print(f"  gradflow 2 ranks, Gloo, loop at the normal policy {gloo_normal:9.0f}  = {gloo_normal / single:.2f}x one rank, "
+          f"{gloo_normal / ceiling:.0%} of the ceiling")
     if torch:
         t1 = med(lambda r: sps("torch", batch, r))
         ddp = med(lambda r: sps("ddp", batch, r))

@@ -1,9 +1,10 @@
 // plain_gloo_allreduce: the baseline for collective_bench --backend gloo --op all_reduce. A plain Gloo
-// program (no gradflow) that times Gloo's ring all-reduce (f32 sum, separate input and output buffers)
+// program (no gradflow but, with --loop-sched batch, its helper that sets the policy of Gloo's
+// event-loop thread, distributed/gloo/loop_thread.h) that times Gloo's ring all-reduce (f32 sum, separate input and output buffers)
 // over the same sizes, with the same timing method and the same output (collective_sweep.h).
 //
 //   mpirun -np 2 build/bin/plain_gloo_allreduce --store-dir DIR --min-bytes 4 --max-bytes 64M
-//       [--iters 20] [--warmup 5] [--iters-bytes B] [--json]
+//       [--iters 20] [--warmup 5] [--iters-bytes B] [--json] [--loop-sched normal|batch]
 //
 // mpirun only launches the processes: the rank and size come from OMPI_COMM_WORLD_RANK and
 // OMPI_COMM_WORLD_SIZE, the rendezvous goes through gloo::rendezvous::FileStore in DIR (a fresh directory
@@ -16,6 +17,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <memory>
@@ -23,6 +25,7 @@
 #include <vector>
 
 #include "bench/collective_sweep.h"
+#include "distributed/gloo/loop_thread.h"
 #include "gloo/allreduce.h"
 #include "gloo/barrier.h"
 #include "gloo/math.h"
@@ -75,7 +78,7 @@ int env_int(const char* name) {
 
 int run(int argc, char** argv) {
   gradflow_bench::SweepFlags flags;
-  if (!gradflow_bench::parse_sweep_flags(argc, argv, kProgram, {"--store-dir"}, &flags)) return 2;
+  if (!gradflow_bench::parse_sweep_flags(argc, argv, kProgram, {"--store-dir", "--loop-sched"}, &flags)) return 2;
   if (!flags.extra.contains("--store-dir")) {
     std::fprintf(stderr, "%s: --store-dir: required (the FileStore directory for the rendezvous)\n", kProgram);
     return 2;
@@ -94,6 +97,17 @@ int run(int argc, char** argv) {
   auto context = std::make_shared<gloo::rendezvous::Context>(rank, size);
   context->setTimeout(std::chrono::minutes(2));
   context->connectFullMesh(store, device);
+  // --loop-sched batch: Gloo's event-loop thread at SCHED_BATCH, as gradflow runs it (docs/distributed.md).
+  std::string loop_sched = flags.extra.contains("--loop-sched") ? flags.extra["--loop-sched"] : "normal";
+  if (loop_sched == "batch") {
+    if (int error = gradflow::distributed::set_gloo_loop_thread_batch(*device, std::chrono::seconds(30))) {
+      std::fprintf(stderr, "%s: --loop-sched batch: %s\n", kProgram, std::strerror(error));
+      return 1;
+    }
+  } else if (loop_sched != "normal") {
+    std::fprintf(stderr, "%s: --loop-sched \"%s\": must be batch or normal\n", kProgram, loop_sched.c_str());
+    return 2;
+  }
 
   std::vector<float> in(flags.max_bytes / 4, 1.0f), out(flags.max_bytes / 4);
   for (int64_t bytes : gradflow_bench::settle_sizes(flags)) {

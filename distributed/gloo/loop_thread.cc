@@ -42,7 +42,7 @@ class OneShot : public gloo::transport::tcp::Handler {
 
 }  // namespace
 
-bool run_on_gloo_loop_thread(gloo::transport::Device& device, const std::function<void()>& fn, Timeout timeout) {
+bool run_on_gloo_loop_thread(gloo::transport::Device& device, const std::function<void()>& fn, LoopTimeout timeout) {
   auto* tcp = dynamic_cast<gloo::transport::tcp::Device*>(&device);
   if (tcp == nullptr) return false;
   OneShot handler(fn);
@@ -53,10 +53,10 @@ bool run_on_gloo_loop_thread(gloo::transport::Device& device, const std::functio
   if (::write(handler.fd(), &one, sizeof one) == sizeof one) ran.wait_for(timeout);
   // Returns only after the loop has finished any call into the handler, so it can be destroyed.
   tcp->unregisterDescriptor(handler.fd(), &handler);
-  return ran.wait_for(Timeout(0)) == std::future_status::ready;
+  return ran.wait_for(LoopTimeout(0)) == std::future_status::ready;
 }
 
-int set_gloo_loop_thread_batch(gloo::transport::Device& device, Timeout timeout) {
+int set_gloo_loop_thread_batch(gloo::transport::Device& device, LoopTimeout timeout) {
   int error = 0;
   auto set_policy = [&error] {
     sched_param param{};

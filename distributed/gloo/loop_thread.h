@@ -2,18 +2,19 @@
 // which Gloo does not offer itself: gradflow uses it to set the thread's scheduling policy.
 #pragma once
 
+#include <chrono>
 #include <functional>
-#include <memory>
 
-#include "distributed/comm/communicator.h"
 #include "gloo/transport/device.h"
 
 namespace gradflow::distributed {
 
+using LoopTimeout = std::chrono::milliseconds;
+
 // Runs fn once on the event-loop thread of a Gloo TCP device and returns true when it has run; false
 // when the device is not a TCP device or the loop did not get to it within timeout (fn has not run then,
 // and never will).
-bool run_on_gloo_loop_thread(gloo::transport::Device& device, const std::function<void()>& fn, Timeout timeout);
+bool run_on_gloo_loop_thread(gloo::transport::Device& device, const std::function<void()>& fn, LoopTimeout timeout);
 
 // Switches the loop thread to SCHED_BATCH: its fair share of the CPU is unchanged, but waking up no
 // longer preempts the thread running on its core. Why that matters: when the loop gets an event for a
@@ -23,6 +24,6 @@ bool run_on_gloo_loop_thread(gloo::transport::Device& device, const std::functio
 // loop's time slice ends: a whole scheduler tick (4 ms here) per op, whenever a rank's threads share a
 // core. Returns the errno of sched_setscheduler (0 on success), or ETIMEDOUT / EINVAL from
 // run_on_gloo_loop_thread.
-int set_gloo_loop_thread_batch(gloo::transport::Device& device, Timeout timeout);
+int set_gloo_loop_thread_batch(gloo::transport::Device& device, LoopTimeout timeout);
 
 }  // namespace gradflow::distributed
