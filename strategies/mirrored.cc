@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/trace/trace.h"
+#include "distributed/comm/local_device_group.h"
 
 namespace gradflow::strategies {
 
@@ -41,6 +42,23 @@ struct MirroredStrategy::Rendezvous {
           throw StateError(reason);
         }
       }
+      result = Tensor();
+      results.clear();
+      if (nccl_applies()) {
+        // Every replica's value is on its own GPU: NCCL sums them there, each GPU keeping the sum.
+        std::vector<Tensor> values = std::move(slots);
+        slots.assign(n, Tensor());
+        try {
+          results = group->all_reduce_sum(values);
+        } catch (const std::exception& e) {
+          abort_locked(str_cat("MirroredStrategy: ", e.what()));
+          throw StateError(reason);
+        }
+        end_round();
+        Tensor mine = results[replica];
+        lock.unlock();
+        return mine;
+      }
       // Over devices, on the first contributor's device (copies there, in replica order).
       Tensor total;
       for (Tensor& slot : slots) {
@@ -53,13 +71,24 @@ struct MirroredStrategy::Rendezvous {
       check_stranded();
       wait_for_round(lock, round);
     }
-    Tensor mine = result;
+    Tensor mine = results.empty() ? result : results[replica];
     lock.unlock();
     // Over devices each replica gets the sum where its own value was (host bookkeeping stays on the
     // host), or on its device (its thread's DeviceScope) when it passed nothing.
     if (!mine.defined() || current_mirror_replica() < 0) return mine;
     const Device where = value.defined() ? value.device() : current_device();
     return mine.device() == where ? mine : mine.to(where);
+  }
+
+  // NCCL sums this round (group set, every replica's value on its own GPU, a dtype NCCL sums).
+  bool nccl_applies() const {
+    if (!group) return false;
+    for (int r = 0; r < n; ++r) {
+      if (!slots[r].defined() || slots[r].device() != Device::cuda(group->devices()[r]) || slots[r].dtype() == kBool) {
+        return false;
+      }
+    }
+    return true;
   }
 
   // merge_call: the last replica to arrive runs fn with everyone's pointer (the others wait: what they
@@ -156,7 +185,11 @@ struct MirroredStrategy::Rendezvous {
   std::mutex mu;
   std::condition_variable cv;
   std::vector<Tensor> slots;
-  Tensor result;
+  Tensor result;                                        // the sum of a round of copies
+  std::vector<Tensor> results;                          // or, after NCCL, each replica's
+ public:
+  std::unique_ptr<distributed::LocalDeviceGroup> group;  // set when NCCL sums across the GPUs
+ private:
   std::vector<const void*> pointers;
   std::exception_ptr merge_error;
   std::vector<bool> returned;  // per replica, this run
@@ -240,9 +273,32 @@ class PassThroughAverager : public ReplicaContext::GradientAverager {
 
 }  // namespace
 
-MirroredStrategy::MirroredStrategy(std::vector<Device> devices) : MirroredStrategy(static_cast<int>(devices.size())) {
+namespace {
+std::string describe_devices(const std::vector<Device>& devices) {
+  std::string text;
+  for (const Device& d : devices) text += str_cat(text.empty() ? "" : ", ", d.str());
+  return text;
+}
+}  // namespace
+
+MirroredStrategy::MirroredStrategy(std::vector<Device> devices, CrossDeviceOps cross_device_ops)
+    : MirroredStrategy(static_cast<int>(devices.size())) {
   for (const Device& d : devices) DeviceScope check(d);  // DeviceError for a device this process cannot use
   devices_ = std::move(devices);
+  std::vector<int> gpus;
+  for (const Device& d : devices_) {
+    if (d.is_cuda() && std::find(gpus.begin(), gpus.end(), d.index) == gpus.end()) gpus.push_back(d.index);
+  }
+  const bool nccl_possible = gpus.size() == devices_.size() && distributed::local_device_group_built();
+  if (cross_device_ops == CrossDeviceOps::kNcclAllReduce && !nccl_possible) {
+    throw ValueError(str_cat("MirroredStrategy: CrossDeviceOps::kNcclAllReduce needs distinct GPUs",
+                             distributed::local_device_group_built() ? "" : " and a build with NCCL", "; got ",
+                             describe_devices(devices_)));
+  }
+  if (nccl_possible && cross_device_ops != CrossDeviceOps::kReductionToOneDevice) {
+    rendezvous_->group = distributed::make_local_device_group(gpus);
+    cross_device_ops_ = CrossDeviceOps::kNcclAllReduce;
+  }
 }
 
 void MirroredStrategy::broadcast_variables(const std::vector<Variable>& vars) {
@@ -353,6 +409,35 @@ void MirroredStrategy::run_replicas(const std::function<void(int)>& fn) {
   for (const std::exception_ptr& e : errors) {
     if (e) std::rethrow_exception(e);
   }
+}
+
+std::vector<Tensor> MirroredStrategy::sum_replica_gradients(const std::vector<std::vector<Tensor>>& grads,
+                                                           const std::vector<Variable>& vars) {
+  distributed::LocalDeviceGroup* group = rendezvous_->group.get();
+  if (group == nullptr) return ReplicaContext::sum_replica_gradients(grads, vars);
+  // The variables every replica has a gradient of, each on its own GPU, are summed by NCCL onto replica
+  // 0's GPU (where the variables live) in one group call; the others (a replica without rows or without
+  // that gradient) through copies.
+  std::vector<size_t> by_nccl;
+  std::vector<std::vector<Tensor>> nccl_values(num_replicas_), by_copies = grads;
+  for (size_t i = 0; i < vars.size(); ++i) {
+    bool everywhere = vars[i].device() == devices_[0];
+    for (int r = 0; r < num_replicas_ && everywhere; ++r) {
+      everywhere = grads[r].size() > i && grads[r][i].defined() && grads[r][i].device() == devices_[r] &&
+                   grads[r][i].dtype() != kBool;
+    }
+    if (!everywhere) continue;
+    by_nccl.push_back(i);
+    for (int r = 0; r < num_replicas_; ++r) {
+      nccl_values[r].push_back(grads[r][i]);
+      by_copies[r][i] = Tensor();
+    }
+  }
+  std::vector<Tensor> summed = ReplicaContext::sum_replica_gradients(by_copies, vars);
+  if (by_nccl.empty()) return summed;
+  std::vector<Tensor> sums = group->reduce_sum(nccl_values, 0);
+  for (size_t k = 0; k < by_nccl.size(); ++k) summed[by_nccl[k]] = sums[k];
+  return summed;
 }
 
 std::unique_ptr<ReplicaContext::GradientAverager> MirroredStrategy::average_gradients(const std::vector<Variable>& vars,

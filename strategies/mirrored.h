@@ -18,8 +18,10 @@
 // each replica's forward and backward run on its device, gradients are summed across devices on replica
 // 0's (copied there, in replica order), the update runs once on replica 0's variables and is copied to
 // the others. Models made inside scope() live on devices[0]. Any devices may be listed, also the CPU
-// (twice, for testing the copies); the NCCL group calls tf.distribute uses between GPUs are not built:
-// the sums go through device copies (tf's ReductionToOneDevice).
+// (twice, for testing the copies). How the sums cross devices is tf.distribute's cross_device_ops: when
+// every device is a distinct GPU, NCCL all-reduces in one group call, each GPU keeping its sum
+// (NcclAllReduce); otherwise copies to the first contributor's device, summed there in replica order
+// and copied back (ReductionToOneDevice).
 #pragma once
 
 #include <memory>
@@ -27,7 +29,18 @@
 
 #include "strategies/strategy.h"
 
+namespace gradflow::distributed {
+class LocalDeviceGroup;
+}
+
 namespace gradflow::strategies {
+
+// How MirroredStrategy sums the replicas' values across devices.
+enum class CrossDeviceOps {
+  kAuto,                  // kNcclAllReduce when every device is a distinct GPU and gradflow has NCCL
+  kNcclAllReduce,         // ncclAllReduce on every GPU inside one ncclGroupStart/End
+  kReductionToOneDevice,  // device copies, summed on one device
+};
 
 class MirroredStrategy : public Strategy, private ReplicaContext {
  public:
@@ -35,12 +48,15 @@ class MirroredStrategy : public Strategy, private ReplicaContext {
   explicit MirroredStrategy(int num_replicas);
   // One replica per device, each with its own copies of the variables. ValueError when empty;
   // DeviceError naming a device this process cannot use.
-  explicit MirroredStrategy(std::vector<Device> devices);
+  // kNcclAllReduce where it cannot be used (a CPU device, a GPU listed twice, no NCCL) is a ValueError.
+  explicit MirroredStrategy(std::vector<Device> devices, CrossDeviceOps cross_device_ops = CrossDeviceOps::kAuto);
   ~MirroredStrategy() override;
 
   int num_replicas_in_sync() const override { return num_replicas_; }
   int replica_id() const override { return 0; }
   int num_local_replicas() const override { return num_replicas_; }
+  // What sums across devices (never kAuto); kReductionToOneDevice also when the replicas share variables.
+  CrossDeviceOps cross_device_ops() const { return cross_device_ops_; }
   // On a replica thread (inside run): the gradients averaged across the replicas, weighted by their
   // rows (the identical tensors on every replica). On the calling thread, which holds every replica's
   // data: tape.gradient, already the average.
@@ -64,6 +80,8 @@ class MirroredStrategy : public Strategy, private ReplicaContext {
   int num_replicas() const override { return num_replicas_; }
   bool in_process() const override { return true; }
   void run_replicas(const std::function<void(int)>& fn) override;
+  std::vector<Tensor> sum_replica_gradients(const std::vector<std::vector<Tensor>>& grads,
+                                            const std::vector<Variable>& vars) override;
   std::unique_ptr<GradientAverager> average_gradients(const std::vector<Variable>& vars, double weight,
                                                       double nominal, bool weighted_loss) override;
   std::vector<double> sum(const std::vector<double>& values) override { return values; }
@@ -75,6 +93,7 @@ class MirroredStrategy : public Strategy, private ReplicaContext {
 
   int num_replicas_;
   std::vector<Device> devices_;  // empty: replicas share the variables
+  CrossDeviceOps cross_device_ops_ = CrossDeviceOps::kReductionToOneDevice;
   std::vector<Variable> kept_by_replica_0_;  // non-trainable copied variables: refreshed after each run
   std::vector<double> weights_;  // each replica's rows in the running step (run)
   std::unique_ptr<Rendezvous> rendezvous_;

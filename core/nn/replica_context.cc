@@ -12,6 +12,19 @@ thread_local ReplicaContext* g_current = nullptr;
 
 ReplicaContext* current_replica_context() { return g_current; }
 
+std::vector<Tensor> ReplicaContext::sum_replica_gradients(const std::vector<std::vector<Tensor>>& grads,
+                                                         const std::vector<Variable>& vars) {
+  std::vector<Tensor> summed(vars.size());
+  for (size_t i = 0; i < vars.size(); ++i) {
+    for (const std::vector<Tensor>& replica : grads) {
+      if (replica.empty() || !replica[i].defined()) continue;
+      Tensor g = replica[i].to(vars[i].device());
+      summed[i] = summed[i].defined() ? summed[i] + g : g;
+    }
+  }
+  return summed;
+}
+
 void ReplicaContext::run_replicas(const std::function<void(int)>&) {
   throw StateError("run_replicas: this strategy has one replica per process, not replicas on threads");
 }

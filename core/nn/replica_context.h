@@ -44,6 +44,12 @@ class ReplicaContext {
   // Runs fn(replica) for every replica, each on its own thread with that replica's context current (so
   // its cross_replica_sum meets the others'), and returns when all have; rethrows the first error.
   virtual void run_replicas(const std::function<void(int replica)>& fn);
+  // After run_replicas in fit: per variable i, the sum over replicas r of grads[r][i] (each on replica
+  // r's device; undefined, or grads[r] empty, where replica r has none), on vars[i]'s device; undefined
+  // where no replica has one. The default copies each gradient there and adds in replica order (tf's
+  // ReductionToOneDevice); MirroredStrategy over GPUs sums with NCCL instead.
+  virtual std::vector<Tensor> sum_replica_gradients(const std::vector<std::vector<Tensor>>& grads,
+                                                    const std::vector<Variable>& vars);
 
   // tf.distribute's merge_call, for replicas on threads sharing the variables (MirroredStrategy's, inside
   // strategy.run): an update of shared state that every replica asks for (apply_gradients) must happen

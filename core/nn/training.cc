@@ -212,7 +212,6 @@ std::pair<std::vector<Tensor>, double> replicas_forward_backward(ReplicaContext&
                                                                  double nominal_rows, RunningMean& loss) {
   TrainingConfig& t = config(model);
   const std::vector<Variable> vars = model.trainable_variables();
-  const size_t num_vars = vars.size();
   const int n = ctx.num_replicas();
   const int64_t total = batch.first.dim(0);
   const std::vector<int64_t> begin = array_split_bounds(total, n);
@@ -245,16 +244,12 @@ std::pair<std::vector<Tensor>, double> replicas_forward_backward(ReplicaContext&
   // the other replicas' copies follow it before their next step (replicas over devices).
   for (const Variable& v : model.non_trainable_variables()) v.refresh_mirrors();
   if (total == 0) return {{}, 0.0};
-  // Replicas over devices (MirroredStrategy's copies): summed on the variables' own device, in replica
-  // order.
-  std::vector<Tensor> summed(num_vars);
-  for (size_t i = 0; i < num_vars; ++i) {
-    for (int r = 0; r < n; ++r) {
-      if (grads[r].empty() || !grads[r][i].defined() || begin[r + 1] == begin[r]) continue;
-      Tensor g = grads[r][i].to(vars[i].device());
-      summed[i] = summed[i].defined() ? summed[i] + g : g;
-    }
+  // Replicas without rows add nothing (they ran only to meet the others in cross-replica sums).
+  for (int r = 0; r < n; ++r) {
+    if (begin[r + 1] == begin[r]) grads[r].clear();
   }
+  // Replicas over devices (MirroredStrategy's copies): summed on the variables' own device.
+  std::vector<Tensor> summed = ctx.sum_replica_gradients(grads, vars);
   std::vector<Tensor> parts;
   double loss_sum = 0;
   for (int r = 0; r < n; ++r) {

@@ -5,10 +5,12 @@
 #include <cstdio>
 #include <memory>
 #include <random>
+#include <set>
 
 #include "distributed/comm/communicator.h"
 #include "distributed/comm/engine.h"
 #include "distributed/comm/engine_communicator.h"
+#include "distributed/comm/local_device_group.h"
 #include "distributed/store/prefix_store.h"
 #include "distributed/store/tcp_store.h"
 
@@ -166,6 +168,36 @@ std::unique_ptr<Communicator> create_communicator(const CommunicatorOptions& opt
     settings.comm_store = settings.job_store;
   }
   return std::make_unique<EngineCommunicator>(std::move(engine), std::move(settings));
+}
+
+#ifdef GRADFLOW_HAVE_NCCL
+std::unique_ptr<LocalDeviceGroup> make_nccl_local_group(const std::vector<int>& devices);  // nccl/
+#endif
+
+bool local_device_group_built() {
+#ifdef GRADFLOW_HAVE_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+std::unique_ptr<LocalDeviceGroup> make_local_device_group(const std::vector<int>& devices) {
+  if (devices.empty()) throw ValueError("local device group: no devices");
+  std::set<int> seen;
+  const int visible = cuda_device_count();
+  for (int d : devices) {
+    if (!seen.insert(d).second) throw ValueError(str_cat("local device group: cuda:", d, " is listed twice"));
+    if (d < 0 || d >= visible) {
+      throw DeviceError(str_cat("local device group: cuda:", d, " requested but ", visible, " CUDA device",
+                                visible == 1 ? " is" : "s are", " visible"));
+    }
+  }
+#ifdef GRADFLOW_HAVE_NCCL
+  return make_nccl_local_group(devices);
+#else
+  throw ValueError("local device group: gradflow was built without NCCL");
+#endif
 }
 
 }  // namespace gradflow::distributed

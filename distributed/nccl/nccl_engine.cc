@@ -12,43 +12,18 @@
 
 #include "core/tensor/cuda/cuda_check.h"
 #include "core/tensor/cuda/cuda_device.h"
+#include "distributed/nccl/nccl_common.h"
 
 namespace gradflow::distributed {
 namespace {
 
+using nccl_internal::group;
+using nccl_internal::nccl_dtype;
+using nccl_internal::nccl_error;
+using nccl_internal::nccl_op;
+
 using Clock = std::chrono::steady_clock;
 constexpr char kUniqueIdKey[] = "nccl_unique_id";
-
-std::string nccl_error(ncclComm_t comm, ncclResult_t result) {
-  return str_cat(ncclGetErrorString(result), " (", ncclGetLastError(comm), ")");
-}
-
-ncclDataType_t nccl_dtype(DType dtype) {
-  switch (dtype) {
-    case kF32: return ncclFloat32;
-    case kF64: return ncclFloat64;
-    case kF16: return ncclFloat16;
-    case kBF16: return ncclBfloat16;
-    case kI32: return ncclInt32;
-    case kI64: return ncclInt64;
-    case kU8: return ncclUint8;
-    case kBool: return ncclUint8;
-  }
-  throw_unsupported_dtype("nccl", dtype);
-}
-
-ncclRedOp_t nccl_op(DType dtype, ReduceOp op) {
-  // Bools travel as u8 0/1: "or" is max and "and" is min, where a sum could leave 2 (or wrap to 0).
-  if (dtype == kBool) return op == ReduceOp::kSum || op == ReduceOp::kMax ? ncclMax : ncclMin;
-  switch (op) {
-    case ReduceOp::kSum: return ncclSum;
-    case ReduceOp::kAvg: return ncclAvg;
-    case ReduceOp::kMin: return ncclMin;
-    case ReduceOp::kMax: return ncclMax;
-    case ReduceOp::kProd: return ncclProd;
-  }
-  throw ValueError(str_cat("nccl: unknown reduce op ", static_cast<int>(op)));
-}
 
 bool all_equal(const std::vector<int64_t>& counts) {
   for (int64_t c : counts) {
@@ -62,17 +37,6 @@ const char* at(const void* p, int64_t elements, DType dtype) {
 }
 char* at(void* p, int64_t elements, DType dtype) {
   return static_cast<char*>(p) + elements * static_cast<int64_t>(dtype_size(dtype));
-}
-
-// Brackets body() (which returns the first NCCL error) in a group; the group is always closed, since an
-// open group would swallow every later call.
-template <typename Body>
-ncclResult_t group(Body&& body) {
-  ncclResult_t result = ncclGroupStart();
-  if (result != ncclSuccess) return result;
-  result = body();
-  ncclResult_t end = ncclGroupEnd();
-  return result != ncclSuccess ? result : end;
 }
 
 // Rank 0 makes the id; the others wait for it. The store is private to the communicator (prefixed).

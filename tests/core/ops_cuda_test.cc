@@ -179,6 +179,28 @@ TEST_F(Cuda, BinaryOpsBroadcastAndStrides) {
         {from_vector<uint8_t>({2, 3}), from_vector<uint8_t>({9, 5})});
 }
 
+// Contiguous operands at aligned addresses take the 16-byte-per-thread kernels, with a tail when the
+// size is not a multiple of the vector width; a view one element in is misaligned and takes the strided
+// kernel. Both must give the CPU's values.
+TEST_F(Cuda, DenseElementwiseKernelsMatchTheCpu) {
+  for (DType d : kNumeric) {
+    for (int64_t n : {1, 3, 8, 17, 4099}) {
+      Tensor a = uniform({n + 1}, 1, 4, kF64, 11).to(d);
+      Tensor b = uniform({n + 1}, 1, 3, kF64, 12).to(d);
+      std::string what = str_cat(dtype_name(d), " of ", n);
+      check("add " + what, [n](const auto& in) { return add(in[0].slice(0, 0, n), in[1].slice(0, 0, n)); }, {a, b});
+      check("mul " + what, [n](const auto& in) { return mul(in[0].slice(0, 0, n), in[1].slice(0, 0, n)); }, {a, b});
+      check("maximum, misaligned, " + what,
+            [n](const auto& in) { return maximum(in[0].slice(0, 1, n + 1), in[1].slice(0, 0, n)); }, {a, b});
+      check("neg " + what, [n](const auto& in) { return neg(in[0].slice(0, 0, n)); }, {a});
+      check("relu, misaligned, " + what, [n](const auto& in) { return relu(in[0].slice(0, 1, n + 1)); }, {a});
+      if (d == kF32 || d == kF64 || d == kF16 || d == kBF16) {
+        check("exp " + what, [n](const auto& in) { return exp(in[0].slice(0, 0, n)); }, {a});
+      }
+    }
+  }
+}
+
 TEST_F(Cuda, UnaryOpsWhereClip) {
   using Op = Tensor (*)(const Tensor&);
   const std::pair<const char*, Op> numeric[] = {

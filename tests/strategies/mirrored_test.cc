@@ -401,6 +401,19 @@ TEST(Mirrored, OneReplicaAtLeast) {
   }
 }
 
+// NCCL sums across devices only when every device is a distinct GPU; asking for it elsewhere is an error
+// that names the devices.
+TEST(Mirrored, CrossDeviceOpsFollowTheDevices) {
+  EXPECT_EQ(MirroredStrategy(2).cross_device_ops(), CrossDeviceOps::kReductionToOneDevice);
+  EXPECT_EQ(MirroredStrategy({kCPU, kCPU}).cross_device_ops(), CrossDeviceOps::kReductionToOneDevice);
+  try {
+    MirroredStrategy strategy({kCPU, kCPU}, CrossDeviceOps::kNcclAllReduce);
+    FAIL() << "NCCL accepted for CPU devices";
+  } catch (const ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("cpu, cpu"), std::string::npos) << e.what();
+  }
+}
+
 // MirroredStrategy over devices gives each replica its own copy of every variable (here two CPU
 // "devices", so that the copies are exercised without GPUs): the same numbers as replicas sharing the
 // variables, for fit (also with SyncBatchNormalization, whose shift reads the moving mean's copies) and
