@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/trace/trace.h"
+#include "distributed/comm/communicator.h"
 #include "distributed/comm/local_device_group.h"
 
 namespace gradflow::strategies {
@@ -51,8 +52,8 @@ struct MirroredStrategy::Rendezvous {
         try {
           results = group->all_reduce_sum(values);
         } catch (const std::exception& e) {
-          abort_locked(str_cat("MirroredStrategy: ", e.what()));
-          throw StateError(reason);
+          abort_locked(str_cat("MirroredStrategy: ", e.what()));  // the others throw StateError with it
+          throw;
         }
         end_round();
         Tensor mine = results[replica];
@@ -295,9 +296,16 @@ MirroredStrategy::MirroredStrategy(std::vector<Device> devices, CrossDeviceOps c
                              distributed::local_device_group_built() ? "" : " and a build with NCCL", "; got ",
                              describe_devices(devices_)));
   }
-  if (nccl_possible && cross_device_ops != CrossDeviceOps::kReductionToOneDevice) {
+  if (cross_device_ops == CrossDeviceOps::kNcclAllReduce) {
     rendezvous_->group = distributed::make_local_device_group(gpus);
     cross_device_ops_ = CrossDeviceOps::kNcclAllReduce;
+  } else if (cross_device_ops == CrossDeviceOps::kAuto && nccl_possible && gpus.size() > 1) {
+    // As tf does: NCCL where it sets up; copies where it does not (no P2P or shared memory for NCCL).
+    try {
+      rendezvous_->group = distributed::make_local_device_group(gpus);
+      cross_device_ops_ = CrossDeviceOps::kNcclAllReduce;
+    } catch (const distributed::CollectiveError&) {
+    }
   }
 }
 
@@ -424,7 +432,8 @@ std::vector<Tensor> MirroredStrategy::sum_replica_gradients(const std::vector<st
     bool everywhere = vars[i].device() == devices_[0];
     for (int r = 0; r < num_replicas_ && everywhere; ++r) {
       everywhere = grads[r].size() > i && grads[r][i].defined() && grads[r][i].device() == devices_[r] &&
-                   grads[r][i].dtype() != kBool;
+                   grads[r][i].dtype() != kBool && grads[r][i].shape() == grads[0][i].shape() &&
+                   grads[r][i].dtype() == grads[0][i].dtype();
     }
     if (!everywhere) continue;
     by_nccl.push_back(i);

@@ -37,7 +37,7 @@ namespace gradflow::strategies {
 
 // How MirroredStrategy sums the replicas' values across devices.
 enum class CrossDeviceOps {
-  kAuto,                  // kNcclAllReduce when every device is a distinct GPU and gradflow has NCCL
+  kAuto,                  // kNcclAllReduce over two or more distinct GPUs where NCCL sets up, else copies
   kNcclAllReduce,         // ncclAllReduce on every GPU inside one ncclGroupStart/End
   kReductionToOneDevice,  // device copies, summed on one device
 };

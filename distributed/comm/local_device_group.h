@@ -19,7 +19,8 @@ class LocalDeviceGroup {
   virtual const std::vector<int>& devices() const = 0;
   // values[i] on cuda:devices()[i], all of one shape and dtype (not bool): their sum, result[i] on
   // cuda:devices()[i] (the same values on every device). ValueError naming the member whose value does
-  // not fit; CollectiveError when NCCL fails.
+  // not fit; CollectiveError when NCCL fails, after which the group is aborted and every later call
+  // throws CollectiveError (kAborted) too.
   virtual std::vector<Tensor> all_reduce_sum(const std::vector<Tensor>& values) = 0;
   // For each i, the sum of values[m][i] over the members m, on member root's device: every values[m][i]
   // on member m's device, one shape and dtype per i (not bool). One group call for the whole list.

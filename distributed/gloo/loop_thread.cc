@@ -29,8 +29,12 @@ class OneShot : public gloo::transport::tcp::Handler {
     uint64_t count = 0;
     if (::read(fd_, &count, sizeof count) != sizeof count || done_) return;  // also: a spurious wake-up
     done_ = true;
-    fn_();
-    ran_.set_value();
+    try {  // an exception must not leave Gloo's loop thread: it would end the process
+      fn_();
+      ran_.set_value();
+    } catch (...) {
+      ran_.set_exception(std::current_exception());
+    }
   }
 
  private:
@@ -53,7 +57,9 @@ bool run_on_gloo_loop_thread(gloo::transport::Device& device, const std::functio
   if (::write(handler.fd(), &one, sizeof one) == sizeof one) ran.wait_for(timeout);
   // Returns only after the loop has finished any call into the handler, so it can be destroyed.
   tcp->unregisterDescriptor(handler.fd(), &handler);
-  return ran.wait_for(LoopTimeout(0)) == std::future_status::ready;
+  if (ran.wait_for(LoopTimeout(0)) != std::future_status::ready) return false;
+  ran.get();  // fn's exception, if it threw
+  return true;
 }
 
 int set_gloo_loop_thread_batch(gloo::transport::Device& device, LoopTimeout timeout) {

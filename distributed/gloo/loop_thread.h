@@ -13,7 +13,7 @@ using LoopTimeout = std::chrono::milliseconds;
 
 // Runs fn once on the event-loop thread of a Gloo TCP device and returns true when it has run; false
 // when the device is not a TCP device or the loop did not get to it within timeout (fn has not run then,
-// and never will).
+// and never will). fn's exception is rethrown here.
 bool run_on_gloo_loop_thread(gloo::transport::Device& device, const std::function<void()>& fn, LoopTimeout timeout);
 
 // Switches the loop thread to SCHED_BATCH: its fair share of the CPU is unchanged, but waking up no

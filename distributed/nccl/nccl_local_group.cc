@@ -118,6 +118,7 @@ class NcclLocalGroup final : public LocalDeviceGroup {
   }
 
   void check_root(size_t members, int root, const char* op) const {
+    throw_if_failed();
     if (members != devices_.size()) {
       throw ValueError(str_cat("nccl local group: ", op, " from ", members, " members over ", devices_.size(),
                                " devices (", describe(), ")"));
@@ -128,6 +129,7 @@ class NcclLocalGroup final : public LocalDeviceGroup {
   }
 
   void check(const std::vector<Tensor>& values, const char* op) const {
+    throw_if_failed();
     if (values.size() != devices_.size()) {
       throw ValueError(str_cat("nccl local group: ", op, " of ", values.size(), " tensors over ", devices_.size(),
                                " devices (", describe(), ")"));
@@ -148,14 +150,27 @@ class NcclLocalGroup final : public LocalDeviceGroup {
     if (values[0].dtype() == kBool) throw ValueError(str_cat("nccl local group: ", op, ": bool tensors"));
   }
 
-  void fail_on(ncclResult_t result, const char* call) const {
+  // A failed group may have launched on some devices only: those kernels would wait forever for the
+  // others, and so would every later sync of their streams. Aborting the communicators ends them; the
+  // group then refuses every later call.
+  void fail_on(ncclResult_t result, const char* call) {
     if (result == ncclSuccess) return;
-    throw CollectiveError(CollectiveFailure::kEngine,
-                          str_cat("nccl: ", call, " over ", describe(), ": ", nccl_error(nullptr, result)));
+    failure_ = str_cat("nccl: ", call, " over ", describe(), ": ", nccl_error(nullptr, result));
+    for (ncclComm_t& comm : comms_) {
+      if (comm != nullptr) ncclCommAbort(comm);
+      comm = nullptr;
+    }
+    throw CollectiveError(CollectiveFailure::kEngine, failure_);
+  }
+  void throw_if_failed() const {
+    if (!failure_.empty()) {
+      throw CollectiveError(CollectiveFailure::kAborted, str_cat(failure_, " (the group was aborted then)"));
+    }
   }
 
   std::vector<int> devices_;
   std::vector<ncclComm_t> comms_;
+  std::string failure_;  // set by the first failed call
 };
 
 }  // namespace

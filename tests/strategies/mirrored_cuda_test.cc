@@ -120,7 +120,10 @@ TEST(MirroredCuda, NcclAndDeviceCopiesTrainAlike) {
   if (!distributed::local_device_group_built()) GTEST_SKIP() << "built without NCCL";
   std::vector<Device> devices{Device::cuda(0)};
   if (cuda_device_count() >= 2) devices.push_back(Device::cuda(1));
-  expect_bitwise_equal(trained_with(devices, CrossDeviceOps::kAuto, CrossDeviceOps::kNcclAllReduce),
+  // kAuto takes NCCL from two GPUs on (one GPU has nothing to sum); kNcclAllReduce forces it.
+  EXPECT_EQ(MirroredStrategy({Device::cuda(0)}).cross_device_ops(), CrossDeviceOps::kReductionToOneDevice);
+  if (devices.size() > 1) EXPECT_EQ(MirroredStrategy(devices).cross_device_ops(), CrossDeviceOps::kNcclAllReduce);
+  expect_bitwise_equal(trained_with(devices, CrossDeviceOps::kNcclAllReduce, CrossDeviceOps::kNcclAllReduce),
                        trained_with(devices, CrossDeviceOps::kReductionToOneDevice, CrossDeviceOps::kReductionToOneDevice),
                        "fit");
   expect_bitwise_equal(custom_loop_with(devices, CrossDeviceOps::kNcclAllReduce),
