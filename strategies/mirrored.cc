@@ -18,10 +18,27 @@ namespace gradflow::strategies {
 // order (so every replica gets the identical sum) or runs the update, and all return. A replica that
 // fails aborts the others; so does one that calls something else than the round in progress, or that
 // returns from its step while others wait in a round: nobody is left waiting.
+namespace {
+// Whether NCCL can sum one value per replica: each on its replica's GPU (gpus[r]), all of one shape and
+// dtype, not bool (which NCCL would add as bytes).
+bool nccl_can_sum(const std::vector<Tensor>& per_replica, const std::vector<int>& gpus) {
+  for (size_t r = 0; r < per_replica.size(); ++r) {
+    const Tensor& v = per_replica[r];
+    if (!v.defined() || v.device() != Device::cuda(gpus[r]) || v.dtype() == kBool ||
+        v.shape() != per_replica[0].shape() || v.dtype() != per_replica[0].dtype()) {
+      return false;
+    }
+  }
+  return true;
+}
+}  // namespace
+
 struct MirroredStrategy::Rendezvous {
   enum class Kind { kNone, kSum, kMerge };
 
   explicit Rendezvous(int n) : n(n), slots(n), pointers(n), returned(n, false) {}
+
+  std::unique_ptr<distributed::LocalDeviceGroup> group;  // set when NCCL sums across the GPUs
 
   // Undefined values are left out (a replica without a gradient); the sum of none is undefined.
   Tensor sum(int replica, const Tensor& value) {
@@ -45,7 +62,7 @@ struct MirroredStrategy::Rendezvous {
       }
       result = Tensor();
       results.clear();
-      if (nccl_applies()) {
+      if (group && nccl_can_sum(slots, group->devices())) {
         // Every replica's value is on its own GPU: NCCL sums them there, each GPU keeping the sum.
         std::vector<Tensor> values = std::move(slots);
         slots.assign(n, Tensor());
@@ -79,17 +96,6 @@ struct MirroredStrategy::Rendezvous {
     if (!mine.defined() || current_mirror_replica() < 0) return mine;
     const Device where = value.defined() ? value.device() : current_device();
     return mine.device() == where ? mine : mine.to(where);
-  }
-
-  // NCCL sums this round (group set, every replica's value on its own GPU, a dtype NCCL sums).
-  bool nccl_applies() const {
-    if (!group) return false;
-    for (int r = 0; r < n; ++r) {
-      if (!slots[r].defined() || slots[r].device() != Device::cuda(group->devices()[r]) || slots[r].dtype() == kBool) {
-        return false;
-      }
-    }
-    return true;
   }
 
   // merge_call: the last replica to arrive runs fn with everyone's pointer (the others wait: what they
@@ -188,9 +194,6 @@ struct MirroredStrategy::Rendezvous {
   std::vector<Tensor> slots;
   Tensor result;                                        // the sum of a round of copies
   std::vector<Tensor> results;                          // or, after NCCL, each replica's
- public:
-  std::unique_ptr<distributed::LocalDeviceGroup> group;  // set when NCCL sums across the GPUs
- private:
   std::vector<const void*> pointers;
   std::exception_ptr merge_error;
   std::vector<bool> returned;  // per replica, this run
@@ -428,14 +431,10 @@ std::vector<Tensor> MirroredStrategy::sum_replica_gradients(const std::vector<st
   // that gradient) through copies.
   std::vector<size_t> by_nccl;
   std::vector<std::vector<Tensor>> nccl_values(num_replicas_), by_copies = grads;
+  std::vector<Tensor> column(num_replicas_);
   for (size_t i = 0; i < vars.size(); ++i) {
-    bool everywhere = vars[i].device() == devices_[0];
-    for (int r = 0; r < num_replicas_ && everywhere; ++r) {
-      everywhere = grads[r].size() > i && grads[r][i].defined() && grads[r][i].device() == devices_[r] &&
-                   grads[r][i].dtype() != kBool && grads[r][i].shape() == grads[0][i].shape() &&
-                   grads[r][i].dtype() == grads[0][i].dtype();
-    }
-    if (!everywhere) continue;
+    for (int r = 0; r < num_replicas_; ++r) column[r] = grads[r].size() > i ? grads[r][i] : Tensor();
+    if (vars[i].device() != devices_[0] || !nccl_can_sum(column, group->devices())) continue;
     by_nccl.push_back(i);
     for (int r = 0; r < num_replicas_; ++r) {
       nccl_values[r].push_back(grads[r][i]);

@@ -292,7 +292,9 @@ std::unique_ptr<Engine> make_gloo_engine(const EngineConfig& config) {
   std::shared_ptr<gloo::transport::Device> device;
   guarded("device", [&] { device = gloo::transport::tcp::CreateDevice(attr); });
   // Only speed depends on it (a failure leaves the normal policy), so a failure is not an error.
-  if (config.gloo_loop_batch) set_gloo_loop_thread_batch(*device, std::min<Timeout>(config.timeout, std::chrono::seconds(10)));
+  if (config.gloo_loop_batch) {
+    set_gloo_loop_thread_batch(*device, std::min<Timeout>(config.timeout, std::chrono::seconds(10)));
+  }
   return GlooEngine::connect(config.rank, config.size, config.store, std::move(device), config.timeout);
 }
 

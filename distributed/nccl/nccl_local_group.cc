@@ -1,9 +1,7 @@
 // LocalDeviceGroup over NCCL (distributed/comm/local_device_group.h).
-#include <cuda_runtime_api.h>
 #include <nccl.h>
 
 #include <algorithm>
-#include <set>
 
 #include "core/tensor/cuda/cuda_device.h"
 #include "core/tensor/error.h"
