@@ -5,6 +5,8 @@
 // Gloo's own algorithms are used where it has them (ring all-reduce, reduce, broadcast, all-gather-v,
 // all-to-all-v, barrier). Reduce-scatter is an all-to-all-v of the parts followed by a local reduction:
 // each rank sends and receives (n-1)/n of the data, the same volume as a ring reduce-scatter.
+#include <signal.h>
+
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -283,10 +285,23 @@ class GlooEngine : public Engine {
   Timeout timeout_;
 };
 
+// Gloo writes to its sockets with writev, which raises SIGPIPE once a peer has died. At its default
+// action that kills this rank at once (signal 13), before the op can fail with an error naming the dead
+// rank. Python ignores SIGPIPE in every program it runs, so PyTorch's Gloo never meets it; gradflow
+// ignores it too, unless the program has set its own handling.
+void ignore_sigpipe_left_at_default() {
+  struct sigaction current {};
+  if (::sigaction(SIGPIPE, nullptr, &current) == 0 && !(current.sa_flags & SA_SIGINFO) &&
+      current.sa_handler == SIG_DFL) {
+    ::signal(SIGPIPE, SIG_IGN);
+  }
+}
+
 }  // namespace
 
 std::unique_ptr<Engine> make_gloo_engine(const EngineConfig& config) {
   if (!config.store) throw ValueError("gloo backend: needs a store for its rendezvous");
+  ignore_sigpipe_left_at_default();
   gloo::transport::tcp::attr attr;
   attr.hostname = config.address;  // empty: Gloo binds to the address this machine's hostname resolves to
   std::shared_ptr<gloo::transport::Device> device;
