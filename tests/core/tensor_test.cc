@@ -48,6 +48,31 @@ TEST(Tensor, LargeCpuBlocksAreReusedAfterFree) {
   EXPECT_NE(other.raw_data(), first);
 }
 
+
+// Small blocks come back from the freeing thread's cache, per rounded size, aligned; a full cache and a
+// thread's exit hand blocks back to the C allocator (no leak or double free shows under ASan/valgrind).
+TEST(Tensor, SmallCpuBlocksAreReusedByTheFreeingThread) {
+  void* first;
+  {
+    Tensor small = empty({3});  // 12 B: a 64 B block
+    first = small.raw_data();
+  }
+  Tensor same_size = empty({10});  // 40 B: the same rounded size
+  EXPECT_EQ(same_size.raw_data(), first);
+  Tensor other = empty({10});
+  EXPECT_NE(other.raw_data(), first);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(other.raw_data()) % kCpuAlignment, 0u);
+
+  std::vector<Tensor> many;  // more than a thread keeps of one size: the rest go back to the system
+  for (int i = 0; i < 100; ++i) many.push_back(full({1000}, i));  // 4000 B: 4 KiB blocks
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(many[i].to_vector<float>()[999], i);
+  std::thread([moved = std::move(many)]() mutable { moved.clear(); }).join();  // freed by another thread, which exits
+  for (int i = 0; i < 100; ++i) {
+    Tensor t = full({1000}, -i);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(t.raw_data()) % kCpuAlignment, 0u);
+    EXPECT_EQ(t.to_vector<float>()[0], -i);
+  }
+}
 TEST(Tensor, IdsAreUnique) {
   Tensor a = zeros({2});
   Tensor b = a.reshape({2, 1});
