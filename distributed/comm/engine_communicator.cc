@@ -105,9 +105,8 @@ EngineCommunicator::ReducePlan EngineCommunicator::plan_reduction(const char* op
 
 WorkPtr EngineCommunicator::submit(const char* name, std::function<std::string()> signature, bool collective,
                                    const std::optional<Timeout>& timeout, bool async,
-                                   std::function<std::vector<Tensor>(Timeout)> body, std::shared_ptr<const void> state) {
-  return runner_->submit(OpRunner::Op{name, std::move(signature), collective, op_timeout(timeout), async, std::move(body),
-                                      std::move(state)});
+                                   std::function<std::vector<Tensor>(Timeout)> body) {
+  return runner_->submit(OpRunner::Op{name, std::move(signature), collective, op_timeout(timeout), async, std::move(body)});
 }
 
 // Reduces same-dtype tensors packed into one buffer; returns the packed result (on root only when !all).
@@ -169,41 +168,83 @@ void check_list(const char* op, const std::vector<Tensor>& tensors) {
 }
 }  // namespace
 
+// The state of a single-tensor all-reduce, in its Work (one allocation, or none when the spare is
+// reused); the op's lambdas capture only a pointer to it.
+struct EngineCommunicator::AllReduceWork final : WorkImpl {
+  AllReduceWork(Timeout timeout, EngineCommunicator* self) : WorkImpl(timeout, true), self(self) {}
+  using WorkImpl::reset;
+  EngineCommunicator* self;
+  Tensor t;                // the input, never changed while the op runs: what signature describes
+  std::vector<Tensor> io;  // the caller's vector, holding the input; becomes the result
+  ReducePlan plan{};
+  ReduceOp op = ReduceOp::kSum;
+  bool in_place = false;
+};
+
+namespace {
+// Up to this size an all-reduce reuses the communicator's spare Work, which keeps its last input and
+// result alive until the next op: small enough not to matter, and where a Work's cost shows.
+constexpr int64_t kSpareWorkMaxBytes = 64 << 10;
+}  // namespace
+
+WorkPtr EngineCommunicator::submit_all_reduce(std::vector<Tensor> io, ReducePlan plan, const AllReduceOptions& options) {
+  const Tensor& t = io[0];
+  Timeout timeout = op_timeout(options.timeout);
+  std::shared_ptr<AllReduceWork> work;
+  // Reused only when no caller still holds it; the flag keeps two threads from reusing it at once.
+  bool reusing = t.numel() * static_cast<int64_t>(dtype_size(t.dtype())) <= kSpareWorkMaxBytes && !spare_in_use_.exchange(true, std::memory_order_acquire);
+  if (reusing) {
+    if (spare_all_reduce_ && spare_all_reduce_.use_count() == 1) {
+      spare_all_reduce_->reset(timeout);
+    } else {
+      spare_all_reduce_ = std::make_shared<AllReduceWork>(timeout, this);
+    }
+    work = spare_all_reduce_;
+  } else {
+    work = std::make_shared<AllReduceWork>(timeout, this);
+  }
+  AllReduceWork* w = work.get();
+  w->t = t;
+  w->io = std::move(io);
+  w->plan = plan;
+  w->op = options.op;
+  w->in_place = options.in_place;
+  WorkPtr result = runner_->submit(
+      OpRunner::Op{
+          .name = "all_reduce",
+          .signature = [w] { return str_cat("all_reduce(", describe({w->t}), ", ", reduce_op_name(w->op), ")"); },
+          .timeout = timeout,
+          .async = options.async_op,
+          .body =
+              [w](Timeout engine_timeout) {
+                Tensor& t = w->io[0];
+                Engine& engine = *w->self->engine_;
+                if (w->in_place) {
+                  engine.all_reduce(t.raw_data(), t.raw_data(), t.numel(), t.dtype(), w->plan.op, engine_timeout);
+                  if (w->plan.divide && w->op == ReduceOp::kAvg) copy_into(t, t / static_cast<double>(w->self->size()));
+                } else {
+                  Tensor out = empty(t.shape(), t.dtype(), t.device());
+                  engine.all_reduce(t.raw_data(), out.raw_data(), t.numel(), t.dtype(), w->plan.op, engine_timeout);
+                  if (w->plan.divide && w->op == ReduceOp::kAvg) out = out / static_cast<double>(w->self->size());
+                  t = std::move(out);
+                }
+                return std::move(w->io);
+              }},
+      std::move(work));
+  if (reusing) spare_in_use_.store(false, std::memory_order_release);
+  return result;
+}
+
 WorkPtr EngineCommunicator::all_reduce(std::vector<Tensor> tensors, const AllReduceOptions& options) {
   check_list("all_reduce", tensors);
   if (tensors.size() == 1) {
     // The common case, kept free of packing and view ops: a small all-reduce should cost what the
     // engine's does.
-    Tensor t = std::move(tensors[0]);
+    const Tensor& t = tensors[0];
     ReducePlan plan = plan_reduction("all_reduce", t.dtype(), options.op);
     if (plan.wire == t.dtype() && engine_->supports_device(t.device()) && t.is_contiguous()) {
-      // One allocation holds what the op needs; the lambdas capture only a pointer to it.
-      struct State {
-        EngineCommunicator* self;
-        Tensor t;
-        ReducePlan plan;
-        ReduceOp op;
-        bool in_place;
-      };
-      auto state = std::make_shared<const State>(State{this, std::move(t), plan, options.op, options.in_place});
-      const State* s = state.get();
-      return submit(
-          "all_reduce", [s] { return str_cat("all_reduce(", describe({s->t}), ", ", reduce_op_name(s->op), ")"); },
-          true, options.timeout, options.async_op,
-          [s](Timeout timeout) {
-            Tensor out = s->in_place ? s->t : empty(s->t.shape(), s->t.dtype(), s->t.device());
-            s->self->engine_->all_reduce(s->t.raw_data(), out.raw_data(), s->t.numel(), s->t.dtype(), s->plan.op, timeout);
-            if (s->plan.divide && s->op == ReduceOp::kAvg) {
-              Tensor mean = out / static_cast<double>(s->self->size());
-              if (s->in_place) copy_into(out, mean); else out = mean;
-            }
-            std::vector<Tensor> result;  // not {out}: an initializer list would copy the tensor
-            result.push_back(std::move(out));
-            return result;
-          },
-          std::move(state));
+      return submit_all_reduce(std::move(tensors), plan, options);
     }
-    tensors = {std::move(t)};
   }
   auto signature = [=] { return str_cat("all_reduce(", describe(tensors), ", ", reduce_op_name(options.op), ")"); };
   return submit_reduction("all_reduce", std::move(signature), std::move(tensors), options.op, std::nullopt,

@@ -4,6 +4,7 @@
 // and hands each op to its OpRunner, which numbers it, runs it and watches it.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -61,17 +62,23 @@ class EngineCommunicator : public Communicator {
                                        const std::vector<int64_t>& splits);
   Tensor reduce_packed(const std::vector<Tensor>& tensors, ReducePlan plan, ReduceOp op, int root,
                        Timeout timeout, bool all);
+  struct AllReduceWork;
+  WorkPtr submit_all_reduce(std::vector<Tensor> io, ReducePlan plan, const AllReduceOptions& options);
   WorkPtr submit_reduction(const char* name, std::function<std::string()> signature, std::vector<Tensor> tensors,
                            ReduceOp op, std::optional<int> root, const std::optional<Timeout>& timeout, bool async,
                            bool in_place);
   WorkPtr submit(const char* name, std::function<std::string()> signature, bool collective, const std::optional<Timeout>& timeout,
-                 bool async, std::function<std::vector<Tensor>(Timeout)> body, std::shared_ptr<const void> state = nullptr);
+                 bool async, std::function<std::vector<Tensor>(Timeout)> body);
   void check_rank(const char* what, int value) const;
 
   std::unique_ptr<Engine> engine_;
   CommSettings settings_;
   std::shared_ptr<Store> user_store_;  // "user/" in comm_store
   int splits_ = 0;
+  // The single-tensor all-reduce's Work, reused by the next one once no caller holds it (no allocation
+  // per small op); spare_in_use_ is held while a call checks and reuses it.
+  std::shared_ptr<AllReduceWork> spare_all_reduce_;
+  std::atomic<bool> spare_in_use_{false};
   std::unique_ptr<OpRunner> runner_;  // last: stopped before the engine goes away
 };
 

@@ -90,21 +90,20 @@ CollectiveError OpRunner::error_for(const std::string& op_label, const Failure& 
                                                ": the communicator failed earlier: ", failure.reason));
 }
 
-WorkPtr OpRunner::submit(Op op) {
+WorkPtr OpRunner::submit(Op op, std::shared_ptr<WorkImpl> work) {
   std::unique_lock<std::mutex> lock(mu_);
   // Inline-only, another thread's op may be running: wait for it before numbering this one, so that ops
   // run in the order of their numbers.
   if (config_.inline_only) cv_.wait(lock, [&] { return !busy_ || failure_; });
   int64_t seq = op.collective ? ++collective_seq_ : ++p2p_seq_;
-  auto work = std::make_shared<WorkImpl>(op.timeout, anchor_, seq, op.collective);
+  work->attach(anchor_, seq);
   if (failure_) {
     work->fail(error_for(label(seq, op.collective, op.signature()), *failure_, false));
     return work;
   }
   if (!busy_ && (config_.inline_only || (!op.async && queue_.empty()))) {
-    Queued q{std::move(op), seq, std::move(work)};
-    execute_exclusively(lock, q);
-    return std::move(q.work);
+    execute_exclusively(lock, op, seq, *work);
+    return work;
   }
   queue_.push_back(Queued{std::move(op), seq, work});
   if (!progress_.joinable()) {
@@ -124,23 +123,23 @@ void OpRunner::progress_loop() {
     if (queue_.empty()) return;
     Queued q = std::move(queue_.front());
     queue_.pop_front();
-    execute_exclusively(lock, q);
+    execute_exclusively(lock, q.op, q.seq, *q.work);
   }
 }
 
-void OpRunner::execute_exclusively(std::unique_lock<std::mutex>& lock, Queued& q) {
+void OpRunner::execute_exclusively(std::unique_lock<std::mutex>& lock, const Op& op, int64_t seq, WorkImpl& work) {
   if (failure_) {
-    q.work->fail(error_for(label(q.seq, q.op.collective, q.op.signature()), *failure_, false));
+    work.fail(error_for(label(seq, op.collective, op.signature()), *failure_, false));
     return;
   }
   busy_ = true;
-  running_ = Running{q.seq, q.op.collective, &q.op, q.op.timeout, coarse_now() + q.op.timeout, q.work.get()};
-  if (q.op.collective) {
-    started_seq_ = q.seq;
-    started_op_ = q.op.name;
+  running_ = Running{seq, op.collective, &op, op.timeout, coarse_now() + op.timeout, &work};
+  if (op.collective) {
+    started_seq_ = seq;
+    started_op_ = op.name;
   }
   lock.unlock();
-  run_body(q);
+  run_body(op, seq, work);
   lock.lock();
   running_.reset();
   busy_ = false;
@@ -148,16 +147,16 @@ void OpRunner::execute_exclusively(std::unique_lock<std::mutex>& lock, Queued& q
   if (!queue_.empty() || config_.inline_only) cv_.notify_all();
 }
 
-void OpRunner::run_body(Queued& q) {
-  trace::Span span(q.op.name, "communication", trace::enabled() ? str_cat("#", q.seq) : std::string());
+void OpRunner::run_body(const Op& op, int64_t seq, WorkImpl& work) {
+  trace::Span span(op.name, "communication", trace::enabled() ? str_cat("#", seq) : std::string());
   try {
-    if (config_.debug && q.op.collective && config_.comm_store) debug_check(q);
-    q.work->finish(q.op.body(q.op.timeout + config_.engine_grace));
+    if (config_.debug && op.collective && config_.comm_store) debug_check(op, seq);
+    work.finish(op.body(op.timeout + config_.engine_grace));
   } catch (const CollectiveError& e) {
     std::string reason = e.what();
     // An engine that saw a peer vanish cannot say which rank it was; the progress records can.
-    if (q.op.collective && (e.kind() == CollectiveFailure::kPeerFailure || e.kind() == CollectiveFailure::kTimeout)) {
-      std::string missing = missing_ranks(q.seq);
+    if (op.collective && (e.kind() == CollectiveFailure::kPeerFailure || e.kind() == CollectiveFailure::kTimeout)) {
+      std::string missing = missing_ranks(seq);
       if (!missing.empty()) reason += str_cat("; ranks that did not arrive: ", missing);
     }
     abort(e.kind(), reason, true);
@@ -181,7 +180,7 @@ void OpRunner::abort(CollectiveFailure kind, const std::string& reason, bool pub
       failure_note_->set(reason);
     }
     if (running_) {
-      running_work = running_->work->shared_from_this();  // q.work keeps it alive while running_ is set
+      running_work = running_->work->shared_from_this();  // its submitter or queue entry keeps it alive while running_ is set
       running_label = label(running_->seq, running_->collective, running_->op->signature());
     }
     dropped.swap(queue_);
@@ -243,15 +242,15 @@ std::string OpRunner::missing_ranks(int64_t seq) {
   return missing;
 }
 
-void OpRunner::debug_check(const Queued& q) {
+void OpRunner::debug_check(const Op& op, int64_t seq) {
   Store& store = *config_.comm_store;
-  const std::string signature = q.op.signature();
-  absl::Status set = store.set(debug_key(q.seq, config_.rank), signature);
+  const std::string signature = op.signature();
+  absl::Status set = store.set(debug_key(seq, config_.rank), signature);
   if (!set.ok()) throw CollectiveError(CollectiveFailure::kEngine, str_cat("debug check: ", set.ToString()));
   std::vector<std::string> views(config_.size);
   for (int r = 0; r < config_.size; ++r) {
     while (true) {
-      absl::StatusOr<std::string> view = store.get(debug_key(q.seq, r), config_.heartbeat);
+      absl::StatusOr<std::string> view = store.get(debug_key(seq, r), config_.heartbeat);
       if (view.ok()) {
         views[r] = *view;
         break;
@@ -264,11 +263,11 @@ void OpRunner::debug_check(const Queued& q) {
     }
   }
   // Keys two ops back are read by everyone by now (they all set this op's key after finishing that one).
-  if (q.seq > 2) (void)store.delete_key(debug_key(q.seq - 2, config_.rank));
+  if (seq > 2) (void)store.delete_key(debug_key(seq - 2, config_.rank));
   for (int r = 1; r < config_.size; ++r) {
     if (views[r] != views[0]) {
       throw CollectiveError(CollectiveFailure::kMismatch,
-                            str_cat("collective #", q.seq, " differs between ranks: rank ", r, " called ", views[r],
+                            str_cat("collective #", seq, " differs between ranks: rank ", r, " called ", views[r],
                                     " while rank 0 called ", views[0]));
     }
   }

@@ -67,9 +67,6 @@ class OpRunner {
     // Calls the engine, giving it `engine_timeout` (the op's timeout plus RunnerConfig::engine_grace);
     // throws CollectiveError on failure.
     std::function<std::vector<Tensor>(Timeout engine_timeout)> body;
-    // What signature and body point to, kept alive with the op: lambdas that capture one plain pointer
-    // are stored inside std::function, with no allocation of their own (the small-op fast path).
-    std::shared_ptr<const void> state;
   };
 
   explicit OpRunner(RunnerConfig config);
@@ -78,7 +75,13 @@ class OpRunner {
   OpRunner(const OpRunner&) = delete;
   OpRunner& operator=(const OpRunner&) = delete;
 
-  WorkPtr submit(Op op);
+  // Numbers op and runs or queues it; `work` (a WorkImpl or a subclass holding the op's state) is what
+  // the caller gets back.
+  WorkPtr submit(Op op, std::shared_ptr<WorkImpl> work);
+  WorkPtr submit(Op op) {
+    auto work = std::make_shared<WorkImpl>(op.timeout, op.collective);
+    return submit(std::move(op), std::move(work));
+  }
 
   // Says why the runner failed ("" while it works; that it was destroyed, once it is), callable from any
   // thread, also after the runner is gone.
@@ -111,19 +114,19 @@ class OpRunner {
     const Op* op;  // valid while it runs
     Timeout timeout;
     std::chrono::steady_clock::time_point deadline;
-    WorkImpl* work;  // owned by the running Queued
+    WorkImpl* work;  // kept alive by its submitter or its queue entry
   };
 
-  // Runs q with busy_ set (lock held on entry and exit, released while it runs): one op at a time.
-  void execute_exclusively(std::unique_lock<std::mutex>& lock, Queued& q);
-  void run_body(Queued& q);
+  // Runs op with busy_ set (lock held on entry and exit, released while it runs): one op at a time.
+  void execute_exclusively(std::unique_lock<std::mutex>& lock, const Op& op, int64_t seq, WorkImpl& work);
+  void run_body(const Op& op, int64_t seq, WorkImpl& work);
   void progress_loop();
   void monitor_loop();
   void monitor_tick(int64_t tick);
   void check_dead_ranks(std::chrono::steady_clock::time_point now);
   void time_out(int64_t seq, bool collective);
   CollectiveError error_for(const std::string& label, const Failure& failure, bool ran) const;
-  void debug_check(const Queued& q);
+  void debug_check(const Op& op, int64_t seq);
   std::string missing_ranks(int64_t seq);
   static std::string label(int64_t seq, bool collective, const std::string& signature);
   [[noreturn]] void end_process(const std::string& why);

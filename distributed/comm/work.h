@@ -1,5 +1,8 @@
 // WorkImpl: the Work of one op, completed once by finish() or fail(), whichever comes first (an engine
 // returning late after the watchdog failed the op changes nothing).
+//
+// Completing takes no lock unless a thread is waiting: most ops have run inline by the time anyone waits,
+// and a small all-reduce should cost what the engine's does.
 #pragma once
 
 #include <atomic>
@@ -22,10 +25,10 @@ struct WorkTimeoutListener {
   virtual void on_wait_timeout(int64_t seq, bool collective) = 0;
 };
 
+// An op may keep its own state in a subclass (one allocation for the op and its Work).
 class WorkImpl : public Work, public std::enable_shared_from_this<WorkImpl> {
  public:
-  WorkImpl(Timeout timeout, std::weak_ptr<WorkTimeoutListener> listener, int64_t seq, bool collective)
-      : timeout_(timeout), listener_(std::move(listener)), seq_(seq), collective_(collective) {}
+  WorkImpl(Timeout timeout, bool collective) : timeout_(timeout), collective_(collective) {}
 
   void wait() override { wait(timeout_); }
   void wait(Timeout timeout) override;
@@ -36,16 +39,39 @@ class WorkImpl : public Work, public std::enable_shared_from_this<WorkImpl> {
   bool finish(std::vector<Tensor> result);
   bool fail(const CollectiveError& error);
 
+ protected:
+  // Makes a completed Work pending again, for its next op. Only for a Work no one else holds (its
+  // shared_ptr's use_count is 1 and cannot grow meanwhile).
+  void reset(Timeout timeout) {
+    timeout_ = timeout;
+    error_.reset();
+    state_.store(kPending, std::memory_order_relaxed);
+  }
+
  private:
-  const Timeout timeout_;
-  std::weak_ptr<WorkTimeoutListener> listener_;
-  const int64_t seq_;
+  friend class OpRunner;
+  // Set by the runner when it numbers the op, before anyone can wait for it.
+  void attach(const std::shared_ptr<WorkTimeoutListener>& listener, int64_t seq) {
+    // A reused Work keeps its runner's listener: no reference count to touch.
+    if (listener.get() != listener_raw_) listener_ = listener, listener_raw_ = listener.get();
+    seq_ = seq;
+  }
+  // Claims the right to complete (one of finish and fail wins), then publishes and wakes waiters.
+  bool claim();
+  void publish();
+
+  enum State : int { kPending, kCompleting, kDone };
+  Timeout timeout_;
   const bool collective_;
-  mutable std::mutex mu_;
+  std::weak_ptr<WorkTimeoutListener> listener_;
+  const WorkTimeoutListener* listener_raw_ = nullptr;  // what listener_ was made from
+  int64_t seq_ = 0;
+  // kDone (release) once result_ or error_ is final; read with acquire, without the lock.
+  std::atomic<int> state_{kPending};
+  // Threads inside wait()'s slow path; a completer that sees none skips the lock and the notify.
+  std::atomic<int> waiters_{0};
+  std::mutex mu_;
   std::condition_variable cv_;
-  // Set (release) under mu_ once result_ or error_ is final: a completed op is waited for and read
-  // without the lock (most ops have run inline by the time anyone waits).
-  std::atomic<bool> done_{false};
   std::optional<CollectiveError> error_;
   std::vector<Tensor> result_;
 };

@@ -222,6 +222,39 @@ TEST(Communicator, FailureProbeOutlivesTheCommunicator) {
   EXPECT_NE(failed().find("the user gave up"), std::string::npos) << "kept after the communicator is gone";
 }
 
+// Small single-tensor all-reduces reuse one Work once its caller lets go of it: a Work still held keeps
+// its own result while later ops run, and a reused one starts clean (in place or not, sum or avg, and
+// after a failed op).
+TEST(Communicator, ReusedWorkOfSmallAllReducesKeepsEachResult) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  World world(2, StoreKind::kFile);
+  world.run([](Communicator& comm) {
+    const double mine = comm.rank() + 1.0;  // the sum over both ranks is 3, the average 1.5
+    WorkPtr held = comm.all_reduce({full({3}, mine)});
+    for (int i = 0; i < 50; ++i) {
+      Tensor input = full({2}, mine * i, kF64);
+      bool in_place = i % 2 == 1;
+      ReduceOp op = i % 3 == 0 ? ReduceOp::kAvg : ReduceOp::kSum;
+      Tensor out = comm.all_reduce({input}, {.op = op, .in_place = in_place})->result()[0];
+      double want = op == ReduceOp::kAvg ? 1.5 * i : 3.0 * i;
+      ASSERT_EQ(out.to_vector<double>(), (std::vector<double>{want, want})) << "op " << i;
+      EXPECT_EQ(input.to_vector<double>()[0], in_place ? want : mine * i) << "op " << i << ": the input";
+    }
+    EXPECT_EQ(held->result()[0].to_vector<float>(), (std::vector<float>{3, 3, 3})) << "held across 50 ops";
+    // After a failure every op fails with it, through a reused Work or a new one.
+    comm.abort("the test stops here");
+    for (int i = 0; i < 2; ++i) {
+      try {
+        comm.all_reduce({full({1}, 1.0)}, {.in_place = true})->result();
+        ADD_FAILURE() << "an op after abort() succeeded";
+      } catch (const CollectiveError& e) {
+        EXPECT_NE(std::string(e.what()).find("the test stops here"), std::string::npos) << e.what();
+      }
+    }
+    EXPECT_EQ(held->result()[0].to_vector<float>(), (std::vector<float>{3, 3, 3})) << "and still after the failure";
+  });
+}
+
 // Gloo writes to a dead peer's socket raise SIGPIPE, whose default action killed a rank with signal 13
 // before its op could fail naming the dead rank (seen in data_parallel_rank_dies_mid_fit under load): a
 // Gloo communicator leaves SIGPIPE ignored, and keeps a handler the program set itself.
