@@ -17,7 +17,7 @@
 namespace gradflow {
 namespace {
 
-// Blocks under 64 KiB are rounded up to a power of two (64 B at least) and kept after free in a small
+// Blocks up to 32 KiB are rounded up to a power of two (64 B at least) and kept after free in a small
 // cache of the freeing thread, per size, as glibc's tcache does for malloc: aligned_alloc bypasses tcache,
 // and a 4-byte tensor's allocation cost more than a 4-byte MPI all-reduce here. Each thread keeps at most
 // kSmallBlocksPerSize blocks of each size (under 2 MiB in all); a block freed by a thread whose cache is full
@@ -26,7 +26,7 @@ class SmallBlockCache {
  public:
   static constexpr int kMinShift = 6;  // 64 B: kCpuAlignment
   static constexpr int kSizes = 10;    // 64 B ... 32 KiB
-  static constexpr size_t kLimit = size_t{1} << (kMinShift + kSizes);  // 64 KiB: larger blocks are not small
+  static constexpr size_t kLargest = size_t{1} << (kMinShift + kSizes - 1);  // 32 KiB
   static constexpr int kSmallBlocksPerSize = 32;
 
   static size_t round(size_t nbytes) { return std::max(std::bit_ceil(nbytes), size_t{1} << kMinShift); }
@@ -65,19 +65,19 @@ thread_local bool SmallBlockCache::gone = false;
 // holds at most kMaxCachedBytes; beyond that, freed blocks go back to the system.
 class CpuAllocator final : public Allocator {
  public:
-  static constexpr size_t kLargeBlock = SmallBlockCache::kLimit;  // cached from here
-  static constexpr size_t kMediumRounding = size_t{1} << 12;      // below 1 MiB: to 4 KiB pages
-  static constexpr size_t kLargeRounding = size_t{1} << 16;       // from 1 MiB: to 64 KiB
+  static constexpr size_t kLargeBlock = size_t{1} << 16;      // cached from here
+  static constexpr size_t kMediumRounding = size_t{1} << 12;  // below 1 MiB: to 4 KiB pages
+  static constexpr size_t kLargeRounding = size_t{1} << 16;   // from 1 MiB: to 64 KiB
   static constexpr size_t kMaxCachedBytes = size_t{1} << 30;
 
   void* allocate(size_t nbytes) override {
     if (nbytes == 0) return nullptr;
     size_t rounded = round(nbytes);
-    if (rounded < kLargeBlock) {
+    if (nbytes <= SmallBlockCache::kLargest) {
       if (SmallBlockCache* cache = SmallBlockCache::mine()) {
         if (void* p = cache->take(SmallBlockCache::size_index(rounded))) return p;
       }
-    } else {
+    } else if (rounded >= kLargeBlock) {
       std::lock_guard<std::mutex> lock(mutex_);
       auto it = cache_.find(rounded);
       if (it != cache_.end()) {
@@ -99,10 +99,10 @@ class CpuAllocator final : public Allocator {
   void deallocate(void* ptr, size_t nbytes) override {
     if (ptr == nullptr) return;
     size_t rounded = round(nbytes);
-    if (rounded < kLargeBlock) {
+    if (nbytes <= SmallBlockCache::kLargest) {
       SmallBlockCache* cache = SmallBlockCache::mine();
       if (cache != nullptr && cache->keep(SmallBlockCache::size_index(rounded), ptr)) return;
-    } else {
+    } else if (rounded >= kLargeBlock) {
       std::lock_guard<std::mutex> lock(mutex_);
       if (cached_bytes_ + rounded <= kMaxCachedBytes) {
         cache_.emplace(rounded, ptr);
@@ -114,9 +114,10 @@ class CpuAllocator final : public Allocator {
   }
 
  private:
+  // Small blocks: to their power of two; up to 64 KiB (not cached): to 64 B; then to pages.
   static size_t round(size_t nbytes) {
-    if (nbytes < kLargeBlock) return SmallBlockCache::round(nbytes);
-    size_t unit = nbytes >= (size_t{1} << 20) ? kLargeRounding : kMediumRounding;
+    if (nbytes <= SmallBlockCache::kLargest) return SmallBlockCache::round(nbytes);
+    size_t unit = nbytes >= (size_t{1} << 20) ? kLargeRounding : nbytes >= kLargeBlock ? kMediumRounding : kCpuAlignment;
     return (nbytes + unit - 1) / unit * unit;
   }
   void release_cache() {

@@ -192,13 +192,22 @@ WorkPtr EngineCommunicator::submit_all_reduce(std::vector<Tensor> io, ReducePlan
   Timeout timeout = op_timeout(options.timeout);
   std::shared_ptr<AllReduceWork> work;
   // Reused only when no caller still holds it; the flag keeps two threads from reusing it at once.
-  bool reusing = t.numel() * static_cast<int64_t>(dtype_size(t.dtype())) <= kSpareWorkMaxBytes && !spare_in_use_.exchange(true, std::memory_order_acquire);
-  if (reusing) {
-    if (spare_all_reduce_ && spare_all_reduce_.use_count() == 1) {
-      spare_all_reduce_->reset(timeout);
-    } else {
-      spare_all_reduce_ = std::make_shared<AllReduceWork>(timeout, this);
+  bool reusing = t.numel() * static_cast<int64_t>(dtype_size(t.dtype())) <= kSpareWorkMaxBytes &&
+                 !spare_in_use_.exchange(true, std::memory_order_acquire);
+  struct ReleaseSpare {
+    std::atomic<bool>* flag;
+    ~ReleaseSpare() {
+      if (flag != nullptr) flag->store(false, std::memory_order_release);
     }
+  } release_spare{reusing ? &spare_in_use_ : nullptr};
+  if (reusing && spare_all_reduce_ && spare_all_reduce_.use_count() == 1) {
+    // use_count() reads the count relaxed; the fence orders this reuse after the last owner's release
+    // (its reference count decrement) and so after everything it did with the Work.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    spare_all_reduce_->reset(timeout);
+    work = spare_all_reduce_;
+  } else if (reusing) {
+    spare_all_reduce_ = std::make_shared<AllReduceWork>(timeout, this);
     work = spare_all_reduce_;
   } else {
     work = std::make_shared<AllReduceWork>(timeout, this);
@@ -209,7 +218,7 @@ WorkPtr EngineCommunicator::submit_all_reduce(std::vector<Tensor> io, ReducePlan
   w->plan = plan;
   w->op = options.op;
   w->in_place = options.in_place;
-  WorkPtr result = runner_->submit(
+  return runner_->submit(
       OpRunner::Op{
           .name = "all_reduce",
           .signature = [w] { return str_cat("all_reduce(", describe({w->t}), ", ", reduce_op_name(w->op), ")"); },
@@ -231,8 +240,6 @@ WorkPtr EngineCommunicator::submit_all_reduce(std::vector<Tensor> io, ReducePlan
                 return std::move(w->io);
               }},
       std::move(work));
-  if (reusing) spare_in_use_.store(false, std::memory_order_release);
-  return result;
 }
 
 WorkPtr EngineCommunicator::all_reduce(std::vector<Tensor> tensors, const AllReduceOptions& options) {
