@@ -36,11 +36,7 @@ std::string format_logs(const Logs& logs) {
   return out;
 }
 
-namespace {
-
-using Clock = std::chrono::steady_clock;
-
-std::string format_duration(double seconds) {
+std::string format_eta(double seconds) {
   char buf[32];
   int s = static_cast<int>(seconds);
   if (s >= 3600) {
@@ -52,6 +48,16 @@ std::string format_duration(double seconds) {
   }
   return buf;
 }
+
+std::string format_elapsed(double seconds) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.0fs", seconds);
+  return buf;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
 
 std::string format_per_step(double seconds) {
   char buf[32];
@@ -86,9 +92,9 @@ class Progbar : public Callback {
     int64_t done = batch + 1;
     std::string line = bar(done);
     if (steps_ > 0 && done < steps_) {
-      line += " - ETA: " + format_duration(elapsed / done * (steps_ - done));
+      line += " - ETA: " + format_eta(elapsed / done * (steps_ - done));
     } else {
-      line += " - " + format_duration(elapsed) + " " + format_per_step(elapsed / done);
+      line += " - " + format_elapsed(elapsed) + " " + format_per_step(elapsed / done);
     }
     line += format_logs(logs);
     size_t width = line.size();
@@ -102,11 +108,11 @@ class Progbar : public Callback {
     std::string per_step = format_per_step(elapsed / std::max<int64_t>(steps_ > 0 ? steps_ : seen_, 1));
     std::string line;
     if (verbose_ == 1) {
-      line = bar(steps_ > 0 ? steps_ : seen_) + " - " + format_duration(elapsed) + " " + per_step + format_logs(logs);
+      line = bar(steps_ > 0 ? steps_ : seen_) + " - " + format_elapsed(elapsed) + " " + per_step + format_logs(logs);
     } else {  // Keras' verbose=2 line
       std::string count = std::to_string(steps_ > 0 ? steps_ : seen_);
-      line = count + "/" + count + " - " + format_duration(elapsed) + format_logs(logs) + " - " +
-             format_duration(elapsed) + "/epoch - " + per_step;
+      line = count + "/" + count + " - " + format_elapsed(elapsed) + format_logs(logs) + " - " +
+             format_elapsed(elapsed) + "/epoch - " + per_step;
     }
     if (verbose_ == 1 && interactive_) {
       size_t width = line.size();

@@ -111,5 +111,9 @@ CallbackPtr ModelCheckpoint(std::string dir, ModelCheckpointOptions options = {}
 
 // Formats one Keras log value (" - loss: 0.4977").
 std::string format_logs(const Logs& logs);
+// The progress bar's times, as Keras prints them: time spent rounded to whole seconds ("1s" for
+// 0.98 s, "125s"), an ETA truncated ("2:05", "7s").
+std::string format_elapsed(double seconds);
+std::string format_eta(double seconds);
 
 }  // namespace gradflow

@@ -183,6 +183,17 @@ TEST_F(TrainingTest, ProgressBarInKerasFormat) {
   EXPECT_EQ(verbose2.str().rfind("Epoch 1/1\n4/4 - 0s - loss: ", 0), 0u) << verbose2.str();
 }
 
+// Keras rounds the time spent ("1s" for an epoch of 0.98 s; the bar said "0s" until it did too) and
+// truncates the ETA.
+TEST(Progbar, ElapsedTimeIsRoundedAndTheEtaTruncatedAsInKeras) {
+  EXPECT_EQ(format_elapsed(0.98), "1s");
+  EXPECT_EQ(format_elapsed(0.49), "0s");
+  EXPECT_EQ(format_elapsed(125.4), "125s");
+  EXPECT_EQ(format_eta(7.9), "7s");
+  EXPECT_EQ(format_eta(125.9), "2:05");
+  EXPECT_EQ(format_eta(3723.5), "1:02:03");
+}
+
 TEST_F(TrainingTest, DeviceScopeRefusesADeviceThisProcessCannotUse) {
   // One past the last visible GPU (cuda:0 on a machine without one): an error naming it, at once.
   Device missing = Device::cuda(cuda_device_count());
