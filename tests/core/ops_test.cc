@@ -88,6 +88,42 @@ TEST(Ops, ComparisonsWhereClip) {
   EXPECT_EQ(f32(clip(vec({-5, 0.5, 9}, {3}), 0, 1)), (std::vector<float>{0, 0.5, 1}));
 }
 
+// where's unit-stride loops (both branches full, either one a broadcast scalar) against the strided one,
+// for each dtype width, over a length with a vector body and a tail, with NaN and infinities selected
+// bit for bit.
+TEST(Ops, WhereFastPathsMatchTheStridedLoop) {
+  const int64_t n = 1000 + 13;
+  Tensor mask = greater(random_uniform({n}, 0, 1, kF32, kCPU, 7), scalar(0.3));
+  std::vector<bool> m = mask.to_vector<bool>();
+  for (DType dtype : {kF32, kF64, kI64, kI32, kU8, kF16, kBF16}) {
+    Tensor x = arange(0, n, 1, dtype), y = arange(n, 0, -1, dtype);
+    if (is_floating(dtype)) {
+      x = where(equal(arange(0, n), scalar(5.0)), full({n}, NAN, dtype), x);
+      y = where(equal(arange(0, n), scalar(6.0)), full({n}, -INFINITY, dtype), y);
+    }
+    std::vector<double> xv = x.to(kF64).to_vector<double>(), yv = y.to(kF64).to_vector<double>();
+    auto check = [&](const Tensor& got, auto want_at, const char* form) {
+      std::vector<double> g = got.to(kF64).to_vector<double>();
+      ASSERT_EQ(g.size(), static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) {
+        double w = want_at(i);
+        if (std::isnan(w)) {
+          EXPECT_TRUE(std::isnan(g[i])) << dtype_name(dtype) << " " << form << " at " << i;
+        } else {
+          ASSERT_EQ(g[i], w) << dtype_name(dtype) << " " << form << " at " << i;
+        }
+      }
+    };
+    check(where(mask, x, y), [&](int64_t i) { return m[i] ? xv[i] : yv[i]; }, "both full");
+    check(where(mask, x, scalar(2, dtype)), [&](int64_t i) { return m[i] ? xv[i] : 2.0; }, "scalar else");
+    check(where(mask, scalar(9, dtype), y), [&](int64_t i) { return m[i] ? 9.0 : yv[i]; }, "scalar then");
+    // Strided operands take the general loop: the same values.
+    Tensor xs = stack({x, y}, 1).slice(1, 0, 1);  // [n, 1], a stride of 2
+    check(where(mask.reshape({n, 1}), xs, y.reshape({n, 1})).reshape({n}), [&](int64_t i) { return m[i] ? xv[i] : yv[i]; },
+          "strided");
+  }
+}
+
 TEST(Ops, Reductions) {
   Tensor x = arange(0, 24).reshape({2, 3, 4});
   EXPECT_FLOAT_EQ(sum(x).item<float>(), 276);

@@ -1,6 +1,7 @@
 // CPU kernels of the elementwise ops: one functor per op, run by strided loops that vectorize when the
 // operands are contiguous.
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <type_traits>
 
@@ -203,8 +204,36 @@ TensorList where_kernel(const TensorList& in, const Attrs&, const MetaList& meta
     std::array<Strides, 4> strides{out.strides(), broadcast_strides(in[0], shape), broadcast_strides(in[1], shape),
                                    broadcast_strides(in[2], shape)};
     cpu::for_each_run<4>(shape, strides, [&](const auto& off, const auto& s, int64_t n) {
-      for (int64_t i = 0; i < n; ++i) {
-        po[off[0] + i * s[0]] = pc[off[1] + i * s[1]] ? pa[off[2] + i * s[2]] : pb[off[3] + i * s[3]];
+      T* o = po + off[0];
+      // Read as bytes: GCC vectorizes a select on `byte != 0`, not on a bool.
+      const uint8_t* c = reinterpret_cast<const uint8_t*>(pc + off[1]);
+      const T* x = pa + off[2];
+      const T* y = pb + off[3];
+      // Unit strides (a broadcast scalar for either branch): both values loaded, then a select, which
+      // vectorizes (out is a new tensor, so it aliases no input); the strided loop's data-dependent
+      // branch mispredicted on masks like dropout's and relu's (6-7 ns an element).
+      if (s[0] == 1 && s[1] == 1 && s[2] == 1 && s[3] == 1) {
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) {
+          const T xi = x[i], yi = y[i];
+          o[i] = c[i] != 0 ? xi : yi;
+        }
+      } else if (s[0] == 1 && s[1] == 1 && s[2] == 1 && s[3] == 0) {
+        const T yv = *y;
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) {
+          const T xi = x[i];
+          o[i] = c[i] != 0 ? xi : yv;
+        }
+      } else if (s[0] == 1 && s[1] == 1 && s[2] == 0 && s[3] == 1) {
+        const T xv = *x;
+#pragma omp simd
+        for (int64_t i = 0; i < n; ++i) {
+          const T yi = y[i];
+          o[i] = c[i] != 0 ? xv : yi;
+        }
+      } else {
+        for (int64_t i = 0; i < n; ++i) o[i * s[0]] = c[i * s[1]] ? x[i * s[2]] : y[i * s[3]];
       }
     });
   });
