@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "core/autodiff/tape.h"
+#include "core/nn/batch_prefetcher.h"
 #include "core/nn/replica_context.h"
 #include "core/trace/trace.h"
 #include "core/ops/ops.h"
@@ -546,7 +547,7 @@ History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& op
         auto order = std::make_shared<std::vector<int64_t>>(
             epoch_order(n, options.shuffle, seed ? std::optional<uint64_t>(*seed + epoch) : std::nullopt));
         auto lo = std::make_shared<int64_t>(std::min(n, skip * global));
-        return [=, &x, &y]() -> std::optional<std::pair<Tensor, Tensor>> {
+        NextBatch batches = [=, &x, &y]() -> std::optional<std::pair<Tensor, Tensor>> {
           if (*lo >= n) return std::nullopt;
           int64_t hi = std::min(n, *lo + global);
           int64_t begin = *lo, end = hi;
@@ -560,6 +561,12 @@ History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& op
           return std::pair<Tensor, Tensor>{rows(x, *order, begin, end, !options.shuffle),
                                            rows(y, *order, begin, end, !options.shuffle)};
         };
+        // One batch ahead on a background thread while the step runs. Not for ranks splitting each
+        // global batch (split_rows, which may balance by the last step's speeds, runs with the step),
+        // nor for tensors on a device, whose ops belong on the training thread.
+        if (processes || !x.device().is_cpu() || !y.device().is_cpu()) return batches;
+        auto prefetcher = std::make_shared<BatchPrefetcher>(std::move(batches));
+        return [prefetcher] { return (*prefetcher)(); };
       },
       steps, options, [&] { return std::pair{x.slice(0, 0, std::min(n, bs)), y.slice(0, 0, std::min(n, bs))}; });
 }

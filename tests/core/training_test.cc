@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "core/gradflow.h"
+#include "core/nn/batch_prefetcher.h"
 
 namespace gradflow {
 namespace {
@@ -181,6 +182,42 @@ TEST_F(TrainingTest, ProgressBarInKerasFormat) {
   std::ostringstream verbose2;
   model.fit(x, y, {.epochs = 1, .batch_size = 16, .callbacks = {ProgbarLogger(2, &verbose2)}, .verbose = 0});
   EXPECT_EQ(verbose2.str().rfind("Epoch 1/1\n4/4 - 0s - loss: ", 0), 0u) << verbose2.str();
+}
+
+// The prefetcher hands out the source's batches in order, ends with nullopt (and keeps saying so),
+// passes an exception on at the batch it replaced, and can be destroyed mid-epoch.
+TEST(BatchPrefetcher, KeepsOrderEndsAndPassesErrorsOn) {
+  auto counting = [](int count, int throw_at) {
+    auto next = std::make_shared<int>(0);
+    return [=]() -> BatchPrefetcher::Batch {
+      int i = (*next)++;
+      if (i == throw_at) throw ValueError(str_cat("batch ", i, " is bad"));
+      if (i >= count) return std::nullopt;
+      return std::pair{full({2}, i), full({1}, -i)};
+    };
+  };
+  {
+    BatchPrefetcher batches(counting(50, -1));
+    for (int i = 0; i < 50; ++i) {
+      BatchPrefetcher::Batch b = batches();
+      ASSERT_TRUE(b) << i;
+      EXPECT_EQ(b->first.to_vector<float>()[0], i);
+      EXPECT_EQ(b->second.to_vector<float>()[0], -i);
+    }
+    EXPECT_FALSE(batches());
+    EXPECT_FALSE(batches()) << "after the end";
+  }
+  {
+    BatchPrefetcher batches(counting(50, 3));
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(batches());
+    EXPECT_THROW(batches(), ValueError);
+    EXPECT_FALSE(batches()) << "after the error";
+  }
+  { BatchPrefetcher batches(counting(50, -1)); }  // destroyed with a batch made ahead
+  {
+    BatchPrefetcher batches(counting(50, -1));
+    EXPECT_TRUE(batches());  // destroyed while the next may be in the making
+  }
 }
 
 // Keras rounds the time spent ("1s" for an epoch of 0.98 s; the bar said "0s" until it did too) and
