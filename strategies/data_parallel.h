@@ -75,6 +75,7 @@ class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
   Tensor all_reduce_sum(const Tensor& t) override;
   uint64_t shared_seed() override;
   std::vector<int64_t> split_rows(int64_t rows) override;
+  bool splits_rows_by_speed() const override { return options_.balance_load; }
   // Through the job's store (store_exchange.h), not the communicator: nullptr when the job has no store.
   std::unique_ptr<BackgroundSums> background_sums() override;
 

@@ -104,6 +104,9 @@ class ReplicaContext {
   // replica r taking [b_r, b_r+1). Equal parts (numpy.array_split) unless the strategy balances the
   // load by speed; called by every replica at every step, with the same answer on each.
   virtual std::vector<int64_t> split_rows(int64_t rows);
+  // Whether split_rows may differ from equal parts (it balances by measured speed): then it must run at
+  // its step, and fit does not prepare the next step's rows ahead.
+  virtual bool splits_rows_by_speed() const { return false; }
 
   // Elementwise sums across replicas.
   virtual std::vector<double> sum(const std::vector<double>& values) = 0;

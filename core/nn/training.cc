@@ -539,6 +539,9 @@ History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& op
   if (ctx && options.shuffle) t.shuffle_seed = ctx->shared_seed();
   int64_t global = bs * replicas;
   int64_t steps = (n + global - 1) / global;
+  // Equal parts per process can be worked out ahead of the step (a split by speed cannot).
+  const bool even_split = processes && !processes->splits_rows_by_speed();
+  const int64_t parts = processes ? processes->num_replicas() : 1;
   return fit_loop(
       model,
       [&](int epoch, int64_t skip) -> NextBatch {
@@ -552,7 +555,8 @@ History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& op
           int64_t hi = std::min(n, *lo + global);
           int64_t begin = *lo, end = hi;
           if (processes) {  // the strategy's split (equal parts, or by speed when it balances the load)
-            std::vector<int64_t> bounds = processes->split_rows(hi - *lo);
+            std::vector<int64_t> bounds =
+                even_split ? array_split_bounds(hi - *lo, parts) : processes->split_rows(hi - *lo);
             begin = *lo + bounds.at(id);
             end = *lo + bounds.at(id + 1);
           }
@@ -561,10 +565,10 @@ History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& op
           return std::pair<Tensor, Tensor>{rows(x, *order, begin, end, !options.shuffle),
                                            rows(y, *order, begin, end, !options.shuffle)};
         };
-        // One batch ahead on a background thread while the step runs. Not for ranks splitting each
-        // global batch (split_rows, which may balance by the last step's speeds, runs with the step),
-        // nor for tensors on a device, whose ops belong on the training thread.
-        if (processes || !x.device().is_cpu() || !y.device().is_cpu()) return batches;
+        // One batch ahead on a background thread while the step runs. Not when ranks split each global
+        // batch by their speeds (known only once the step before has run), nor for tensors on a device,
+        // whose ops belong on the training thread.
+        if ((processes && !even_split) || !x.device().is_cpu() || !y.device().is_cpu()) return batches;
         auto prefetcher = std::make_shared<BatchPrefetcher>(std::move(batches));
         return [prefetcher] { return (*prefetcher)(); };
       },
