@@ -8,7 +8,7 @@ void BatchPrefetcher::run() {
   omp_set_num_threads(1);  // this thread's own setting: a large gather here must not start a team
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    cv_.wait(lock, [&] { return stop_ || (!ready_ && !ended_); });
+    cv_.wait(lock, [&] { return stop_ || ended_ || !ready_; });
     if (stop_ || ended_) return;
     lock.unlock();
     Batch batch;

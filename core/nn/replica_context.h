@@ -102,10 +102,12 @@ class ReplicaContext {
 
   // How fit() splits a step's `rows` rows among the replicas: bounds b_0 = 0 <= b_1 <= ... <= b_n = rows,
   // replica r taking [b_r, b_r+1). Equal parts (numpy.array_split) unless the strategy balances the
-  // load by speed; called by every replica at every step, with the same answer on each.
+  // load by speed; called by every replica at every step, with the same answer on each. An override
+  // that may differ from equal parts must also make splits_rows_by_speed() say so: otherwise fit works
+  // out equal parts itself, ahead of the step, and never calls it.
   virtual std::vector<int64_t> split_rows(int64_t rows);
   // Whether split_rows may differ from equal parts (it balances by measured speed): then it must run at
-  // its step, and fit does not prepare the next step's rows ahead.
+  // its step, and fit does not prepare the next step's rows ahead. Read at each epoch's start.
   virtual bool splits_rows_by_speed() const { return false; }
 
   // Elementwise sums across replicas.

@@ -539,8 +539,6 @@ History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& op
   if (ctx && options.shuffle) t.shuffle_seed = ctx->shared_seed();
   int64_t global = bs * replicas;
   int64_t steps = (n + global - 1) / global;
-  // Equal parts per process can be worked out ahead of the step (a split by speed cannot).
-  const bool even_split = processes && !processes->splits_rows_by_speed();
   const int64_t parts = processes ? processes->num_replicas() : 1;
   return fit_loop(
       model,
@@ -550,6 +548,8 @@ History fit(Model& model, const Tensor& x, const Tensor& y, const FitOptions& op
         auto order = std::make_shared<std::vector<int64_t>>(
             epoch_order(n, options.shuffle, seed ? std::optional<uint64_t>(*seed + epoch) : std::nullopt));
         auto lo = std::make_shared<int64_t>(std::min(n, skip * global));
+        // Equal parts per process can be worked out ahead of the step (a split by speed cannot).
+        const bool even_split = processes && !processes->splits_rows_by_speed();
         NextBatch batches = [=, &x, &y]() -> std::optional<std::pair<Tensor, Tensor>> {
           if (*lo >= n) return std::nullopt;
           int64_t hi = std::min(n, *lo + global);
