@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "absl/cleanup/cleanup.h"
 #include "core/ops/ops.h"
 #include "core/tensor/creation.h"
 #include "distributed/store/prefix_store.h"
@@ -194,12 +195,9 @@ WorkPtr EngineCommunicator::submit_all_reduce(std::vector<Tensor> io, ReducePlan
   // Reused only when no caller still holds it; the flag keeps two threads from reusing it at once.
   bool reusing = t.numel() * static_cast<int64_t>(dtype_size(t.dtype())) <= kSpareWorkMaxBytes &&
                  !spare_in_use_.exchange(true, std::memory_order_acquire);
-  struct ReleaseSpare {
-    std::atomic<bool>* flag;
-    ~ReleaseSpare() {
-      if (flag != nullptr) flag->store(false, std::memory_order_release);
-    }
-  } release_spare{reusing ? &spare_in_use_ : nullptr};
+  absl::Cleanup release_spare = [&] {
+    if (reusing) spare_in_use_.store(false, std::memory_order_release);
+  };
   if (reusing && spare_all_reduce_ && spare_all_reduce_.use_count() == 1) {
     // use_count() reads the count relaxed; the fence orders this reuse after the last owner's release
     // (its reference count decrement) and so after everything it did with the Work.
