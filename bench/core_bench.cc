@@ -2,6 +2,8 @@
 //   matmul 1024^3 f32, one thread:  gradflow matmul vs. a direct dnnl_sgemm call (the library it calls)
 //   add of 16M floats:              gradflow add vs. memcpy of the same 64 MiB (machine bandwidth)
 //   eager dispatch of a tiny op:    add of two 1-element tensors, end to end
+//   the seed model's dropout:       dropout(0.2) of [32,128] and its parts (a uniform draw, a where on a
+//                                   random mask), beside a mul of the same shape (one pass of the data)
 // Run: build/bin/core_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 #include <cblas.h>
@@ -85,11 +87,42 @@ void BM_TinyAddDispatch(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(add(a, b));
 }
 
+// The seed model's Dropout(0.2) layer on one batch of its hidden layer, one thread.
+void BM_Dropout32x128(benchmark::State& state) {
+  OneThread one;
+  Tensor x = random_uniform({32, 128}, -1, 1);
+  for (auto _ : state) benchmark::DoNotOptimize(dropout(x, 0.2));
+}
+
+void BM_RandomUniform32x128(benchmark::State& state) {
+  OneThread one;
+  for (auto _ : state) benchmark::DoNotOptimize(random_uniform({32, 128}, 0, 1));
+}
+
+void BM_WhereMask32x128(benchmark::State& state) {
+  OneThread one;
+  Tensor x = random_uniform({32, 128}, -1, 1);
+  Tensor mask = greater(random_uniform({32, 128}, 0, 1), scalar(0.2));
+  Tensor zero = scalar(0.0f);
+  for (auto _ : state) benchmark::DoNotOptimize(where(mask, x, zero));
+}
+
+void BM_Mul32x128(benchmark::State& state) {
+  OneThread one;
+  Tensor x = random_uniform({32, 128}, -1, 1);
+  Tensor y = random_uniform({32, 128}, -1, 1);
+  for (auto _ : state) benchmark::DoNotOptimize(mul(x, y));
+}
+
 BENCHMARK(BM_MatmulGradflow)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_MatmulOnednn)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AddGradflow)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Memcpy)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_TinyAddDispatch)->Unit(benchmark::kNanosecond);
+BENCHMARK(BM_Dropout32x128)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RandomUniform32x128)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_WhereMask32x128)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Mul32x128)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace gradflow
