@@ -5,13 +5,14 @@
 //   mpirun -np 2 build/bin/collective_bench --backend mpi --op all_reduce --min-bytes 8 --max-bytes 64M
 //   collective_bench --backend mpi|gloo|nccl --op all_reduce|all_gather|reduce_scatter|broadcast
 //       [--min-bytes 8] [--max-bytes 64M] [--iters 20] [--warmup 5] [--iters-bytes B]
-//       [--dtype f32|f64|f16|bf16|i32|i64] [--json] [--store-dir DIR] [--in-place yes|no]
+//       [--dtype f32|f64|f16|bf16|i32|i64] [--json] [--store-dir DIR] [--in-place yes|no|blocking]
 //
 // --store-dir: a directory every rank can reach, for the FileStore (rendezvous and failure notices);
 // required for gloo and nccl, optional for mpi. nccl uses the GPU cluster::JobInfo::gpu names.
 // --iters-bytes: fewer timed ops for big sizes (collective_sweep.h, repeats_for).
 // --in-place yes: all_reduce with AllReduceOptions::in_place (the result overwrites the input, as a
 // gradient bucket's does; the sums then grow every op, which does not change the time).
+// --in-place blocking: Communicator::all_reduce_in_place, the blocking call without a Work.
 //
 // Sizes (nccl-tests' convention): sizes double from --min-bytes to --max-bytes; for a size of B bytes and
 // elements of E bytes on n ranks:
@@ -69,10 +70,15 @@ OpSize op_size(Op op, int64_t bytes, int64_t element, int ranks) {
   return {elements, elements * element, elements};
 }
 
+enum class InPlace { kNo, kYes, kBlocking };
+
 // One op, waited for.
-void run_once(Communicator& comm, Op op, const Tensor& input, bool in_place) {
+void run_once(Communicator& comm, Op op, const Tensor& input, InPlace in_place) {
   switch (op) {
-    case Op::kAllReduce: comm.all_reduce({input}, {.in_place = in_place})->result(); return;
+    case Op::kAllReduce:
+      if (in_place == InPlace::kBlocking) return comm.all_reduce_in_place(input);
+      comm.all_reduce({input}, {.in_place = in_place == InPlace::kYes})->result();
+      return;
     case Op::kAllGather: comm.all_gather(input)->result(); return;
     case Op::kReduceScatter: comm.reduce_scatter(input)->result(); return;
     case Op::kBroadcast: comm.broadcast({input})->result(); return;
@@ -80,7 +86,7 @@ void run_once(Communicator& comm, Op op, const Tensor& input, bool in_place) {
 }
 
 // The slowest rank's average microseconds per op.
-double time_op(Communicator& comm, Op op, const Tensor& input, bool in_place, Repeats repeats, Device device) {
+double time_op(Communicator& comm, Op op, const Tensor& input, InPlace in_place, Repeats repeats, Device device) {
   for (int i = 0; i < repeats.warmup; ++i) run_once(comm, op, input, in_place);
   comm.barrier()->wait();
   Clock::time_point start = Clock::now();
@@ -95,7 +101,7 @@ struct Settings {
   Op op = Op::kAllReduce;
   DType dtype = kF32;
   std::string store_dir;
-  bool in_place = false;
+  InPlace in_place = InPlace::kNo;
 };
 
 bool bad_flag(const std::string& message) {
@@ -125,9 +131,13 @@ bool parse_settings(const SweepFlags& flags, Settings* settings) {
   }
   if (!found) return bad_flag("--dtype: expected f32, f64, f16, bf16, i32 or i64, got \"" + dtype + "\"");
   std::string in_place = get("--in-place", "no");
-  if (in_place != "yes" && in_place != "no") return bad_flag("--in-place: expected yes or no, got \"" + in_place + "\"");
-  settings->in_place = in_place == "yes";
-  if (settings->in_place && settings->op != Op::kAllReduce) return bad_flag("--in-place yes: only with --op all_reduce");
+  if (in_place != "yes" && in_place != "no" && in_place != "blocking") {
+    return bad_flag("--in-place: expected yes, no or blocking, got \"" + in_place + "\"");
+  }
+  settings->in_place = in_place == "yes" ? InPlace::kYes : in_place == "blocking" ? InPlace::kBlocking : InPlace::kNo;
+  if (settings->in_place != InPlace::kNo && settings->op != Op::kAllReduce) {
+    return bad_flag("--in-place " + in_place + ": only with --op all_reduce");
+  }
   settings->store_dir = get("--store-dir", "");
   if (settings->store_dir.empty() && settings->backend != Backend::kMpi) {
     return bad_flag("--store-dir: required for --backend " + backend + " (its rendezvous goes through a FileStore)");

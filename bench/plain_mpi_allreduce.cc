@@ -3,11 +3,13 @@
 // with the same timing method and the same output (collective_sweep.h).
 //
 //   mpirun -np 2 build/bin/plain_mpi_allreduce --min-bytes 4 --max-bytes 64M [--iters 20] [--warmup 5]
-//       [--iters-bytes B] [--json] [--thread-level single|serialized]
+//       [--iters-bytes B] [--json] [--thread-level single|serialized] [--in-place yes|no]
 //
 // --thread-level: what MPI_Init_thread asks for (default single, a plain program's MPI_Init). gradflow's
 // MPI engine runs at serialized (its progress thread may call MPI), which Open MPI makes slower for
 // small messages by itself; the serialized baseline shows what the framework adds on top of that.
+// --in-place yes: MPI_IN_PLACE (the receive buffer is also the input), the baseline for gradflow's
+// in-place all-reduces.
 //
 // First untimed calls at the largest size, then at the smallest, as nccl-tests does. Per size: `warmup`
 // untimed MPI_Allreduce calls, MPI_Barrier, `iters` timed calls back to back; the number reported is the
@@ -26,7 +28,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double time_allreduce(const float* send, float* recv, int count, gradflow_bench::Repeats repeats) {
+// send is MPI_IN_PLACE for an in-place run.
+double time_allreduce(const void* send, float* recv, int count, gradflow_bench::Repeats repeats) {
   for (int i = 0; i < repeats.warmup; ++i) MPI_Allreduce(send, recv, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
   MPI_Barrier(MPI_COMM_WORLD);
   Clock::time_point start = Clock::now();
@@ -42,10 +45,15 @@ double time_allreduce(const float* send, float* recv, int count, gradflow_bench:
 int main(int argc, char** argv) {
   constexpr char kProgram[] = "plain_mpi_allreduce";
   gradflow_bench::SweepFlags flags;
-  if (!gradflow_bench::parse_sweep_flags(argc, argv, kProgram, {"--thread-level"}, &flags)) return 2;
+  if (!gradflow_bench::parse_sweep_flags(argc, argv, kProgram, {"--thread-level", "--in-place"}, &flags)) return 2;
   const std::string level = flags.extra.count("--thread-level") ? flags.extra["--thread-level"] : "single";
   if (level != "single" && level != "serialized") {
     std::fprintf(stderr, "%s: --thread-level: expected single or serialized, got \"%s\"\n", kProgram, level.c_str());
+    return 2;
+  }
+  const std::string in_place = flags.extra.count("--in-place") ? flags.extra["--in-place"] : "no";
+  if (in_place != "yes" && in_place != "no") {
+    std::fprintf(stderr, "%s: --in-place: expected yes or no, got \"%s\"\n", kProgram, in_place.c_str());
     return 2;
   }
   if (flags.max_bytes / 4 > (int64_t{1} << 30)) {
@@ -69,7 +77,8 @@ int main(int argc, char** argv) {
     int count = static_cast<int>(bytes / 4);
     if (count == 0) continue;
     gradflow_bench::Repeats repeats = gradflow_bench::repeats_for(flags, int64_t{count} * 4);
-    double time_us = time_allreduce(send.data(), recv.data(), count, repeats);
+    const void* input = in_place == "yes" ? MPI_IN_PLACE : static_cast<const void*>(send.data());
+    double time_us = time_allreduce(input, recv.data(), count, repeats);
     gradflow_bench::Row row{.program = kProgram,
                             .backend = "mpi",
                             .op = "all_reduce",

@@ -110,7 +110,8 @@ void MultiWorkerMirroredStrategy::broadcast_variables(const std::vector<Variable
 std::vector<double> MultiWorkerMirroredStrategy::sum(const std::vector<double>& values) {
   if (values.empty()) return {};
   Tensor t = from_vector<double>(values, {static_cast<int64_t>(values.size())});
-  return comm_->all_reduce({t})->result()[0].to_vector<double>();
+  comm_->all_reduce_in_place(t);
+  return t.to_vector<double>();
 }
 
 namespace {

@@ -136,7 +136,11 @@ void BucketedAverager::start(size_t b, bool async) {
     copy_into(dst, values.to(dst.dtype()).to(dst.device()));
   }
   trace::Span span("start all_reduce", "communication", str_cat("bucket ", b, ", ", bucket.buffer.numel(), " elements"));
-  works_.push_back(comm_.all_reduce({bucket.buffer}, {.async_op = async, .in_place = true}));
+  if (async) {
+    works_.push_back(comm_.all_reduce({bucket.buffer}, {.async_op = true, .in_place = true}));
+  } else {
+    comm_.all_reduce_in_place(bucket.buffer);
+  }
 }
 
 std::optional<BucketedAverager::Reduced> BucketedAverager::reduce() {

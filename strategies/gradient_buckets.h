@@ -84,7 +84,8 @@ class BucketedAverager : public ReplicaContext::GradientAverager {
   // The variables' gradients, cut out of per-bucket tensors laid out like the buckets.
   std::vector<Tensor> cut(const std::vector<Tensor>& buckets, const std::vector<double>& meta) const;
   void start_ready_buckets(bool all);
-  // async: on the progress thread; otherwise inline when the communicator is idle (finish() waits anyway).
+  // async: on the progress thread; otherwise blocking (Communicator::all_reduce_in_place: inline when the
+  // communicator is idle; finish() waits anyway).
   void start(size_t bucket, bool async);
 
   distributed::Communicator& comm_;

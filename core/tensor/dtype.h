@@ -13,6 +13,7 @@
 namespace gradflow {
 
 enum class DType : uint8_t { kF32, kF64, kF16, kBF16, kI32, kI64, kU8, kBool };
+inline constexpr size_t kNumDTypes = static_cast<size_t>(DType::kBool) + 1;  // keep kBool last
 inline constexpr DType kF32 = DType::kF32;
 inline constexpr DType kF64 = DType::kF64;
 inline constexpr DType kF16 = DType::kF16;

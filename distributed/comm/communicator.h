@@ -41,6 +41,7 @@ inline constexpr int kCollectiveFailureExitCode = 70;  // EX_SOFTWARE
 
 enum class Backend { kAuto, kMpi, kGloo, kNccl };
 enum class ReduceOp { kSum, kAvg, kMin, kMax, kProd };
+inline constexpr size_t kNumReduceOps = static_cast<size_t>(ReduceOp::kProd) + 1;  // keep kProd last
 
 std::string_view backend_name(Backend backend);  // "auto", "mpi", "gloo", "nccl"
 std::string_view reduce_op_name(ReduceOp op);    // "sum", "avg", "min", "max", "prod"
@@ -138,6 +139,15 @@ class Communicator {
   // share a dtype). result(): the reduced tensors, on every rank. Every rank passes the same shapes and
   // dtypes. kAvg needs a floating dtype; on bool, sum and max are "or", min and prod "and".
   virtual WorkPtr all_reduce(std::vector<Tensor> tensors, const AllReduceOptions& options = {}) = 0;
+  // Blocking and in place: `tensor` is reduced across ranks into its own memory and the call returns when
+  // that is done, throwing the CollectiveError a Work would have held (MPI_Allreduce with MPI_IN_PLACE;
+  // PyTorch's all_reduce without async_op). The cheapest all-reduce: when nothing is queued before it, it
+  // runs on this thread with no Work, no allocation and no hand-off; for small values reduced every step
+  // (a loss, metric counts) and buckets reduced inline. Otherwise all_reduce with in_place, waited for.
+  virtual void all_reduce_in_place(const Tensor& tensor, ReduceOp op = ReduceOp::kSum,
+                                   std::optional<Timeout> timeout = std::nullopt) {
+    all_reduce({tensor}, {.op = op, .timeout = timeout, .in_place = true})->wait();
+  }
   // result(): root's tensors, on every rank; the others pass tensors of the same shapes and dtypes.
   virtual WorkPtr broadcast(std::vector<Tensor> tensors, const BroadcastOptions& options = {}) = 0;
   // result(): on root the reduced tensors; elsewhere the inputs, unchanged.

@@ -64,6 +64,15 @@ EngineCommunicator::EngineCommunicator(std::unique_ptr<Engine> engine, CommSetti
       .dead_after = o.dead_after,
       .inline_only = engine_->inline_only(),
   });
+  for (size_t d = 0; d < kNumDTypes; ++d) {
+    for (size_t o = 0; o < kNumReduceOps; ++o) {
+      try {
+        plans_[d][o] = work_out_plan("", static_cast<DType>(d), static_cast<ReduceOp>(o));
+      } catch (const ValueError&) {
+        // left unset: plan_reduction reports it when it is asked for
+      }
+    }
+  }
 }
 
 EngineCommunicator::~EngineCommunicator() { runner_.reset(); }
@@ -86,6 +95,12 @@ void EngineCommunicator::check_rank(const char* what, int value) const {
 
 EngineCommunicator::ReducePlan EngineCommunicator::plan_reduction(const char* op_name, DType dtype,
                                                                   ReduceOp op) const {
+  const std::optional<ReducePlan>& plan = plans_[static_cast<size_t>(dtype)][static_cast<size_t>(op)];
+  return plan ? *plan : work_out_plan(op_name, dtype, op);  // the second throws the error, naming op_name
+}
+
+EngineCommunicator::ReducePlan EngineCommunicator::work_out_plan(const char* op_name, DType dtype,
+                                                                 ReduceOp op) const {
   if (op == ReduceOp::kAvg && !is_floating(dtype)) {
     throw ValueError(str_cat(op_name, ": avg needs a floating dtype, got ", dtype_name(dtype)));
   }
@@ -254,6 +269,21 @@ WorkPtr EngineCommunicator::all_reduce(std::vector<Tensor> tensors, const AllRed
   auto signature = [=] { return str_cat("all_reduce(", describe(tensors), ", ", reduce_op_name(options.op), ")"); };
   return submit_reduction("all_reduce", std::move(signature), std::move(tensors), options.op, std::nullopt,
                           options.timeout, options.async_op, options.in_place);
+}
+
+void EngineCommunicator::all_reduce_in_place(const Tensor& t, ReduceOp op, std::optional<Timeout> timeout) {
+  if (!t.defined()) throw ValueError("all_reduce: tensor 0 is undefined");
+  const ReducePlan plan = plan_reduction("all_reduce", t.dtype(), op);
+  if (plan.wire == t.dtype() && engine_->supports_device(t.device()) && t.is_contiguous()) {
+    auto signature = [&] { return str_cat("all_reduce(", describe({t}), ", ", reduce_op_name(op), ")"); };
+    auto body = [&](Timeout engine_timeout) {
+      void* data = t.raw_data();
+      engine_->all_reduce(data, data, t.numel(), t.dtype(), plan.op, engine_timeout);
+      if (plan.divide && op == ReduceOp::kAvg) copy_into(t, t / static_cast<double>(size()));
+    };
+    if (runner_->run_now("all_reduce", op_timeout(timeout), signature, body)) return;
+  }
+  Communicator::all_reduce_in_place(t, op, timeout);
 }
 
 WorkPtr EngineCommunicator::reduce(std::vector<Tensor> tensors, const ReduceOptions& options) {

@@ -4,7 +4,9 @@
 // and hands each op to its OpRunner, which numbers it, runs it and watches it.
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -32,6 +34,8 @@ class EngineCommunicator : public Communicator {
   Backend backend() const override { return engine_->backend(); }
 
   WorkPtr all_reduce(std::vector<Tensor> tensors, const AllReduceOptions& options = {}) override;
+  void all_reduce_in_place(const Tensor& tensor, ReduceOp op = ReduceOp::kSum,
+                           std::optional<Timeout> timeout = std::nullopt) override;
   WorkPtr broadcast(std::vector<Tensor> tensors, const BroadcastOptions& options = {}) override;
   WorkPtr reduce(std::vector<Tensor> tensors, const ReduceOptions& options = {}) override;
   WorkPtr all_gather(const Tensor& input, const AllGatherOptions& options = {}) override;
@@ -55,6 +59,7 @@ class EngineCommunicator : public Communicator {
     bool divide;
   };
   ReducePlan plan_reduction(const char* op_name, DType dtype, ReduceOp op) const;
+  ReducePlan work_out_plan(const char* op_name, DType dtype, ReduceOp op) const;
   Device work_device(const Tensor& t) const;
   Tensor staged(const Tensor& t) const;  // contiguous, on a device the engine reaches
   Timeout op_timeout(const std::optional<Timeout>& timeout) const;
@@ -73,6 +78,9 @@ class EngineCommunicator : public Communicator {
 
   std::unique_ptr<Engine> engine_;
   CommSettings settings_;
+  // work_out_plan's answer for each dtype and op (nullopt where it throws), worked out once: a small op
+  // should not ask the engine the same questions every call.
+  std::array<std::array<std::optional<ReducePlan>, kNumReduceOps>, kNumDTypes> plans_;
   std::shared_ptr<Store> user_store_;  // "user/" in comm_store
   int splits_ = 0;
   // The single-tensor all-reduce's Work, reused by the next one once no caller holds it (no allocation

@@ -94,7 +94,7 @@ WorkPtr OpRunner::submit(Op op, std::shared_ptr<WorkImpl> work) {
   std::unique_lock<std::mutex> lock(mu_);
   // Inline-only, another thread's op may be running: wait for it before numbering this one, so that ops
   // run in the order of their numbers.
-  if (config_.inline_only) cv_.wait(lock, [&] { return !busy_ || failure_; });
+  if (config_.inline_only) wait_until_idle(lock);
   int64_t seq = op.collective ? ++collective_seq_ : ++p2p_seq_;
   work->attach(anchor_, seq);
   if (failure_) {
@@ -127,35 +127,71 @@ void OpRunner::progress_loop() {
   }
 }
 
+bool OpRunner::run_now(const char* name, Timeout timeout, absl::FunctionRef<std::string()> signature,
+                       absl::FunctionRef<void(Timeout engine_timeout)> body) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (config_.inline_only) wait_until_idle(lock);
+  if (!failure_ && (busy_ || !queue_.empty())) return false;
+  const int64_t seq = ++collective_seq_;
+  if (failure_) throw error_for(label(seq, true, signature()), *failure_, false);
+  begin_running(seq, true, name, signature, timeout, nullptr);
+  lock.unlock();
+  run_guarded(name, seq, true, signature, timeout, body);
+  lock.lock();
+  end_running();
+  // Set now, it was set while the op ran: by its own failure, its timeout or a peer's notice, which fail
+  // a submitted op's Work just the same.
+  if (failure_) throw error_for(label(seq, true, signature()), *failure_, true);
+  return true;
+}
+
+void OpRunner::wait_until_idle(std::unique_lock<std::mutex>& lock) {
+  if (!busy_ || failure_) return;
+  ++idle_waiters_;
+  cv_.wait(lock, [&] { return !busy_ || failure_; });
+  --idle_waiters_;
+}
+
+void OpRunner::begin_running(int64_t seq, bool collective, const char* name, absl::FunctionRef<std::string()> signature,
+                             Timeout timeout, WorkImpl* work) {
+  busy_ = true;
+  running_.emplace(seq, collective, signature, timeout, coarse_now() + timeout, work);
+  if (collective) {
+    started_seq_ = seq;
+    started_op_ = name;
+  }
+}
+
+void OpRunner::end_running() {
+  running_.reset();
+  busy_ = false;
+  // The progress thread waits for queued ops; inline-only, other threads for the running op.
+  if (!queue_.empty() || idle_waiters_ > 0) cv_.notify_all();
+}
+
 void OpRunner::execute_exclusively(std::unique_lock<std::mutex>& lock, const Op& op, int64_t seq, WorkImpl& work) {
   if (failure_) {
     work.fail(error_for(label(seq, op.collective, op.signature()), *failure_, false));
     return;
   }
-  busy_ = true;
-  running_ = Running{seq, op.collective, &op, op.timeout, coarse_now() + op.timeout, &work};
-  if (op.collective) {
-    started_seq_ = seq;
-    started_op_ = op.name;
-  }
+  begin_running(seq, op.collective, op.name, op.signature, op.timeout, &work);
   lock.unlock();
-  run_body(op, seq, work);
+  run_guarded(op.name, seq, op.collective, op.signature, op.timeout,
+              [&](Timeout engine_timeout) { work.finish(op.body(engine_timeout)); });
   lock.lock();
-  running_.reset();
-  busy_ = false;
-  // Only the progress thread waits, for queued ops; inline-only, threads wait for the running op.
-  if (!queue_.empty() || config_.inline_only) cv_.notify_all();
+  end_running();
 }
 
-void OpRunner::run_body(const Op& op, int64_t seq, WorkImpl& work) {
-  trace::Span span(op.name, "communication", trace::enabled() ? str_cat("#", seq) : std::string());
+void OpRunner::run_guarded(const char* name, int64_t seq, bool collective, absl::FunctionRef<std::string()> signature,
+                           Timeout timeout, absl::FunctionRef<void(Timeout engine_timeout)> body) {
+  trace::Span span(name, "communication", trace::enabled() ? str_cat("#", seq) : std::string());
   try {
-    if (config_.debug && op.collective && config_.comm_store) debug_check(op, seq);
-    work.finish(op.body(op.timeout + config_.engine_grace));
+    if (config_.debug && collective && config_.comm_store) debug_check(signature(), seq);
+    body(timeout + config_.engine_grace);
   } catch (const CollectiveError& e) {
     std::string reason = e.what();
     // An engine that saw a peer vanish cannot say which rank it was; the progress records can.
-    if (op.collective && (e.kind() == CollectiveFailure::kPeerFailure || e.kind() == CollectiveFailure::kTimeout)) {
+    if (collective && (e.kind() == CollectiveFailure::kPeerFailure || e.kind() == CollectiveFailure::kTimeout)) {
       std::string missing = missing_ranks(seq);
       if (!missing.empty()) reason += str_cat("; ranks that did not arrive: ", missing);
     }
@@ -179,9 +215,11 @@ void OpRunner::abort(CollectiveFailure kind, const std::string& reason, bool pub
       first = true;
       failure_note_->set(reason);
     }
-    if (running_) {
-      running_work = running_->work->shared_from_this();  // its submitter or queue entry keeps it alive while running_ is set
-      running_label = label(running_->seq, running_->collective, running_->op->signature());
+    // Its submitter or queue entry keeps it alive while running_ is set; run_now's op has none (its
+    // caller throws the failure when the engine returns).
+    if (running_ && running_->work) {
+      running_work = running_->work->shared_from_this();
+      running_label = label(running_->seq, running_->collective, running_->signature());
     }
     dropped.swap(queue_);
   }
@@ -202,7 +240,7 @@ void OpRunner::time_out(int64_t seq, bool collective) {
     std::lock_guard<std::mutex> lock(mu_);
     if (failure_) return;
     if (running_ && running_->seq == seq && running_->collective == collective) {
-      signature = running_->op->signature();
+      signature = running_->signature();
       timeout = running_->timeout;
     }
     for (const Queued& q : queue_) {
@@ -242,9 +280,8 @@ std::string OpRunner::missing_ranks(int64_t seq) {
   return missing;
 }
 
-void OpRunner::debug_check(const Op& op, int64_t seq) {
+void OpRunner::debug_check(const std::string& signature, int64_t seq) {
   Store& store = *config_.comm_store;
-  const std::string signature = op.signature();
   absl::Status set = store.set(debug_key(seq, config_.rank), signature);
   if (!set.ok()) throw CollectiveError(CollectiveFailure::kEngine, str_cat("debug check: ", set.ToString()));
   std::vector<std::string> views(config_.size);

@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "distributed/comm/communicator.h"
 #include "distributed/comm/work.h"
 
@@ -83,6 +84,13 @@ class OpRunner {
     return submit(std::move(op), std::move(work));
   }
 
+  // Runs a collective on the calling thread now, without a Work, and returns when it is done; throws the
+  // CollectiveError its Work would have held. Returns false without running it when ops are queued or
+  // running on the progress thread: the caller then submits it instead (ops run in call order). The
+  // arguments are used only during the call.
+  bool run_now(const char* name, Timeout timeout, absl::FunctionRef<std::string()> signature,
+               absl::FunctionRef<void(Timeout engine_timeout)> body);
+
   // Says why the runner failed ("" while it works; that it was destroyed, once it is), callable from any
   // thread, also after the runner is gone.
   std::function<std::string()> failure_probe() const;
@@ -111,22 +119,30 @@ class OpRunner {
   struct Running {
     int64_t seq;
     bool collective;
-    const Op* op;  // valid while it runs
+    absl::FunctionRef<std::string()> signature;  // valid while it runs
     Timeout timeout;
     std::chrono::steady_clock::time_point deadline;
-    WorkImpl* work;  // kept alive by its submitter or its queue entry
+    WorkImpl* work;  // kept alive by its submitter or its queue entry; null for run_now's op
   };
 
+  // Inline-only: waits (lock held) until no op runs or the runner has failed.
+  void wait_until_idle(std::unique_lock<std::mutex>& lock);
+  // Mark the op running and done (lock held).
+  void begin_running(int64_t seq, bool collective, const char* name, absl::FunctionRef<std::string()> signature,
+                     Timeout timeout, WorkImpl* work);
+  void end_running();
   // Runs op with busy_ set (lock held on entry and exit, released while it runs): one op at a time.
   void execute_exclusively(std::unique_lock<std::mutex>& lock, const Op& op, int64_t seq, WorkImpl& work);
-  void run_body(const Op& op, int64_t seq, WorkImpl& work);
+  // Calls body inside the op's trace span; a failure aborts the runner (and so fails the op).
+  void run_guarded(const char* name, int64_t seq, bool collective, absl::FunctionRef<std::string()> signature,
+                   Timeout timeout, absl::FunctionRef<void(Timeout engine_timeout)> body);
   void progress_loop();
   void monitor_loop();
   void monitor_tick(int64_t tick);
   void check_dead_ranks(std::chrono::steady_clock::time_point now);
   void time_out(int64_t seq, bool collective);
   CollectiveError error_for(const std::string& label, const Failure& failure, bool ran) const;
-  void debug_check(const Op& op, int64_t seq);
+  void debug_check(const std::string& signature, int64_t seq);
   std::string missing_ranks(int64_t seq);
   static std::string label(int64_t seq, bool collective, const std::string& signature);
   [[noreturn]] void end_process(const std::string& why);
@@ -136,6 +152,7 @@ class OpRunner {
   std::condition_variable cv_;
   std::deque<Queued> queue_;
   bool busy_ = false;  // an op is executing (inline or on the progress thread)
+  int idle_waiters_ = 0;  // threads in wait_until_idle
   bool stopping_ = false;
   int64_t collective_seq_ = 0, p2p_seq_ = 0;
   int64_t started_seq_ = 0;         // the last collective that began executing here

@@ -26,6 +26,9 @@ WorkPtr RoutingCommunicator::all_reduce(std::vector<Tensor> tensors, const AllRe
   Communicator& to = route("all_reduce", tensors);
   return to.all_reduce(std::move(tensors), options);
 }
+void RoutingCommunicator::all_reduce_in_place(const Tensor& tensor, ReduceOp op, std::optional<Timeout> timeout) {
+  route("all_reduce", {tensor}).all_reduce_in_place(tensor, op, timeout);
+}
 WorkPtr RoutingCommunicator::broadcast(std::vector<Tensor> tensors, const BroadcastOptions& options) {
   Communicator& to = route("broadcast", tensors);
   return to.broadcast(std::move(tensors), options);

@@ -22,6 +22,8 @@ class RoutingCommunicator : public Communicator {
   Communicator& cuda() { return *cuda_; }
 
   WorkPtr all_reduce(std::vector<Tensor> tensors, const AllReduceOptions& options = {}) override;
+  void all_reduce_in_place(const Tensor& tensor, ReduceOp op = ReduceOp::kSum,
+                           std::optional<Timeout> timeout = std::nullopt) override;
   WorkPtr broadcast(std::vector<Tensor> tensors, const BroadcastOptions& options = {}) override;
   WorkPtr reduce(std::vector<Tensor> tensors, const ReduceOptions& options = {}) override;
   WorkPtr all_gather(const Tensor& input, const AllGatherOptions& options = {}) override;

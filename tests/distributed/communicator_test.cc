@@ -147,7 +147,12 @@ TEST(GlooThreadsFailure, RankThatNeverCallsIsNamedAndEveryRankFailsFast) {
       return;
     }
     try {
-      comm.all_reduce({full({4}, 1.0)}, {.timeout = 1000ms})->wait();
+      // Rank 1 makes the blocking call, which has no Work: it fails the same way.
+      if (comm.rank() == 1) {
+        comm.all_reduce_in_place(full({4}, 1.0), ReduceOp::kSum, 1000ms);
+      } else {
+        comm.all_reduce({full({4}, 1.0)}, {.timeout = 1000ms})->wait();
+      }
       ADD_FAILURE() << "rank " << comm.rank() << ": the all_reduce should time out";
     } catch (const CollectiveError& e) {
       std::string what = e.what();
@@ -250,6 +255,12 @@ TEST(Communicator, ReusedWorkOfSmallAllReducesKeepsEachResult) {
       } catch (const CollectiveError& e) {
         EXPECT_NE(std::string(e.what()).find("the test stops here"), std::string::npos) << e.what();
       }
+    }
+    try {
+      comm.all_reduce_in_place(full({1}, 1.0));
+      ADD_FAILURE() << "a blocking all_reduce after abort() succeeded";
+    } catch (const CollectiveError& e) {
+      EXPECT_NE(std::string(e.what()).find("the test stops here"), std::string::npos) << e.what();
     }
     EXPECT_EQ(held->result()[0].to_vector<float>(), (std::vector<float>{3, 3, 3})) << "and still after the failure";
   });
