@@ -4,6 +4,8 @@
 //   eager dispatch of a tiny op:    add of two 1-element tensors, end to end
 //   the seed model's dropout:       dropout(0.2) of [32,128] and its parts (a uniform draw, a where on a
 //                                   random mask), beside a mul of the same shape (one pass of the data)
+//   a gradient into its bucket:     copy_into of the seed's [784,128] kernel gradient into a bucket's slot,
+//                                   beside a memcpy of the same bytes
 // Run: build/bin/core_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 #include <cblas.h>
@@ -114,6 +116,24 @@ void BM_Mul32x128(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(mul(x, y));
 }
 
+// The seed model's first kernel gradient copied into its slot of a data-parallel gradient bucket
+// (strategies/gradient_buckets.cc), beside a memcpy of the same 0.4 MB.
+void BM_BucketCopy784x128(benchmark::State& state) {
+  OneThread one;
+  Tensor grad = random_uniform({784, 128}, -1, 1);
+  Tensor bucket = zeros({784 * 128 + 1290});
+  Tensor slot = bucket.slice(0, 1290, 1290 + 784 * 128).reshape({784, 128});
+  for (auto _ : state) copy_into(slot, grad);
+}
+
+void BM_Memcpy784x128(benchmark::State& state) {
+  std::vector<float> src(784 * 128, 1.0f), dst(784 * 128 + 1290);
+  for (auto _ : state) {
+    std::memcpy(dst.data() + 1290, src.data(), src.size() * sizeof(float));
+    benchmark::ClobberMemory();
+  }
+}
+
 BENCHMARK(BM_MatmulGradflow)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_MatmulOnednn)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AddGradflow)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -123,6 +143,8 @@ BENCHMARK(BM_Dropout32x128)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_RandomUniform32x128)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_WhereMask32x128)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Mul32x128)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_BucketCopy784x128)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Memcpy784x128)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace gradflow

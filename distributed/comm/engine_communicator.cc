@@ -65,9 +65,9 @@ EngineCommunicator::EngineCommunicator(std::unique_ptr<Engine> engine, CommSetti
       .inline_only = engine_->inline_only(),
   });
   for (size_t d = 0; d < kNumDTypes; ++d) {
-    for (size_t o = 0; o < kNumReduceOps; ++o) {
+    for (size_t r = 0; r < kNumReduceOps; ++r) {
       try {
-        plans_[d][o] = work_out_plan("", static_cast<DType>(d), static_cast<ReduceOp>(o));
+        plans_[d][r] = work_out_plan("", static_cast<DType>(d), static_cast<ReduceOp>(r));
       } catch (const ValueError&) {
         // left unset: plan_reduction reports it when it is asked for
       }

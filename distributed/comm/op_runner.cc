@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <ctime>
 
+#include "absl/cleanup/cleanup.h"
 #include "core/tensor/error.h"
 #include "core/trace/trace.h"
 
@@ -136,11 +137,16 @@ bool OpRunner::run_now(const char* name, Timeout timeout, absl::FunctionRef<std:
   if (failure_) throw error_for(label(seq, true, signature()), *failure_, false);
   begin_running(seq, true, name, signature, timeout, nullptr);
   lock.unlock();
-  run_guarded(name, seq, true, signature, timeout, body);
-  lock.lock();
-  end_running();
-  // Set now, it was set while the op ran: by its own failure, its timeout or a peer's notice, which fail
-  // a submitted op's Work just the same.
+  {
+    absl::Cleanup done = [&] {
+      lock.lock();
+      end_running();
+    };
+    run_guarded(name, seq, true, signature, timeout, body);
+  }
+  // Set now, it was set while the op ran (its own failure, its timeout, a peer's notice) or in the moment
+  // between the engine's return and the lock, where a submitted op's Work would have kept its result:
+  // either way the communicator has failed, and this op reports it.
   if (failure_) throw error_for(label(seq, true, signature()), *failure_, true);
   return true;
 }
@@ -176,16 +182,18 @@ void OpRunner::execute_exclusively(std::unique_lock<std::mutex>& lock, const Op&
   }
   begin_running(seq, op.collective, op.name, op.signature, op.timeout, &work);
   lock.unlock();
+  absl::Cleanup done = [&] {
+    lock.lock();
+    end_running();
+  };
   run_guarded(op.name, seq, op.collective, op.signature, op.timeout,
               [&](Timeout engine_timeout) { work.finish(op.body(engine_timeout)); });
-  lock.lock();
-  end_running();
 }
 
 void OpRunner::run_guarded(const char* name, int64_t seq, bool collective, absl::FunctionRef<std::string()> signature,
                            Timeout timeout, absl::FunctionRef<void(Timeout engine_timeout)> body) {
-  trace::Span span(name, "communication", trace::enabled() ? str_cat("#", seq) : std::string());
   try {
+    trace::Span span(name, "communication", trace::enabled() ? str_cat("#", seq) : std::string());
     if (config_.debug && collective && config_.comm_store) debug_check(signature(), seq);
     body(timeout + config_.engine_grace);
   } catch (const CollectiveError& e) {
@@ -198,6 +206,8 @@ void OpRunner::run_guarded(const char* name, int64_t seq, bool collective, absl:
     abort(e.kind(), reason, true);
   } catch (const std::exception& e) {
     abort(CollectiveFailure::kEngine, e.what(), true);
+  } catch (...) {
+    abort(CollectiveFailure::kEngine, "the op threw something that is not a std::exception", true);
   }
 }
 
@@ -239,13 +249,22 @@ void OpRunner::time_out(int64_t seq, bool collective) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (failure_) return;
+    bool pending = false;
     if (running_ && running_->seq == seq && running_->collective == collective) {
       signature = running_->signature();
       timeout = running_->timeout;
+      pending = true;
     }
     for (const Queued& q : queue_) {
-      if (q.seq == seq && q.op.collective == collective) signature = q.op.signature();
+      if (q.seq == seq && q.op.collective == collective) {
+        signature = q.op.signature();
+        timeout = q.op.timeout;
+        pending = true;
+      }
     }
+    // Completed since its time ran out was noticed (the monitor reads the deadline before calling here; a
+    // Work's wait gives up just as it finishes): nothing timed out.
+    if (!pending) return;
   }
   std::string missing = collective ? missing_ranks(seq) : "";
   std::string reason = str_cat(label(seq, collective, signature.empty() ? "op" : signature), " timed out after ",

@@ -85,9 +85,9 @@ class OpRunner {
   }
 
   // Runs a collective on the calling thread now, without a Work, and returns when it is done; throws the
-  // CollectiveError its Work would have held. Returns false without running it when ops are queued or
-  // running on the progress thread: the caller then submits it instead (ops run in call order). The
-  // arguments are used only during the call.
+  // CollectiveError its Work would have held. Returns false without running it when another op is queued
+  // or running (on the progress thread, or inline on another thread): the caller then submits it instead
+  // (ops run in call order). The arguments are used only during the call.
   bool run_now(const char* name, Timeout timeout, absl::FunctionRef<std::string()> signature,
                absl::FunctionRef<void(Timeout engine_timeout)> body);
 

@@ -85,8 +85,12 @@ inline void check_all_reduce(Communicator& comm, Device device = kCPU) {
           ASSERT_EQ(out[0].shape(), in.shape());
           ASSERT_EQ(out[0].device(), device);
           // In place, the result is the input, holding the reduction; otherwise the input is unchanged.
-          if (in_place && n > 0) ASSERT_EQ(out[0].raw_data(), in.raw_data());
-          if (!in_place) ASSERT_EQ(host_values(in), host_values(rank_tensor(comm.rank(), {n}, dtype)));
+          if (in_place && n > 0) {
+            ASSERT_EQ(out[0].raw_data(), in.raw_data());
+          }
+          if (!in_place) {
+            ASSERT_EQ(host_values(in), host_values(rank_tensor(comm.rank(), {n}, dtype)));
+          }
           std::vector<double> got = host_values(in_place ? in : out[0]);
           for (int64_t i = 0; i < n; ++i) {
             ASSERT_NEAR(got[i], expected_reduction(comm.size(), i, op, dtype), is_half(dtype) ? 1e-2 : 1e-9)

@@ -163,28 +163,40 @@ TEST(GlooThreadsFailure, RankThatNeverCallsIsNamedAndEveryRankFailsFast) {
   });
 }
 
+// Also with the blocking all_reduce_in_place on rank 0: it is checked like a submitted op, under the same
+// signature.
 TEST(GlooThreadsFailure, DebugModeReportsMismatchedCollectivesOnEveryRank) {
   if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
-  World world(2, StoreKind::kFile);
-  world.run(
-      [](Communicator& comm) {
-        comm.all_reduce({full({2}, 1.0)})->wait();  // matching ops pass the check
-        try {
-          if (comm.rank() == 0) {
-            comm.all_reduce({zeros({128, 10})})->wait();
+  for (bool blocking : {false, true}) {
+    SCOPED_TRACE(blocking ? "blocking on rank 0" : "Work on both ranks");
+    World world(2, StoreKind::kFile);
+    world.run(
+        [blocking](Communicator& comm) {
+          // Matching ops pass the check.
+          if (blocking && comm.rank() == 0) {
+            comm.all_reduce_in_place(full({2}, 1.0));
           } else {
-            comm.broadcast({zeros({784, 128})})->wait();
+            comm.all_reduce({full({2}, 1.0)})->wait();
           }
-          ADD_FAILURE() << "rank " << comm.rank() << ": the mismatch should be reported";
-        } catch (const CollectiveError& e) {
-          EXPECT_EQ(e.kind(), CollectiveFailure::kMismatch) << e.what();
-          EXPECT_NE(std::string(e.what()).find("rank 1 called broadcast([784,128] f32, root 0) while rank 0 called "
-                                               "all_reduce([128,10] f32, sum)"),
-                    std::string::npos)
-              << e.what();
-        }
-      },
-      {.timeout = 20s, .debug = true});
+          try {
+            if (comm.rank() == 0 && blocking) {
+              comm.all_reduce_in_place(zeros({128, 10}));
+            } else if (comm.rank() == 0) {
+              comm.all_reduce({zeros({128, 10})})->wait();
+            } else {
+              comm.broadcast({zeros({784, 128})})->wait();
+            }
+            ADD_FAILURE() << "rank " << comm.rank() << ": the mismatch should be reported";
+          } catch (const CollectiveError& e) {
+            EXPECT_EQ(e.kind(), CollectiveFailure::kMismatch) << e.what();
+            EXPECT_NE(std::string(e.what()).find("rank 1 called broadcast([784,128] f32, root 0) while rank 0 called "
+                                                 "all_reduce([128,10] f32, sum)"),
+                      std::string::npos)
+                << e.what();
+          }
+        },
+        {.timeout = 20s, .debug = true});
+  }
 }
 
 TEST(GlooThreadsFailure, AbortFailsTheOtherRanks) {
@@ -263,6 +275,28 @@ TEST(Communicator, ReusedWorkOfSmallAllReducesKeepsEachResult) {
       EXPECT_NE(std::string(e.what()).find("the test stops here"), std::string::npos) << e.what();
     }
     EXPECT_EQ(held->result()[0].to_vector<float>(), (std::vector<float>{3, 3, 3})) << "and still after the failure";
+  });
+}
+
+// A blocking all-reduce called while an earlier async op is still in flight (its peer is late) waits for
+// it through the queue instead of running beside it: the two ops complete in order with their own sums.
+TEST(Communicator, BlockingAllReduceBehindAnAsyncOpRunsAfterIt) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  World world(2, StoreKind::kTcp);
+  world.run([](Communicator& comm) {
+    const double mine = comm.rank() + 1.0;
+    for (int round = 0; round < 3; ++round) {
+      if (comm.rank() == 1) std::this_thread::sleep_for(300ms);  // rank 0's async op is still waiting for it
+      WorkPtr early = comm.all_reduce({full({4}, mine)}, {.async_op = true});
+      Tensor t = full({3}, 10 * mine);
+      if (comm.rank() == 0) {
+        ASSERT_FALSE(early->completed()) << "round " << round << ": the peer was not late";
+      }
+      comm.all_reduce_in_place(t);
+      ASSERT_TRUE(early->completed()) << "round " << round;
+      EXPECT_EQ(early->result()[0].to_vector<float>(), (std::vector<float>{3, 3, 3, 3})) << "round " << round;
+      EXPECT_EQ(t.to_vector<float>(), (std::vector<float>{30, 30, 30})) << "round " << round;
+    }
   });
 }
 
