@@ -175,7 +175,12 @@ std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vect
       for (size_t k = 0; k < e.outputs.size(); ++k) {
         if (!grad_outputs[k].defined()) grad_outputs[k] = zeros_like(e.outputs[k]);
       }
-      TensorList input_grads = e.op->grad(GradContext{e.inputs, e.outputs, grad_outputs, e.attrs});
+      uint64_t needed = 0;
+      for (size_t k = 0; k < e.inputs.size() && k < 64; ++k) {
+        if (reached.contains(e.inputs[k].id())) needed |= uint64_t{1} << k;
+      }
+      if (e.inputs.size() > 64) needed = ~uint64_t{0};
+      TensorList input_grads = e.op->grad(GradContext{e.inputs, e.outputs, grad_outputs, e.attrs, needed});
       for (size_t k = 0; k < e.inputs.size() && k < input_grads.size(); ++k) {
         const Tensor& in = e.inputs[k];
         if (!input_grads[k].defined() || !reached.contains(in.id())) continue;

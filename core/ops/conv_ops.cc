@@ -160,8 +160,9 @@ TensorList conv2d_grad(const GradContext& c) {
   const Tensor& x = c.inputs[0];
   const Tensor& kernel = c.inputs[1];
   const Tensor& g = c.grad_outputs[0];
-  return {conv2d_backprop_input(g, kernel, x.shape(), c.attrs),
-          conv2d_backprop_filter(x, g, kernel.shape(), c.attrs)};
+  // The first layer's input is data: its gradient, as costly as the kernel's, is skipped.
+  return {c.needs(0) ? conv2d_backprop_input(g, kernel, x.shape(), c.attrs) : Tensor(),
+          c.needs(1) ? conv2d_backprop_filter(x, g, kernel.shape(), c.attrs) : Tensor()};
 }
 
 // dx = B(g, kernel) is bilinear, with <gg, B(g, kernel)> = <conv2d(gg, kernel), g>
@@ -170,7 +171,8 @@ TensorList conv2d_backprop_input_grad(const GradContext& c) {
   const Tensor& g = c.inputs[0];
   const Tensor& kernel = c.inputs[1];
   const Tensor& gg = c.grad_outputs[0];
-  return {conv2d_with(gg, kernel, c.attrs), conv2d_backprop_filter(gg, g, kernel.shape(), c.attrs)};
+  return {c.needs(0) ? conv2d_with(gg, kernel, c.attrs) : Tensor(),
+          c.needs(1) ? conv2d_backprop_filter(gg, g, kernel.shape(), c.attrs) : Tensor()};
 }
 
 // dk = F(x, g) is bilinear, with <gg, F(x, g)> = <conv2d(x, gg), g> = <x, backprop_input(g, gg)>.
@@ -178,7 +180,8 @@ TensorList conv2d_backprop_filter_grad(const GradContext& c) {
   const Tensor& x = c.inputs[0];
   const Tensor& g = c.inputs[1];
   const Tensor& gg = c.grad_outputs[0];
-  return {conv2d_backprop_input(g, gg, x.shape(), c.attrs), conv2d_with(x, gg, c.attrs)};
+  return {c.needs(0) ? conv2d_backprop_input(g, gg, x.shape(), c.attrs) : Tensor(),
+          c.needs(1) ? conv2d_with(x, gg, c.attrs) : Tensor()};
 }
 
 // ---- Pooling ----

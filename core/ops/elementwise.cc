@@ -57,27 +57,35 @@ MetaList infer_where(const TensorList& in, const Attrs&) {
 #define B c.inputs[1]
 #define Y c.outputs[0]
 #define G c.grad_outputs[0]
+// Input k's gradient, computed only when a source needs it (a constant operand, such as a mask, a scale
+// or dropout's zero, gets none).
+#define IF_NEEDED(k, expr) (c.needs(k) ? (expr) : Tensor())
 
-GF_GRAD(add_grad) { return {sum_to(G, A.shape()), sum_to(G, B.shape())}; }
-GF_GRAD(sub_grad) { return {sum_to(G, A.shape()), sum_to(neg(G), B.shape())}; }
-GF_GRAD(mul_grad) { return {sum_to(mul(G, B), A.shape()), sum_to(mul(G, A), B.shape())}; }
-GF_GRAD(div_grad) { return {sum_to(div(G, B), A.shape()), sum_to(neg(div(mul(G, Y), B)), B.shape())}; }
+GF_GRAD(add_grad) { return {IF_NEEDED(0, sum_to(G, A.shape())), IF_NEEDED(1, sum_to(G, B.shape()))}; }
+GF_GRAD(sub_grad) { return {IF_NEEDED(0, sum_to(G, A.shape())), IF_NEEDED(1, sum_to(neg(G), B.shape()))}; }
+GF_GRAD(mul_grad) { return {IF_NEEDED(0, sum_to(mul(G, B), A.shape())), IF_NEEDED(1, sum_to(mul(G, A), B.shape()))}; }
+GF_GRAD(div_grad) {
+  return {IF_NEEDED(0, sum_to(div(G, B), A.shape())), IF_NEEDED(1, sum_to(neg(div(mul(G, Y), B)), B.shape()))};
+}
 GF_GRAD(pow_grad) {
-  Tensor da = mul(G, mul(B, pow(A, sub(B, like_scalar(B, 1)))));
-  Tensor positive = greater(A, like_scalar(A, 0));
-  Tensor safe_a = where(positive, A, ones_like(A));
-  Tensor db = where(positive, mul(G, mul(Y, log(safe_a))), zeros_like(Y));
-  return {sum_to(da, A.shape()), sum_to(db, B.shape())};
+  Tensor da, db;
+  if (c.needs(0)) da = sum_to(mul(G, mul(B, pow(A, sub(B, like_scalar(B, 1))))), A.shape());
+  if (c.needs(1)) {
+    Tensor positive = greater(A, like_scalar(A, 0));
+    Tensor safe_a = where(positive, A, ones_like(A));
+    db = sum_to(where(positive, mul(G, mul(Y, log(safe_a))), zeros_like(Y)), B.shape());
+  }
+  return {da, db};
 }
 GF_GRAD(maximum_grad) {
   Tensor pick_a = greater_equal(A, B);
   Tensor zero = zeros_like(G);
-  return {sum_to(where(pick_a, G, zero), A.shape()), sum_to(where(pick_a, zero, G), B.shape())};
+  return {IF_NEEDED(0, sum_to(where(pick_a, G, zero), A.shape())), IF_NEEDED(1, sum_to(where(pick_a, zero, G), B.shape()))};
 }
 GF_GRAD(minimum_grad) {
   Tensor pick_a = less_equal(A, B);
   Tensor zero = zeros_like(G);
-  return {sum_to(where(pick_a, G, zero), A.shape()), sum_to(where(pick_a, zero, G), B.shape())};
+  return {IF_NEEDED(0, sum_to(where(pick_a, G, zero), A.shape())), IF_NEEDED(1, sum_to(where(pick_a, zero, G), B.shape()))};
 }
 GF_GRAD(neg_grad) { return {neg(G)}; }
 GF_GRAD(exp_grad) { return {mul(G, Y)}; }
@@ -110,7 +118,8 @@ GF_GRAD(gelu_grad) {
 GF_GRAD(where_grad) {
   Tensor zero = zeros_like(G);
   const Tensor& cond = c.inputs[0];
-  return {Tensor(), sum_to(where(cond, G, zero), c.inputs[1].shape()), sum_to(where(cond, zero, G), c.inputs[2].shape())};
+  return {Tensor(), IF_NEEDED(1, sum_to(where(cond, G, zero), c.inputs[1].shape())),
+          IF_NEEDED(2, sum_to(where(cond, zero, G), c.inputs[2].shape()))};
 }
 GF_GRAD(clip_grad) {
   Tensor inside = logical_and(greater_equal(A, like_scalar(A, c.attrs.get<double>("lo"))),
@@ -121,6 +130,7 @@ GF_GRAD(clip_grad) {
 #undef B
 #undef Y
 #undef G
+#undef IF_NEEDED
 #undef GF_GRAD
 
 #define GF_NAME(n) constexpr char k_##n[] = #n;

@@ -30,26 +30,31 @@ MetaList infer_matmul(const TensorList& in, const Attrs& a) {
   return {TensorMeta{batch, x.dtype()}};
 }
 
+// Only the gradients some source needs: the first layer's input is data, and its gradient would cost as
+// much as the kernel's.
 TensorList matmul_grad(const GradContext& c) {
   const Tensor& a = c.inputs[0];
   const Tensor& b = c.inputs[1];
   const Tensor& g = c.grad_outputs[0];
   bool ta = c.attrs.get<bool>("transpose_a"), tb = c.attrs.get<bool>("transpose_b");
   Tensor da, db;
-  if (!ta && !tb) {
-    da = matmul(g, b, false, true);
-    db = matmul(a, g, true, false);
-  } else if (!ta && tb) {
-    da = matmul(g, b);
-    db = matmul(g, a, true, false);
-  } else if (ta && !tb) {
-    da = matmul(b, g, false, true);
-    db = matmul(a, g);
-  } else {
-    da = matmul(b, g, true, true);
-    db = matmul(g, a, true, true);
+  if (c.needs(0)) {
+    if (!ta) {
+      da = tb ? matmul(g, b) : matmul(g, b, false, true);
+    } else {
+      da = tb ? matmul(b, g, true, true) : matmul(b, g, false, true);
+    }
+    da = sum_to(da, a.shape());
   }
-  return {sum_to(da, a.shape()), sum_to(db, b.shape())};
+  if (c.needs(1)) {
+    if (!tb) {
+      db = ta ? matmul(a, g) : matmul(a, g, true, false);
+    } else {
+      db = ta ? matmul(g, a, true, true) : matmul(g, a, true, false);
+    }
+    db = sum_to(db, b.shape());
+  }
+  return {da, db};
 }
 
 }  // namespace

@@ -70,6 +70,11 @@ struct GradContext {
   const TensorList& outputs;
   const TensorList& grad_outputs;  // one per output, zeros where the output got no gradient
   const Attrs& attrs;
+  // Bit k set: input k needs a gradient (it lies on a path from a source the tape differentiates for);
+  // inputs from the 65th on always do. A gradient function may skip the others' (an undefined Tensor),
+  // as TensorFlow's skip_input_indices lets MatMul's gradient skip the data's side.
+  uint64_t needed = ~uint64_t{0};
+  bool needs(size_t k) const { return k >= 64 || ((needed >> k) & 1) != 0; }
 };
 // Returns one gradient per input, written with differentiable ops so that nested tapes see them
 // (second derivatives); an undefined Tensor where an input gets no gradient.

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/gradflow.h"
 
@@ -202,6 +203,67 @@ TEST(TapeReadyHook, DuplicateSourcesAndTheTargetItself) {
   EXPECT_EQ(values(g[0]), (std::vector<double>{2, 4}));
   EXPECT_EQ(values(g[1]), (std::vector<double>{1}));
   EXPECT_EQ(values(g[2]), values(g[0]));
+}
+
+// Gradient functions learn which inputs need a gradient: only those on a path from a source. A probe op
+// (the identity on its first input) records what its gradient function was told.
+uint64_t probe_needed = 0;
+TensorList probe_kernel(const TensorList& in, const Attrs&, const MetaList&) {
+  Tensor out = empty(in[0].shape(), in[0].dtype());
+  std::memcpy(out.raw_data(), in[0].contiguous().raw_data(), in[0].numel() * dtype_size(in[0].dtype()));
+  return {out};
+}
+const OpDef& probe_op() {
+  static const OpDef& op = [] () -> const OpDef& {
+    OpDef def{.name = "tape_test_probe",
+              .infer = [](const TensorList& in, const Attrs&) { return MetaList{TensorMeta{in[0].shape(), in[0].dtype()}}; },
+              .grad = [](const GradContext& c) {
+                probe_needed = c.needed;
+                return TensorList{c.grad_outputs[0], Tensor(), Tensor()};
+              }};
+    def.kernels[static_cast<size_t>(DeviceType::kCPU)] = probe_kernel;
+    return OpRegistry::global().define(std::move(def));
+  }();
+  return op;
+}
+
+TEST(Tape, GradientFunctionsAreToldWhichInputsNeedAGradient) {
+  Tensor x = from_vector<double>({1, 2});
+  Tensor z = from_vector<double>({3, 4});
+  Tensor constant = from_vector<double>({5, 6});
+  GradientTape tape;
+  tape.watch(x);
+  tape.watch(z);
+  Tensor tracked_elsewhere = square(z);  // recorded, but z is not a source below
+  Tensor y = sum(run_op1(probe_op(), {x, tracked_elsewhere, constant}));
+  std::vector<Tensor> g = tape.gradient(y, {x});
+  EXPECT_EQ(probe_needed, 0b001u) << "only x lies on a path from the source";
+  EXPECT_EQ(values(g[0]), (std::vector<double>{1, 1}));
+}
+
+// matmul skips the side no source needs (the first layer's data) and gets the other side right, for
+// every transpose combination.
+TEST(Tape, MatmulGradientOfOneSideMatchesBothSides) {
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      Tensor a = random_normal(ta ? Shape{4, 3} : Shape{3, 4}, 0, 1, kF64);
+      Tensor b = random_normal(tb ? Shape{2, 4} : Shape{4, 2}, 0, 1, kF64);
+      auto grads = [&](bool watch_a, bool watch_b) {
+        GradientTape tape;
+        if (watch_a) tape.watch(a);
+        if (watch_b) tape.watch(b);
+        Tensor y = sum(square(matmul(a, b, ta, tb)));
+        return tape.gradient(y, {a, b});
+      };
+      std::vector<Tensor> both = grads(true, true), only_a = grads(true, false), only_b = grads(false, true);
+      SCOPED_TRACE(str_cat("transpose_a ", ta, ", transpose_b ", tb));
+      ASSERT_TRUE(both[0].defined() && both[1].defined());
+      EXPECT_EQ(values(only_a[0]), values(both[0]));
+      EXPECT_FALSE(only_a[1].defined());
+      EXPECT_FALSE(only_b[0].defined());
+      EXPECT_EQ(values(only_b[1]), values(both[1]));
+    }
+  }
 }
 
 TEST(Variable, MirrorsAreReplicasOwnCopiesThatFollowWritesOutsideTheReplicas) {
