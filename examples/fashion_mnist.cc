@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   std::string save_weights, trace_file, trace_steps = "100:103";
   bool no_overlap = false;
   bool balance_load = false;
+  std::string compression = "none";
   app.add_option("--kill-after-epoch", kill_after_epoch,
                  "testing: rank 0 kills itself (SIGKILL) after this epoch on a job's first try");
   app.add_option("--kill-in-save", kill_in_save,
@@ -68,11 +69,16 @@ int main(int argc, char** argv) {
   app.add_flag("--no-overlap", no_overlap, "data-parallel: all-reduce gradients after backward, not during it");
   app.add_flag("--balance-load", balance_load,
                "data-parallel: split each global batch among the ranks by their measured speed (not bitwise repeatable)");
+  app.add_option("--compression", compression, "data-parallel: send gradients as bf16 or f16 (DataParallelOptions::compression)")
+      ->check(CLI::IsMember({"none", "bf16", "f16"}));
   CLI11_PARSE(app, argc, argv);
 
   try {
     examples::FashionMnist data = examples::load_fashion_mnist(flags.data_dir);
-    examples::ExampleJob job(flags, {.overlap = !no_overlap, .balance_load = balance_load});
+    const strategies::GradientCompression wire = compression == "bf16" ? strategies::GradientCompression::kBFloat16
+                                                 : compression == "f16" ? strategies::GradientCompression::kFloat16
+                                                                        : strategies::GradientCompression::kNone;
+    examples::ExampleJob job(flags, {.overlap = !no_overlap, .compression = wire, .balance_load = balance_load});
     const bool chief = job.chief();
 
     Sequential model({
