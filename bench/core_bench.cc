@@ -126,6 +126,19 @@ void BM_BucketCopy784x128(benchmark::State& state) {
   for (auto _ : state) copy_into(slot, grad);
 }
 
+// The same gradient rounded to bfloat16 and back (DataParallelOptions::compression).
+void BM_ToBFloat16_784x128(benchmark::State& state) {
+  OneThread one;
+  Tensor grad = random_uniform({784, 128}, -1, 1);
+  for (auto _ : state) benchmark::DoNotOptimize(grad.to(kBF16));
+}
+
+void BM_FromBFloat16_784x128(benchmark::State& state) {
+  OneThread one;
+  Tensor half = random_uniform({784, 128}, -1, 1).to(kBF16);
+  for (auto _ : state) benchmark::DoNotOptimize(half.to(kF32));
+}
+
 void BM_Memcpy784x128(benchmark::State& state) {
   std::vector<float> src(784 * 128, 1.0f), dst(784 * 128 + 1290);
   for (auto _ : state) {
@@ -145,6 +158,8 @@ BENCHMARK(BM_WhereMask32x128)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Mul32x128)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_BucketCopy784x128)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Memcpy784x128)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ToBFloat16_784x128)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_FromBFloat16_784x128)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace gradflow

@@ -115,10 +115,12 @@ void BucketedAverager::ready(size_t i, const Tensor& grad) {
 }
 
 void BucketedAverager::start_ready_buckets(bool all) {
-  // During backward the last bucket never starts: it completes with backward's very last gradient, so
-  // nothing is left to overlap, and finish() runs it on this thread instead (no hand-off to the progress
-  // thread, which on a machine with a core per rank also stops it competing with compute).
-  const size_t last = missing_.size() - 1;
+  // During backward the last bucket of gradients never starts: it completes with backward's very last
+  // gradient, so nothing is left to overlap, and finish() runs it on this thread instead (no hand-off to
+  // the progress thread, which on a machine with a core per rank also stops it competing with compute).
+  // A bucket of metadata alone (with compression) comes after it and starts in finish() too.
+  size_t last = missing_.size() - 1;
+  while (last > 0 && layout_->buckets_[last].vars.empty()) --last;
   while (next_bucket_ < missing_.size() && (all || (next_bucket_ < last && missing_[next_bucket_] == 0))) {
     start(next_bucket_, /*async=*/next_bucket_ < last);
     ++next_bucket_;

@@ -1,5 +1,7 @@
 #include "core/tensor/dtype.h"
 
+#include "core/tensor/half_convert.h"
+
 namespace gradflow {
 
 size_t dtype_size(DType dtype) {
@@ -88,16 +90,8 @@ Half::operator float() const {
   return bits_float(sign | ((exp + 112) << 23) | (mant << 13));
 }
 
-BFloat16::BFloat16(float value) {
-  uint32_t x = float_bits(value);
-  if ((x & 0x7fffffffu) > 0x7f800000u) {
-    bits = static_cast<uint16_t>((x >> 16) | 0x40u);  // keep NaN a NaN
-    return;
-  }
-  x += 0x7fffu + ((x >> 16) & 1u);
-  bits = static_cast<uint16_t>(x >> 16);
-}
+BFloat16::BFloat16(float value) : bits(half_convert::float_to_bf16(value)) {}
 
-BFloat16::operator float() const { return bits_float(static_cast<uint32_t>(bits) << 16); }
+BFloat16::operator float() const { return half_convert::bf16_to_float(bits); }
 
 }  // namespace gradflow

@@ -8,6 +8,8 @@
 #include <immintrin.h>
 #endif
 
+#include "core/tensor/half_convert.h"
+
 namespace gradflow::distributed::half_reduce {
 namespace {
 
@@ -20,20 +22,8 @@ inline float combine(float a, float b) {
   return a;
 }
 
-// bfloat16 is a float's top half: widening is a shift, narrowing rounds to nearest even (NaN kept quiet).
-inline float bf16_to_float(uint16_t h) {
-  uint32_t bits = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-inline uint16_t float_to_bf16(float f) {
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof bits);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40u);
-  bits += 0x7fffu + ((bits >> 16) & 1u);
-  return static_cast<uint16_t>(bits >> 16);
-}
+using half_convert::bf16_to_float;
+using half_convert::float_to_bf16;
 
 template <ReduceOp kOp>
 void bf16_apply(void* out, const void* a, const void* b, size_t n) {

@@ -129,6 +129,48 @@ TEST(Tensor, DTypeConversions) {
   EXPECT_THROW(dtype_from_name("f8"), ValueError);
 }
 
+// Contiguous conversions between float and the 16-bit floats run in bulk (core/tensor/half_convert.h);
+// they must give exactly what Half and BFloat16 give one value at a time (the strided path), across
+// rounding ties, subnormals, overflow, infinities and NaN, and at lengths that leave a vector tail.
+TEST(Tensor, BulkHalfConversionsMatchTheScalarOnes) {
+  std::vector<float> values{0.0f, -0.0f, 1.0f, -1.5f, 1.0f + 1.0f / 2048, 1.0f + 3.0f / 2048, 1.00390625f,
+                            1.01171875f, 65504.0f, 65519.0f, 65520.0f, 70000.0f, -70000.0f, 5.960464477539063e-08f,
+                            2.9802322387695312e-08f, 1e-10f, 3.4e38f, -3.4e38f, INFINITY, -INFINITY, 1e-45f,
+                            6.1035156e-05f, 6.0975552e-05f, 3.14159265f, -2.71828182f};
+  for (int i = 0; i < 200; ++i) values.push_back(std::ldexp(static_cast<float>(i * 7919 % 1000) / 999.0f - 0.5f, i % 40 - 20));
+  for (int64_t n : {static_cast<int64_t>(values.size()), int64_t{7}, int64_t{16}, int64_t{17}}) {
+    std::vector<float> v(values.begin(), values.begin() + n);
+    // A column of a [n, 2] tensor is strided: converted one value at a time, as the reference.
+    std::vector<float> pairs;
+    for (float f : v) pairs.insert(pairs.end(), {f, 0.0f});
+    Tensor contiguous = from_vector<float>(v);
+    Tensor strided = from_vector<float>(pairs, {n, 2}).slice(1, 0, 1);  // [n, 1], row stride 2
+    ASSERT_FALSE(strided.is_contiguous());
+    for (DType half : {kF16, kBF16}) {
+      SCOPED_TRACE(str_cat(dtype_name(half), " n=", n));
+      Tensor bulk = contiguous.to(half), one_by_one = strided.to(half);
+      std::vector<float> a = bulk.to(kF32).to_vector<float>(), b = one_by_one.to(kF32).to_vector<float>();
+      // And back: the same halves widened in bulk (contiguous) and one at a time (a strided column).
+      std::vector<float> c = one_by_one.to(kF32).to_vector<float>();
+      Tensor column = concat({one_by_one, one_by_one}, 1).slice(1, 0, 1);
+      ASSERT_FALSE(column.is_contiguous());
+      std::vector<float> d = column.to(kF32).to_vector<float>();
+      for (int64_t i = 0; i < n; ++i) {
+        if (std::isnan(b[i])) {
+          EXPECT_TRUE(std::isnan(a[i])) << "value " << v[i];
+          continue;
+        }
+        EXPECT_EQ(std::signbit(a[i]), std::signbit(b[i])) << "value " << v[i];
+        EXPECT_EQ(a[i], b[i]) << "value " << v[i];
+        EXPECT_EQ(c[i], d[i]) << "value " << v[i];
+      }
+    }
+  }
+  std::vector<float> nan{NAN, -NAN};
+  EXPECT_TRUE(std::isnan(from_vector<float>(nan).to(kBF16).to(kF32).to_vector<float>()[1]));
+  EXPECT_TRUE(std::isnan(from_vector<float>(nan).to(kF16).to(kF32).to_vector<float>()[0]));
+}
+
 TEST(Tensor, HalfArithmeticRunsInFloat) {
   Tensor a = from_vector<float>({1, 2, 3}).to(kF16);
   Tensor b = from_vector<float>({0.5f, 0.25f, 4}).to(kBF16);

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <fstream>
 
 #include "core/checkpoint/checkpoint.h"
@@ -425,6 +426,56 @@ void buckets_start_during_backward(strategies::DataParallelStrategy& strategy) {
   strategy.set_options(saved);
 }
 
+// With compression the metadata rides in a bucket of its own after the gradients' bucket. That bucket
+// is still the last of gradients: backward completes it with its very last gradient, so it starts after
+// backward on the training thread (blocking), not inside backward on the progress thread, where it only
+// competed with the step for the core.
+void compressed_last_bucket_runs_on_the_training_thread(strategies::DataParallelStrategy& strategy) {
+  int rank = strategy.replica_id();
+  strategies::DataParallelOptions saved = strategy.options();
+  strategy.set_options({.compression = strategies::GradientCompression::kBFloat16});
+  Tensor x = random_uniform({64, 8}, -1, 1, kF32, kCPU, 31);
+  Tensor y = random_uniform({64}, 0, 4, kF32, kCPU, 32).to(kI64);
+  set_seed(5);
+  Sequential model = make_model();
+  model.compile(std::make_shared<optimizers::SGD>(), "sparse_categorical_crossentropy");
+  std::string trace_path = str_cat("/tmp/gradflow_dp_trace_", ::getpid(), ".json");
+  {
+    auto scope = strategy.scope();
+    trace::start(str_cat("rank ", rank));
+    model.fit(x, y, {.epochs = 1, .batch_size = 8, .shuffle = false, .verbose = 0});
+    trace::stop_and_write(trace_path);
+  }
+  std::ifstream in(trace_path);
+  nlohmann::json trace = nlohmann::json::parse(in);
+  std::filesystem::remove(trace_path);
+  std::vector<std::pair<double, double>> backward;
+  std::vector<double> starts;
+  std::set<int64_t> training_threads, communicating_threads;
+  for (const auto& e : trace["traceEvents"]) {
+    if (e["ph"] != "X") continue;
+    if (e["name"] == "backward") {
+      backward.emplace_back(e["ts"].get<double>(), e["ts"].get<double>() + e["dur"].get<double>());
+      training_threads.insert(e["tid"].get<int64_t>());
+    }
+    if (e["name"] == "start all_reduce") starts.push_back(e["ts"].get<double>());
+    // Only ops that began in this trace: the previous check's last async op can end just after it starts
+    // (its span closes after its Work completed).
+    if (e["name"] == "all_reduce" && e["cat"] == "communication" && e["ts"].get<double>() >= 0) {
+      communicating_threads.insert(e["tid"].get<int64_t>());
+    }
+  }
+  int inside = 0;
+  for (double t : starts) {
+    for (auto [b, end] : backward) inside += t >= b && t <= end;
+  }
+  check(!backward.empty() && inside == 0 && training_threads.size() == 1 && communicating_threads == training_threads,
+        rank, str_cat("compression: ", inside, " of ", starts.size(), " bucket starts inside backward, all-reduces on ",
+                      communicating_threads.size(), " thread(s), the training thread among them: ",
+                      communicating_threads == training_threads));
+  strategy.set_options(saved);
+}
+
 // balance_load: each step's global batch split by the replicas' measured speeds (timing noise makes the
 // splits uneven here). Whatever the split, the update is the single replica's with the global batch, and
 // every rank holds the same speeds, which decide the split. (The split rule itself: load_balance_test.)
@@ -502,6 +553,7 @@ int main() {
     custom_loop_matches_single_replica(*strategy, Loop::kStrategyGradient);
     unused_variables_are_handled(*strategy);
     buckets_start_during_backward(*strategy);
+    compressed_last_bucket_runs_on_the_training_thread(*strategy);
     compressed_gradients_stay_identical(*strategy);
     run_reduce_and_divergence_check(*strategy);
     accumulation_with_batch_saves_on_uneven_data(*strategy);

@@ -1,9 +1,29 @@
 // CPU kernels for cast_copy, contiguous_copy and copy_into: one strided loop over two operands.
+#include <type_traits>
+
 #include "core/ops/cpu/strided_loop.h"
 #include "core/ops/internal.h"
+#include "core/tensor/half_convert.h"
 
 namespace gradflow {
 namespace {
+
+// A contiguous run between float and a 16-bit float, in bulk (vectorized); false for other pairs.
+template <typename D, typename S>
+bool convert_16_bit(D* out, const S* in, int64_t n) {
+  if constexpr (std::is_same_v<D, BFloat16> && std::is_same_v<S, float>) {
+    half_convert::floats_to_bf16(in, reinterpret_cast<uint16_t*>(out), n);
+  } else if constexpr (std::is_same_v<D, float> && std::is_same_v<S, BFloat16>) {
+    half_convert::bf16_to_floats(reinterpret_cast<const uint16_t*>(in), out, n);
+  } else if constexpr (std::is_same_v<D, Half> && std::is_same_v<S, float>) {
+    half_convert::floats_to_f16(in, reinterpret_cast<uint16_t*>(out), n);
+  } else if constexpr (std::is_same_v<D, float> && std::is_same_v<S, Half>) {
+    half_convert::f16_to_floats(reinterpret_cast<const uint16_t*>(in), out, n);
+  } else {
+    return false;
+  }
+  return true;
+}
 
 // dst[i] = convert(src[i]) over the shared shape, whatever either layout is.
 void strided_convert(const Tensor& dst, const Tensor& src) {
@@ -18,6 +38,7 @@ void strided_convert(const Tensor& dst, const Tensor& src) {
         D* o = pd + off[0];
         const S* x = ps + off[1];
         if (s[0] == 1 && s[1] == 1) {
+          if (convert_16_bit(o, x, n)) return;
           for (int64_t i = 0; i < n; ++i) o[i] = convert<D>(x[i]);
         } else {
           for (int64_t i = 0; i < n; ++i) o[i * s[0]] = convert<D>(x[i * s[1]]);
