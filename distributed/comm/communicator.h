@@ -141,9 +141,10 @@ class Communicator {
   virtual WorkPtr all_reduce(std::vector<Tensor> tensors, const AllReduceOptions& options = {}) = 0;
   // Blocking and in place: `tensor` is reduced across ranks into its own memory and the call returns when
   // that is done, throwing the CollectiveError a Work would have held (MPI_Allreduce with MPI_IN_PLACE;
-  // PyTorch's all_reduce without async_op). The cheapest all-reduce: when nothing is queued before it, it
-  // runs on this thread with no Work, no allocation and no hand-off; for small values reduced every step
-  // (a loss, metric counts) and buckets reduced inline. Otherwise all_reduce with in_place, waited for.
+  // PyTorch's all_reduce without async_op). The cheapest all-reduce: it waits for the ops called before
+  // it, then runs on this thread with no Work, no allocation and no hand-off; for small values reduced
+  // every step (a loss, metric counts) and buckets reduced after backward. (A tensor the engine cannot
+  // take as it is, such as a non-contiguous view: all_reduce with in_place, waited for.)
   virtual void all_reduce_in_place(const Tensor& tensor, ReduceOp op = ReduceOp::kSum,
                                    std::optional<Timeout> timeout = std::nullopt) {
     all_reduce({tensor}, {.op = op, .timeout = timeout, .in_place = true})->wait();

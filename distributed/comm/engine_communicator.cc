@@ -281,7 +281,8 @@ void EngineCommunicator::all_reduce_in_place(const Tensor& t, ReduceOp op, std::
       engine_->all_reduce(data, data, t.numel(), t.dtype(), plan.op, engine_timeout);
       if (plan.divide && op == ReduceOp::kAvg) copy_into(t, t / static_cast<double>(size()));
     };
-    if (runner_->run_now("all_reduce", op_timeout(timeout), signature, body)) return;
+    runner_->run_now("all_reduce", op_timeout(timeout), signature, body);
+    return;
   }
   Communicator::all_reduce_in_place(t, op, timeout);
 }

@@ -128,11 +128,11 @@ void OpRunner::progress_loop() {
   }
 }
 
-bool OpRunner::run_now(const char* name, Timeout timeout, absl::FunctionRef<std::string()> signature,
+void OpRunner::run_now(const char* name, Timeout timeout, absl::FunctionRef<std::string()> signature,
                        absl::FunctionRef<void(Timeout engine_timeout)> body) {
   std::unique_lock<std::mutex> lock(mu_);
-  if (config_.inline_only) wait_until_idle(lock);
-  if (!failure_ && (busy_ || !queue_.empty())) return false;
+  // Numbered only once the ops ahead have run: a queued op numbered earlier never runs after it.
+  wait_until_idle(lock);
   const int64_t seq = ++collective_seq_;
   if (failure_) throw error_for(label(seq, true, signature()), *failure_, false);
   begin_running(seq, true, name, signature, timeout, nullptr);
@@ -148,13 +148,13 @@ bool OpRunner::run_now(const char* name, Timeout timeout, absl::FunctionRef<std:
   // between the engine's return and the lock, where a submitted op's Work would have kept its result:
   // either way the communicator has failed, and this op reports it.
   if (failure_) throw error_for(label(seq, true, signature()), *failure_, true);
-  return true;
 }
 
 void OpRunner::wait_until_idle(std::unique_lock<std::mutex>& lock) {
-  if (!busy_ || failure_) return;
+  auto idle = [&] { return (!busy_ && queue_.empty()) || failure_; };
+  if (idle()) return;
   ++idle_waiters_;
-  cv_.wait(lock, [&] { return !busy_ || failure_; });
+  cv_.wait(lock, idle);
   --idle_waiters_;
 }
 
@@ -186,8 +186,12 @@ void OpRunner::execute_exclusively(std::unique_lock<std::mutex>& lock, const Op&
     lock.lock();
     end_running();
   };
+  // Completed after its trace span has closed: a thread that waited for it and then ends a trace must
+  // find the span inside it.
+  std::optional<std::vector<Tensor>> result;
   run_guarded(op.name, seq, op.collective, op.signature, op.timeout,
-              [&](Timeout engine_timeout) { work.finish(op.body(engine_timeout)); });
+              [&](Timeout engine_timeout) { result = op.body(engine_timeout); });
+  if (result) work.finish(std::move(*result));
 }
 
 void OpRunner::run_guarded(const char* name, int64_t seq, bool collective, absl::FunctionRef<std::string()> signature,

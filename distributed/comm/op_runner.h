@@ -84,11 +84,10 @@ class OpRunner {
     return submit(std::move(op), std::move(work));
   }
 
-  // Runs a collective on the calling thread now, without a Work, and returns when it is done; throws the
-  // CollectiveError its Work would have held. Returns false without running it when another op is queued
-  // or running (on the progress thread, or inline on another thread): the caller then submits it instead
-  // (ops run in call order). The arguments are used only during the call.
-  bool run_now(const char* name, Timeout timeout, absl::FunctionRef<std::string()> signature,
+  // Runs a collective on the calling thread, without a Work, once the ops queued or running before it
+  // (on the progress thread, or inline on another thread) have finished, and returns when it is done;
+  // throws the CollectiveError its Work would have held. The arguments are used only during the call.
+  void run_now(const char* name, Timeout timeout, absl::FunctionRef<std::string()> signature,
                absl::FunctionRef<void(Timeout engine_timeout)> body);
 
   // Says why the runner failed ("" while it works; that it was destroyed, once it is), callable from any
@@ -125,7 +124,7 @@ class OpRunner {
     WorkImpl* work;  // kept alive by its submitter or its queue entry; null for run_now's op
   };
 
-  // Inline-only: waits (lock held) until no op runs or the runner has failed.
+  // Waits (lock held) until no op runs or is queued, or the runner has failed.
   void wait_until_idle(std::unique_lock<std::mutex>& lock);
   // Mark the op running and done (lock held).
   void begin_running(int64_t seq, bool collective, const char* name, absl::FunctionRef<std::string()> signature,

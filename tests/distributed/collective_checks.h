@@ -276,7 +276,7 @@ inline void check_barrier_async_and_split(Communicator& comm, Device device = kC
   for (int k = 0; k < 4; ++k) {
     works.push_back(comm.all_reduce({full({3}, k + comm.rank(), kF32, device)}, {.async_op = true}));
   }
-  // A blocking call behind them runs after them (through the queue), not beside them.
+  // A blocking call behind them waits for them, then runs: never beside them.
   Tensor after = full({3}, 1.0, kF32, device);
   comm.all_reduce_in_place(after);
   ASSERT_EQ(host_values(after)[2], comm.size());

@@ -279,7 +279,7 @@ TEST(Communicator, ReusedWorkOfSmallAllReducesKeepsEachResult) {
 }
 
 // A blocking all-reduce called while an earlier async op is still in flight (its peer is late) waits for
-// it through the queue instead of running beside it: the two ops complete in order with their own sums.
+// it instead of running beside it: the two ops complete in order with their own sums.
 TEST(Communicator, BlockingAllReduceBehindAnAsyncOpRunsAfterIt) {
   if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
   World world(2, StoreKind::kTcp);

@@ -52,7 +52,9 @@ void check_against_scalar(DType dtype) {
       float u = value_of<H>(x[i]), v = value_of<H>(y[i]);
       float r = op == ReduceOp::kSum ? u + v : op == ReduceOp::kProd ? u * v : op == ReduceOp::kMin ? std::min(u, v) : std::max(u, v);
       if (std::isnan(u) || std::isnan(v)) {
-        if (op == ReduceOp::kSum || op == ReduceOp::kProd) EXPECT_TRUE(std::isnan(value_of<H>(out[i]))) << i;
+        if (op == ReduceOp::kSum || op == ReduceOp::kProd) {
+          EXPECT_TRUE(std::isnan(value_of<H>(out[i]))) << i;
+        }
         continue;  // min/max with NaN: either operand, as the hardware picks
       }
       EXPECT_EQ(out[i], H(r).bits) << dtype_name(dtype) << " " << reduce_op_name(op) << " element " << i << ": " << u
