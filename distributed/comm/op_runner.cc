@@ -131,7 +131,8 @@ void OpRunner::progress_loop() {
 void OpRunner::run_now(const char* name, Timeout timeout, absl::FunctionRef<std::string()> signature,
                        absl::FunctionRef<void(Timeout engine_timeout)> body) {
   std::unique_lock<std::mutex> lock(mu_);
-  // Numbered only once the ops ahead have run: a queued op numbered earlier never runs after it.
+  // Numbered only once the ops ahead have run: a queued op numbered earlier never runs after it. (So
+  // another thread that never stops queueing async ops would keep it waiting; no caller does.)
   wait_until_idle(lock);
   const int64_t seq = ++collective_seq_;
   if (failure_) throw error_for(label(seq, true, signature()), *failure_, false);
@@ -167,6 +168,8 @@ void OpRunner::begin_running(int64_t seq, bool collective, const char* name, abs
     started_op_ = name;
   }
 }
+
+bool OpRunner::running_finished() const { return running_->work != nullptr && running_->work->completed(); }
 
 void OpRunner::end_running() {
   running_.reset();
@@ -254,7 +257,7 @@ void OpRunner::time_out(int64_t seq, bool collective) {
     std::lock_guard<std::mutex> lock(mu_);
     if (failure_) return;
     bool pending = false;
-    if (running_ && running_->seq == seq && running_->collective == collective) {
+    if (running_ && running_->seq == seq && running_->collective == collective && !running_finished()) {
       signature = running_->signature();
       timeout = running_->timeout;
       pending = true;
@@ -353,7 +356,9 @@ void OpRunner::monitor_tick(int64_t tick) {
   bool failed;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (running_ && !failure_ && now > running_->deadline) expired = {running_->seq, running_->collective};
+    if (running_ && !failure_ && now > running_->deadline && !running_finished()) {
+      expired = {running_->seq, running_->collective};
+    }
     if (failure_ && running_ && now - *failed_at_ > config_.exit_grace) stuck = failure_->reason;
     started_seq = started_seq_;
     started_op = started_op_;

@@ -130,6 +130,8 @@ class OpRunner {
   void begin_running(int64_t seq, bool collective, const char* name, absl::FunctionRef<std::string()> signature,
                      Timeout timeout, WorkImpl* work);
   void end_running();
+  // The running op's Work has completed (it only waits for end_running): it can no longer time out.
+  bool running_finished() const;
   // Runs op with busy_ set (lock held on entry and exit, released while it runs): one op at a time.
   void execute_exclusively(std::unique_lock<std::mutex>& lock, const Op& op, int64_t seq, WorkImpl& work);
   // Calls body inside the op's trace span; a failure aborts the runner (and so fails the op).
