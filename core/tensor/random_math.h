@@ -9,9 +9,17 @@
 
 namespace gradflow::philox {
 
+// Element i of a uniform draw in [0, 1) of doubles: 53 random bits from Philox block i.
 GF_HOST_DEVICE double uniform_at(uint64_t seed, uint64_t stream, uint64_t i) {
   Uint4 b = block(seed, stream, i);
   return uniform_double(b.x, b.y);
+}
+
+// Element i of a uniform draw in [0, 1) of floats (f32, f16, bf16): 24 random bits, word i % 4 of Philox
+// block i / 4. One block gives four floats, as in TensorFlow's and cuRAND's Philox, a quarter of the
+// work of a block per element (the CPU loop computes each block once for its four elements).
+GF_HOST_DEVICE float uniform_float_at(uint64_t seed, uint64_t stream, uint64_t i) {
+  return uniform_float(word(seed, stream, i));
 }
 
 // Box-Muller on one Philox block: a standard normal sample. `attempt` selects a fresh block for

@@ -9,6 +9,7 @@
 #endif
 
 #include "core/gradflow.h"
+#include "core/tensor/random_math.h"
 
 namespace gradflow {
 namespace {
@@ -226,6 +227,25 @@ TEST(Random, GlobalSeedRepeatsAndStreamsDiffer) {
   std::vector<float> longer = random_uniform({16}, 0, 1, kF32, kCPU, 5).to_vector<float>();
   std::vector<float> shorter = random_uniform({8}, 0, 1, kF32, kCPU, 5).to_vector<float>();
   EXPECT_TRUE(std::equal(shorter.begin(), shorter.end(), longer.begin()));
+}
+
+// Element i of a float draw is word i % 4 of Philox block i / 4 (random_math.h, which the CUDA kernel
+// uses too); the CPU loop computes each block once for its four elements, on any thread, with a tail
+// for sizes that are not a multiple of 4. A double draw takes block i for element i.
+TEST(Random, UniformFloatsTakeFourWordsOfABlockAndDoublesOne) {
+  for (int64_t n : {int64_t{1}, int64_t{3}, int64_t{4}, int64_t{5}, int64_t{1001}, int64_t{(1 << 18) + 7}}) {
+    std::vector<float> f = random_uniform({n}, -2, 3, kF32, kCPU, 9).to_vector<float>();
+    std::vector<double> d = random_uniform({n}, -2, 3, kF64, kCPU, 9).to_vector<double>();
+    const RandomStream rs = take_random_stream(9);
+    for (int64_t i = 0; i < n; i += (i < 64 ? 1 : 97)) {
+      ASSERT_EQ(f[i], static_cast<float>(-2 + 5 * static_cast<double>(philox::uniform_float_at(rs.seed, rs.stream, i))))
+          << "n=" << n << " i=" << i;
+      ASSERT_EQ(d[i], -2 + 5 * philox::uniform_at(rs.seed, rs.stream, i)) << "n=" << n << " i=" << i;
+    }
+    ASSERT_EQ(f[n - 1], static_cast<float>(-2 + 5 * static_cast<double>(philox::uniform_float_at(rs.seed, rs.stream, n - 1))));
+  }
+  // 24 bits: a float draw in [0, 1) never rounds up to 1.
+  for (float v : random_uniform({100000}, 0, 1, kF32, kCPU, 3).to_vector<float>()) ASSERT_LT(v, 1.0f);
 }
 
 TEST(Random, Distributions) {

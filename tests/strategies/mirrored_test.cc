@@ -114,8 +114,9 @@ TEST(Mirrored, FitOnADatasetTakesOneBatchPerReplica) {
 
 TEST(Mirrored, SyncBatchNormalizationUsesTheGlobalBatch) {
   // Equal parts: to rounding. A last step of 3 rows split [2, 1]: its statistics of 3 rows magnify the
-  // different order of the sums (about 4e-4 here), so that case gets a looser bound.
-  for (auto [n, tolerance] : {std::pair{int64_t{2 * 8 * 4}, 1e-4}, std::pair{int64_t{2 * 8 * 4 + 3}, 1e-3}}) {
+  // different order of the sums (4e-4 to 1.1e-3, depending on the random data), so that case gets a
+  // looser bound.
+  for (auto [n, tolerance] : {std::pair{int64_t{2 * 8 * 4}, 1e-4}, std::pair{int64_t{2 * 8 * 4 + 3}, 3e-3}}) {
     auto [x, y] = data(n);
     set_seed(5);
     Sequential mirrored = make_model(/*sync_bn=*/true);

@@ -26,7 +26,13 @@ __global__ void random_kernel(T* out, int64_t n, RandomKind kind, double a, doub
   GF_GRID_STRIDE_LOOP(i, n) {
     double v;
     switch (kind) {
-      case RandomKind::kUniform: v = a + (b - a) * philox::uniform_at(seed, stream_id, i); break;
+      case RandomKind::kUniform:
+        if constexpr (::cuda::std::is_same_v<T, double>) {
+          v = a + (b - a) * philox::uniform_at(seed, stream_id, i);
+        } else {  // f32, f16, bf16 (and the integer types, which random.cc refuses): 24 bits, as on the CPU
+          v = a + (b - a) * static_cast<double>(philox::uniform_float_at(seed, stream_id, i));
+        }
+        break;
       case RandomKind::kNormal: v = a + b * philox::normal_at(seed, stream_id, i); break;
       default: v = a + b * philox::truncated_normal_at(seed, stream_id, i); break;
     }
