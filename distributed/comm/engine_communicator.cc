@@ -184,6 +184,20 @@ void check_list(const char* op, const std::vector<Tensor>& tensors) {
 }
 }  // namespace
 
+std::string EngineCommunicator::all_reduce_signature(const Tensor& t, ReduceOp op) {
+  return str_cat("all_reduce(", describe({t}), ", ", reduce_op_name(op), ")");
+}
+
+bool EngineCommunicator::engine_takes(const Tensor& t, const ReducePlan& plan) const {
+  return plan.wire == t.dtype() && engine_->supports_device(t.device()) && t.is_contiguous();
+}
+
+void EngineCommunicator::reduce_in_place(const Tensor& t, const ReducePlan& plan, ReduceOp op, Timeout engine_timeout) {
+  void* data = t.raw_data();
+  engine_->all_reduce(data, data, t.numel(), t.dtype(), plan.op, engine_timeout);
+  if (plan.divide && op == ReduceOp::kAvg) copy_into(t, t / static_cast<double>(size()));
+}
+
 // The state of a single-tensor all-reduce, in its Work (one allocation, or none when the spare is
 // reused); the op's lambdas capture only a pointer to it.
 struct EngineCommunicator::AllReduceWork final : WorkImpl {
@@ -234,19 +248,18 @@ WorkPtr EngineCommunicator::submit_all_reduce(std::vector<Tensor> io, ReducePlan
   return runner_->submit(
       OpRunner::Op{
           .name = "all_reduce",
-          .signature = [w] { return str_cat("all_reduce(", describe({w->t}), ", ", reduce_op_name(w->op), ")"); },
+          .signature = [w] { return all_reduce_signature(w->t, w->op); },
           .timeout = timeout,
           .async = options.async_op,
           .body =
               [w](Timeout engine_timeout) {
                 Tensor& t = w->io[0];
-                Engine& engine = *w->self->engine_;
                 if (w->in_place) {
-                  engine.all_reduce(t.raw_data(), t.raw_data(), t.numel(), t.dtype(), w->plan.op, engine_timeout);
-                  if (w->plan.divide && w->op == ReduceOp::kAvg) copy_into(t, t / static_cast<double>(w->self->size()));
+                  w->self->reduce_in_place(t, w->plan, w->op, engine_timeout);
                 } else {
                   Tensor out = empty(t.shape(), t.dtype(), t.device());
-                  engine.all_reduce(t.raw_data(), out.raw_data(), t.numel(), t.dtype(), w->plan.op, engine_timeout);
+                  w->self->engine_->all_reduce(t.raw_data(), out.raw_data(), t.numel(), t.dtype(), w->plan.op,
+                                               engine_timeout);
                   if (w->plan.divide && w->op == ReduceOp::kAvg) out = out / static_cast<double>(w->self->size());
                   t = std::move(out);
                 }
@@ -262,9 +275,7 @@ WorkPtr EngineCommunicator::all_reduce(std::vector<Tensor> tensors, const AllRed
     // engine's does.
     const Tensor& t = tensors[0];
     ReducePlan plan = plan_reduction("all_reduce", t.dtype(), options.op);
-    if (plan.wire == t.dtype() && engine_->supports_device(t.device()) && t.is_contiguous()) {
-      return submit_all_reduce(std::move(tensors), plan, options);
-    }
+    if (engine_takes(t, plan)) return submit_all_reduce(std::move(tensors), plan, options);
   }
   auto signature = [=] { return str_cat("all_reduce(", describe(tensors), ", ", reduce_op_name(options.op), ")"); };
   return submit_reduction("all_reduce", std::move(signature), std::move(tensors), options.op, std::nullopt,
@@ -274,14 +285,10 @@ WorkPtr EngineCommunicator::all_reduce(std::vector<Tensor> tensors, const AllRed
 void EngineCommunicator::all_reduce_in_place(const Tensor& t, ReduceOp op, std::optional<Timeout> timeout) {
   if (!t.defined()) throw ValueError("all_reduce: tensor 0 is undefined");
   const ReducePlan plan = plan_reduction("all_reduce", t.dtype(), op);
-  if (plan.wire == t.dtype() && engine_->supports_device(t.device()) && t.is_contiguous()) {
-    auto signature = [&] { return str_cat("all_reduce(", describe({t}), ", ", reduce_op_name(op), ")"); };
-    auto body = [&](Timeout engine_timeout) {
-      void* data = t.raw_data();
-      engine_->all_reduce(data, data, t.numel(), t.dtype(), plan.op, engine_timeout);
-      if (plan.divide && op == ReduceOp::kAvg) copy_into(t, t / static_cast<double>(size()));
-    };
-    runner_->run_now("all_reduce", op_timeout(timeout), signature, body);
+  if (engine_takes(t, plan)) {
+    runner_->run_now(
+        "all_reduce", op_timeout(timeout), [&] { return all_reduce_signature(t, op); },
+        [&](Timeout engine_timeout) { reduce_in_place(t, plan, op, engine_timeout); });
     return;
   }
   Communicator::all_reduce_in_place(t, op, timeout);

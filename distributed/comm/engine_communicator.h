@@ -67,6 +67,11 @@ class EngineCommunicator : public Communicator {
                                        const std::vector<int64_t>& splits);
   Tensor reduce_packed(const std::vector<Tensor>& tensors, ReducePlan plan, ReduceOp op, int root,
                        Timeout timeout, bool all);
+  static std::string all_reduce_signature(const Tensor& t, ReduceOp op);  // "all_reduce([4] f32, sum)"
+  // Whether the engine reduces t as it is: its dtype on the wire, on a device it reaches, contiguous.
+  bool engine_takes(const Tensor& t, const ReducePlan& plan) const;
+  // The engine's reduction of t into its own memory, then kAvg's division where the engine has none.
+  void reduce_in_place(const Tensor& t, const ReducePlan& plan, ReduceOp op, Timeout engine_timeout);
   struct AllReduceWork;
   WorkPtr submit_all_reduce(std::vector<Tensor> io, ReducePlan plan, const AllReduceOptions& options);
   WorkPtr submit_reduction(const char* name, std::function<std::string()> signature, std::vector<Tensor> tensors,
