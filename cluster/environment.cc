@@ -120,6 +120,12 @@ absl::StatusOr<JobInfo> resolve_job(const EnvMap& env) {
     }
     job->gloo_loop_batch = *policy == "batch";
   }
+  if (std::optional<std::string> shared = internal::lookup(env, "GRADFLOW_SHARED_MEMORY")) {
+    if (*shared != "0" && *shared != "1") {
+      return absl::InvalidArgumentError("GRADFLOW_SHARED_MEMORY=\"" + *shared + "\": must be 0 or 1");
+    }
+    job->shared_memory = *shared == "1";
+  }
   return job;
 }
 

@@ -75,6 +75,9 @@ struct JobInfo {
   // GRADFLOW_GLOO_LOOP_SCHED: "batch" (also when unset) or "normal": the scheduling policy of Gloo's
   // event-loop thread (CommunicatorOptions::gloo_loop_batch).
   bool gloo_loop_batch = true;
+  // GRADFLOW_SHARED_MEMORY: "1" (also when unset) or "0": all-reduces between the ranks of one host
+  // through shared memory (CommunicatorOptions::shared_memory).
+  bool shared_memory = true;
 };
 
 // The job described by env. Pure: reads nothing but env.

@@ -134,6 +134,9 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual Backend backend() const = 0;
+  // How the data moves: "mpi", "gloo", "nccl", with " + shared memory" where all-reduces between ranks
+  // of one host go through shared memory (CommunicatorOptions::shared_memory).
+  virtual std::string transport() const { return std::string(backend_name(backend())); }
 
   // Every tensor reduced elementwise across ranks (coalesced: one engine call for all of them when they
   // share a dtype). result(): the reduced tensors, on every rank. Every rank passes the same shapes and
@@ -210,6 +213,9 @@ struct CommunicatorOptions {
   // that holds the lock it needs (which cost a 4 ms scheduler tick per op when ranks share cores;
   // distributed/gloo/loop_thread.h). false: the loop keeps the normal policy.
   bool gloo_loop_batch = true;
+  // MPI and Gloo: when every rank is on this host, all-reduce host buffers through a shared-memory
+  // segment instead of the backend (distributed/shm/; several times faster). false: the backend does all.
+  bool shared_memory = true;
   int cuda_device = -1;       // NCCL: the device this rank uses
   // Gloo: the address of this host that the other ranks can reach; empty: what the hostname resolves to.
   std::string address;

@@ -11,6 +11,7 @@
 #include "distributed/comm/engine.h"
 #include "distributed/comm/engine_communicator.h"
 #include "distributed/comm/local_device_group.h"
+#include "distributed/shm/shm_engine.h"
 #include "distributed/store/prefix_store.h"
 #include "distributed/store/tcp_store.h"
 
@@ -166,6 +167,9 @@ std::unique_ptr<Communicator> create_communicator(const CommunicatorOptions& opt
   if (!settings.job_store) {
     settings.job_store = std::make_shared<PrefixStore>("gradflow/comm1", store_over_mpi(*engine, options.timeout));
     settings.comm_store = settings.job_store;
+  }
+  if (options.shared_memory && backend != Backend::kNccl) {
+    engine = share_memory_on_host(std::move(engine), {.timeout = options.timeout});
   }
   return std::make_unique<EngineCommunicator>(std::move(engine), std::move(settings));
 }

@@ -24,6 +24,8 @@ class Engine {
   virtual ~Engine() = default;
 
   virtual Backend backend() const = 0;
+  // How the data moves, for logs and tests: the backend's name, "+ shared memory" where shm/ wraps it.
+  virtual std::string transport() const { return std::string(backend_name(backend())); }
   virtual int rank() const = 0;
   virtual int size() const = 0;
 

@@ -32,6 +32,7 @@ class EngineCommunicator : public Communicator {
   int rank() const override { return engine_->rank(); }
   int size() const override { return engine_->size(); }
   Backend backend() const override { return engine_->backend(); }
+  std::string transport() const override { return engine_->transport(); }
 
   WorkPtr all_reduce(std::vector<Tensor> tensors, const AllReduceOptions& options = {}) override;
   void all_reduce_in_place(const Tensor& tensor, ReduceOp op = ReduceOp::kSum,

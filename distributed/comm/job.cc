@@ -53,6 +53,7 @@ CommunicatorOptions communicator_options_for(const cluster::JobInfo& job, const 
   o.debug = job.debug_collectives;
   o.mpi_thread_single = job.mpi_thread_single;
   o.gloo_loop_batch = job.gloo_loop_batch;
+  o.shared_memory = job.shared_memory;
   o.address = local_address_toward(job.master_addr);  // Gloo: the address the others can reach us at
   return o;
 }

@@ -18,6 +18,7 @@ class RoutingCommunicator : public Communicator {
   int rank() const override { return cpu_->rank(); }
   int size() const override { return cpu_->size(); }
   Backend backend() const override { return Backend::kAuto; }  // routes by device
+  std::string transport() const override { return str_cat("cpu: ", cpu_->transport(), ", cuda: ", cuda_->transport()); }
   Communicator& cpu() { return *cpu_; }
   Communicator& cuda() { return *cuda_; }
 

@@ -35,6 +35,7 @@ using Clock = std::chrono::steady_clock;
 
 std::unique_ptr<Communicator> g_comm;
 bool g_thread_single = false;  // GRADFLOW_MPI_THREAD_LEVEL=single on the MPI backend
+bool g_shared_memory = true;   // GRADFLOW_SHARED_MEMORY is not 0
 
 TEST(MultiProcess, EveryOpDtypeReduceOpAndSize) { testing::check_everything(*g_comm); }
 // At MPI_THREAD_SINGLE every op runs on the calling thread: an async one has completed on return.
@@ -44,6 +45,12 @@ TEST(MultiProcess, AsyncOpsRunInlineAtThreadSingle) {
   EXPECT_TRUE(work->completed());
   double expected = g_comm->size() * (g_comm->size() + 1) / 2.0;
   EXPECT_EQ(work->result()[0].to_vector<float>(), std::vector<float>(5, static_cast<float>(expected)));
+}
+
+// All ranks run on this machine: all-reduces go through shared memory unless it was turned off.
+TEST(MultiProcess, TransportIsSharedMemoryUnlessTurnedOff) {
+  const bool shared = g_comm->transport().find("shared memory") != std::string::npos;
+  EXPECT_EQ(shared, g_shared_memory) << g_comm->transport();
 }
 
 TEST(MultiProcess, AllReduceLarge) {
@@ -93,8 +100,10 @@ int run_scenario(const std::string& scenario, Communicator& comm) {
       std::fflush(stdout);
       ::_exit(0);
     }
+    // Through shared memory the waiting ranks see the process gone; otherwise rank 0 declares it dead
+    // when its heartbeat stops (5 s).
     return expect_failure(rank, [&] { comm.all_reduce({full({1 << 16}, 1.0)}, {.timeout = 60s})->wait(); },
-                          "ranks that did not arrive: 1", 15s);
+                          "ranks that did not arrive: 1", g_shared_memory ? 3s : 15s);
   }
   if (scenario == "mismatch") {
     comm.all_reduce({full({2}, 1.0)})->wait();
@@ -155,7 +164,9 @@ int main(int argc, char** argv) {
                               .timeout = std::chrono::seconds(60),
                               .debug = scenario == "mismatch",
                               .mpi_thread_single = job->mpi_thread_single,
+                              .shared_memory = job->shared_memory,
                               .address = "127.0.0.1"};
+  g_shared_memory = job->shared_memory;
   g_thread_single = job->mpi_thread_single && backend == "mpi";
   g_comm = create_communicator(options);
   int status = scenario == "ops" ? RUN_ALL_TESTS() : run_scenario(scenario, *g_comm);

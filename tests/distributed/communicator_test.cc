@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <thread>
@@ -102,21 +103,33 @@ class World {
   std::vector<std::shared_ptr<Store>> stores_;
 };
 
-class GlooThreads : public ::testing::TestWithParam<std::tuple<int, StoreKind>> {};
+// (ranks, store, all-reduce through shared memory): the ranks are threads of one process, which shm/
+// treats like processes of one host; without shared memory, Gloo does the all-reduces too.
+class GlooThreads : public ::testing::TestWithParam<std::tuple<int, StoreKind, bool>> {};
 
 TEST_P(GlooThreads, EveryOpDtypeReduceOpAndSize) {
   if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
-  auto [size, kind] = GetParam();
+  auto [size, kind, shared_memory] = GetParam();
   World world(size, kind);
-  world.run([](Communicator& comm) { testing::check_everything(comm); });
+  world.run(
+      [&](Communicator& comm) {
+        EXPECT_EQ(comm.transport(), size > 1 && shared_memory ? "gloo + shared memory" : "gloo");
+        testing::check_everything(comm);
+      },
+      {.timeout = 60s, .shared_memory = shared_memory});
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, GlooThreads,
-                         ::testing::Values(std::make_tuple(1, StoreKind::kFile), std::make_tuple(2, StoreKind::kTcp),
-                                           std::make_tuple(3, StoreKind::kFile), std::make_tuple(4, StoreKind::kTcp)),
+                         ::testing::Values(std::make_tuple(1, StoreKind::kFile, true),
+                                           std::make_tuple(2, StoreKind::kTcp, true),
+                                           std::make_tuple(2, StoreKind::kTcp, false),
+                                           std::make_tuple(3, StoreKind::kFile, true),
+                                           std::make_tuple(4, StoreKind::kTcp, true),
+                                           std::make_tuple(4, StoreKind::kTcp, false)),
                          [](const auto& info) {
                            return str_cat(std::get<0>(info.param), "Ranks",
-                                          std::get<1>(info.param) == StoreKind::kTcp ? "Tcp" : "File");
+                                          std::get<1>(info.param) == StoreKind::kTcp ? "Tcp" : "File",
+                                          std::get<2>(info.param) ? "" : "NoSharedMemory");
                          });
 
 TEST(GlooThreadsLarge, AllReduce64MiBAndOddSizes) {
@@ -126,6 +139,68 @@ TEST(GlooThreadsLarge, AllReduce64MiBAndOddSizes) {
     testing::check_all_reduce_large(comm, (int64_t{1} << 20) + 3);
     testing::check_all_reduce_large(comm, int64_t{16} << 20);  // 64 MiB of f32
   });
+}
+
+// Every part of a shared-memory sum is combined in rank order, whichever rank combines it, so float
+// results are bit-identical on every rank and equal ((x0 + x1) + x2) + x3; 600,000 f32 values also cross
+// the 1 MiB slot (three pieces).
+TEST(SharedMemory, FloatSumsAreInRankOrderAndBitIdenticalOnEveryRank) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  constexpr int kRanks = 4;
+  constexpr int64_t kCount = 600'000;
+  auto value = [](int rank, int64_t i) {
+    uint32_t h = static_cast<uint32_t>(i * 2654435761u) ^ static_cast<uint32_t>(rank * 40503u + 17u);
+    h ^= h >> 13;
+    h *= 0x5bd1e995u;
+    h ^= h >> 15;
+    // Built from bits, not arithmetic, so that the compiler cannot fuse it into the sums below: a random
+    // sign and mantissa, exponents 2^-8 to 2^-1.
+    const uint32_t bits = (h & 0x807fffffu) | ((119u + (h >> 23) % 8u) << 23);
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+  };
+  World world(kRanks, StoreKind::kTcp);
+  world.run([&](Communicator& comm) {
+    ASSERT_EQ(comm.transport(), "gloo + shared memory");
+    std::vector<float> mine(kCount), expected(kCount);
+    for (int64_t i = 0; i < kCount; ++i) {
+      mine[i] = value(comm.rank(), i);
+      float sum = value(0, i);
+      for (int r = 1; r < kRanks; ++r) sum += value(r, i);
+      expected[i] = sum;
+    }
+    Tensor blocking = from_vector<float>(mine, {kCount});
+    comm.all_reduce_in_place(blocking);
+    Tensor through_work = comm.all_reduce({from_vector<float>(mine, {kCount})})->result()[0];
+    for (const Tensor& got : {blocking, through_work}) {
+      std::vector<float> v = got.to_vector<float>();
+      int64_t first = std::mismatch(v.begin(), v.end(), expected.begin()).first - v.begin();
+      ASSERT_EQ(first, kCount) << "rank " << comm.rank() << " got " << v[first] << " for " << expected[first];
+    }
+  });
+}
+
+// The segment's name is removed once every rank has mapped it: a job leaves nothing in /dev/shm, even
+// when it is killed.
+TEST(SharedMemory, NothingIsLeftInDevShm) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  const std::string prefix = str_cat("gradflow-", ::getpid(), "-");
+  auto leftovers = [&] {
+    int n = 0;
+    for (const auto& entry : std::filesystem::directory_iterator("/dev/shm")) {
+      n += entry.path().filename().string().rfind(prefix, 0) == 0;
+    }
+    return n;
+  };
+  World world(2, StoreKind::kFile);
+  world.run([&](Communicator& comm) {
+    ASSERT_EQ(comm.transport(), "gloo + shared memory");
+    comm.barrier()->wait();
+    EXPECT_EQ(leftovers(), 0);
+    comm.all_reduce_in_place(full({3}, 1.0));
+  });
+  EXPECT_EQ(leftovers(), 0);
 }
 
 TEST(GlooThreadsFailure, RankThatNeverCallsIsNamedAndEveryRankFailsFast) {
