@@ -220,8 +220,11 @@ int run(int argc, char** argv) {
                                                             .timeout = std::chrono::minutes(2),
                                                             .mpi_launched = mpi_launched,
                                                             .mpi_thread_single = job->mpi_thread_single,
+                                                            .gloo_loop_batch = job->gloo_loop_batch,
+                                                            .shared_memory = job->shared_memory,
                                                             .cuda_device = job->gpu,
                                                             .address = one_node ? "127.0.0.1" : ""});
+  if (comm->rank() == 0) std::fprintf(stderr, "%s: transport %s\n", kProgram, comm->transport().c_str());
   sweep(*comm, flags, settings, device);
   comm->barrier()->wait();  // nobody tears down while a peer still reads its last result
   return 0;
