@@ -41,7 +41,7 @@ std::unique_ptr<ReplicaContext::GradientAverager> MultiWorkerMirroredStrategy::a
     if (options_.compression == GradientCompression::kFloat16) wire = kF16;
     if (options_.compression == GradientCompression::kBFloat16) wire = kBF16;
     layout_ = std::make_shared<BucketLayout>(like, names, options_.bucket_bytes, wire,
-                                             options_.balance_load ? comm_->size() : 0);
+                                             options_.balance_load ? comm_->size() : 0, comm_.get());
   }
   auto averager = std::make_unique<BucketedAverager>(*comm_, layout_, weight, nominal, options_.overlap, weighted_loss);
   if (options_.balance_load) {

@@ -10,7 +10,8 @@ bool carries_meta(DType dtype) { return dtype == kF32 || dtype == kF64; }
 }  // namespace
 
 BucketLayout::BucketLayout(const std::vector<Tensor>& like, const std::vector<std::string>& names,
-                           int64_t bucket_bytes, std::optional<DType> wire, int ranks)
+                           int64_t bucket_bytes, std::optional<DType> wire, int ranks,
+                           distributed::Communicator* comm)
     : ranks_(ranks) {
   if (wire && !is_half(*wire)) {
     throw ValueError(str_cat("gradient buckets: compression must be to f16 or bf16, got ", dtype_name(*wire)));
@@ -51,7 +52,10 @@ BucketLayout::BucketLayout(const std::vector<Tensor>& like, const std::vector<st
   }
   buckets_.back().meta_offset = elements.back();
   elements.back() += meta;
-  for (size_t b = 0; b < buckets_.size(); ++b) buckets_[b].buffer = zeros({elements[b]}, dtypes[b], devices[b]);
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    buckets_[b].buffer = comm ? comm->allocate_for_all_reduce({elements[b]}, dtypes[b], devices[b])
+                              : zeros({elements[b]}, dtypes[b], devices[b]);
+  }
 }
 
 bool BucketLayout::matches(const std::vector<Tensor>& like) const {

@@ -29,8 +29,11 @@ class BucketLayout {
   // One slot per tensor of `like` (its shape, dtype and device; names for errors). With `wire` set (f16
   // or bf16), f32 and f64 gradients travel in that dtype: half the bytes, rounded on the way.
   // `ranks` slots in the metadata carry each rank's compute time of the step (for load balancing).
+  // With `comm`, the buffers come from its allocate_for_all_reduce (collective: every rank builds the
+  // same layout at the same point), so that reducing them copies nothing where ranks share memory.
   BucketLayout(const std::vector<Tensor>& like, const std::vector<std::string>& names, int64_t bucket_bytes,
-               std::optional<DType> wire = std::nullopt, int ranks = 0);
+               std::optional<DType> wire = std::nullopt, int ranks = 0,
+               distributed::Communicator* comm = nullptr);
   // Whether this layout fits tensors like these (same shapes, dtypes and devices, in the same order).
   bool matches(const std::vector<Tensor>& like) const;
   size_t num_buckets() const { return buckets_.size(); }

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "core/tensor/error.h"
+#include "core/tensor/creation.h"
 #include "core/tensor/tensor.h"
 #include "distributed/store/store.h"
 
@@ -151,6 +152,14 @@ class Communicator {
   virtual void all_reduce_in_place(const Tensor& tensor, ReduceOp op = ReduceOp::kSum,
                                    std::optional<Timeout> timeout = std::nullopt) {
     all_reduce({tensor}, {.op = op, .timeout = timeout, .in_place = true})->wait();
+  }
+  // A zero-filled tensor for a buffer reduced in place again and again (a gradient bucket): where the
+  // ranks share memory (one host, CommunicatorOptions::shared_memory) it lives where every rank can read
+  // it, so all_reduce_in_place and in-place all_reduce of it, or of a contiguous slice, copy nothing
+  // (symmetric memory, as PyTorch's SymmetricMemory); elsewhere it is an ordinary tensor. Collective:
+  // every rank allocates the same shapes and dtypes in the same order, and reduces the same slices.
+  virtual Tensor allocate_for_all_reduce(Shape shape, DType dtype, Device device = kCPU) {
+    return zeros(std::move(shape), dtype, device);
   }
   // result(): root's tensors, on every rank; the others pass tensors of the same shapes and dtypes.
   virtual WorkPtr broadcast(std::vector<Tensor> tensors, const BroadcastOptions& options = {}) = 0;

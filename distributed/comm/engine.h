@@ -61,6 +61,12 @@ class Engine {
   virtual void send(const void* buffer, int64_t count, DType dtype, int dst, int tag, Timeout timeout) = 0;
   virtual void recv(void* buffer, int64_t count, DType dtype, int src, int tag, Timeout timeout) = 0;
 
+  // Memory of `bytes` that all_reduce reduces in place without copying it anywhere ("symmetric" memory,
+  // as PyTorch's SymmetricMemory and NCCL's registered buffers): shm/ maps it into every rank of the host.
+  // Collective: every rank asks for the same size in the same order, and all get memory or all get
+  // nullptr (the engine has none). The pointer keeps the memory alive.
+  virtual std::shared_ptr<void> allocate_symmetric(size_t /*bytes*/, Timeout /*timeout*/) { return nullptr; }
+
   // The engine for the ranks `members` (ranks of this engine, in the new order), this rank being
   // members[new_rank]. `store` is private to the new group (already prefixed). Called collectively by
   // every rank of this engine, after the communicator has agreed on the members; a rank that joins no

@@ -294,6 +294,38 @@ void EngineCommunicator::all_reduce_in_place(const Tensor& t, ReduceOp op, std::
   Communicator::all_reduce_in_place(t, op, timeout);
 }
 
+namespace {
+
+// Lets a Storage own memory that something else frees: the shared pointer the engine handed out is
+// released, with this object, when the storage goes.
+class KeepAlive final : public Allocator {
+ public:
+  explicit KeepAlive(std::shared_ptr<void> memory) : memory_(std::move(memory)) {}
+  void* allocate(size_t) override { throw ValueError("KeepAlive only releases memory"); }
+  void deallocate(void*, size_t) override { delete this; }
+
+ private:
+  std::shared_ptr<void> memory_;
+};
+
+}  // namespace
+
+Tensor EngineCommunicator::allocate_for_all_reduce(Shape shape, DType dtype, Device device) {
+  const size_t bytes = static_cast<size_t>(numel(shape)) * dtype_size(dtype);
+  std::shared_ptr<void> memory;
+  if (device.is_cpu()) {
+    runner_->run_now(
+        "allocate_for_all_reduce", op_timeout(std::nullopt),
+        [&] { return str_cat("allocate_for_all_reduce(", shape_str(shape), " ", dtype_name(dtype), ")"); },
+        [&](Timeout engine_timeout) { memory = engine_->allocate_symmetric(bytes, engine_timeout); });
+  }
+  if (!memory) return zeros(std::move(shape), dtype, device);
+  void* data = memory.get();
+  auto storage = std::make_shared<Storage>(data, bytes, kCPU, new KeepAlive(std::move(memory)));
+  Strides strides = contiguous_strides(shape);
+  return Tensor(std::make_shared<TensorImpl>(std::move(storage), 0, std::move(shape), std::move(strides), dtype));
+}
+
 WorkPtr EngineCommunicator::reduce(std::vector<Tensor> tensors, const ReduceOptions& options) {
   check_list("reduce", tensors);
   check_rank("reduce: root", options.root);

@@ -37,6 +37,7 @@ class EngineCommunicator : public Communicator {
   WorkPtr all_reduce(std::vector<Tensor> tensors, const AllReduceOptions& options = {}) override;
   void all_reduce_in_place(const Tensor& tensor, ReduceOp op = ReduceOp::kSum,
                            std::optional<Timeout> timeout = std::nullopt) override;
+  Tensor allocate_for_all_reduce(Shape shape, DType dtype, Device device = kCPU) override;
   WorkPtr broadcast(std::vector<Tensor> tensors, const BroadcastOptions& options = {}) override;
   WorkPtr reduce(std::vector<Tensor> tensors, const ReduceOptions& options = {}) override;
   WorkPtr all_gather(const Tensor& input, const AllGatherOptions& options = {}) override;

@@ -32,6 +32,7 @@ class SharedSegment {
  public:
   struct alignas(64) RankLine {
     std::atomic<uint64_t> arrived;  // the number of the last barrier this rank reached
+    std::atomic<uint64_t> request;  // where this rank's current op keeps its data (shm_engine.cc)
     std::atomic<int32_t> pid;
     std::atomic<uint64_t> start_ticks;
   };

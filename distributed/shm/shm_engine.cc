@@ -53,9 +53,45 @@ int64_t host_identity() {
   return static_cast<int64_t>(hash);
 }
 
+// The ranks' agreement, through inner: every rank passes its own verdict and gets whether all said yes.
+bool all_agree(Engine& inner, bool mine, Timeout timeout) {
+  int32_t ok = mine ? 1 : 0;
+  inner.all_reduce(&ok, &ok, 1, kI32, ReduceOp::kMin, timeout);
+  return ok == 1;
+}
+
+// A new segment mapped by every rank of inner (slots of slot_bytes), or nullptr on every rank when any
+// could not create or map it. Collective; the name is unlinked before it returns.
+std::shared_ptr<SharedSegment> segment_on_every_rank(Engine& inner, size_t slot_bytes, Timeout timeout) {
+  struct Offer {
+    char name[112];
+    uint64_t nonce;
+    int32_t ok;
+  } offer{};
+  std::shared_ptr<SharedSegment> segment;
+  if (inner.rank() == 0) {
+    absl::StatusOr<std::unique_ptr<SharedSegment>> created = SharedSegment::create(inner.size(), slot_bytes);
+    if (created.ok()) {
+      segment = std::move(*created);
+      std::snprintf(offer.name, sizeof(offer.name), "%s", segment->name().c_str());
+      offer.nonce = segment->nonce();
+      offer.ok = 1;
+    }
+  }
+  inner.broadcast(&offer, sizeof(offer), kU8, 0, timeout);
+  if (inner.rank() != 0 && offer.ok == 1) {
+    absl::StatusOr<std::unique_ptr<SharedSegment>> opened =
+        SharedSegment::open(offer.name, offer.nonce, inner.size(), slot_bytes);
+    if (opened.ok()) segment = std::move(*opened);
+  }
+  const bool agreed = all_agree(inner, segment != nullptr, timeout);
+  if (segment) segment->unlink();  // every rank has mapped it (or given up): the name has done its job
+  return agreed ? segment : nullptr;
+}
+
 class ShmEngine final : public Engine {
  public:
-  ShmEngine(std::unique_ptr<Engine> inner, std::unique_ptr<SharedSegment> segment, std::vector<ProcessMark> peers,
+  ShmEngine(std::unique_ptr<Engine> inner, std::shared_ptr<SharedSegment> segment, std::vector<ProcessMark> peers,
             SharedMemoryConfig config)
       : inner_(std::move(inner)), segment_(std::move(segment)), peers_(std::move(peers)), config_(config) {}
 
@@ -77,21 +113,41 @@ class ShmEngine final : public Engine {
     check_usable("all_reduce");
     const Clock::time_point deadline = Clock::now() + timeout;
     const size_t element = dtype_size(dtype);
-    const int64_t per_piece = static_cast<int64_t>(segment_->slot_bytes() / element);
+    const size_t bytes = static_cast<size_t>(count) * element;
     try {
+      // In place in a buffer of allocate_symmetric: every rank's data is already where all can read it.
+      if (Symmetric found = in == out ? find_symmetric(out, bytes) : Symmetric{}; found.segment) {
+        announce(found.request);
+        arrive_and_wait(deadline, "all_reduce");
+        check_requests("all_reduce", found.request);
+        reduce_part(*found.segment, found.offset, combine, count, element);
+        arrive_and_wait(deadline, "all_reduce");
+        return;
+      }
+      // Otherwise through this rank's slot, a piece at a time.
+      const int64_t per_piece = static_cast<int64_t>(segment_->slot_bytes() / element);
+      announce(0);
       for (int64_t offset = 0; offset < count; offset += per_piece) {
         const int64_t n = std::min(per_piece, count - offset);
-        const size_t bytes = static_cast<size_t>(n) * element;
-        std::memcpy(segment_->slot(rank()), static_cast<const char*>(in) + offset * element, bytes);
+        std::memcpy(segment_->slot(rank()), static_cast<const char*>(in) + offset * element, n * element);
         arrive_and_wait(deadline, "all_reduce");
-        reduce_my_part(combine, n, element);
+        if (offset == 0) check_requests("all_reduce", 0);
+        reduce_part(*segment_, 0, combine, n, element);
         arrive_and_wait(deadline, "all_reduce");
-        std::memcpy(static_cast<char*>(out) + offset * element, segment_->slot(rank()), bytes);
+        std::memcpy(static_cast<char*>(out) + offset * element, segment_->slot(rank()), n * element);
       }
     } catch (const CollectiveError& e) {
       give_up(e.what());
       throw;
     }
+  }
+
+  std::shared_ptr<void> allocate_symmetric(size_t bytes, Timeout timeout) override {
+    std::erase_if(symmetric_, [](const SymmetricBuffer& b) { return b.segment.expired(); });
+    std::shared_ptr<SharedSegment> segment = segment_on_every_rank(*inner_, std::max<size_t>(bytes, 1), timeout);
+    if (!segment) return nullptr;
+    symmetric_.push_back({++symmetric_made_, segment});
+    return std::shared_ptr<void>(segment, segment->slot(rank()));
   }
 
   void broadcast(void* buffer, int64_t count, DType dtype, int root, Timeout timeout) override {
@@ -128,9 +184,48 @@ class ShmEngine final : public Engine {
   }
 
  private:
-  // Part `rank` of the n elements in every slot (whole cache lines, so that no two ranks write one line),
-  // combined across the slots and written back into all of them.
-  void reduce_my_part(half_reduce::Fn combine, int64_t n, size_t element) {
+  struct Symmetric {
+    std::shared_ptr<SharedSegment> segment;  // null: not in a symmetric buffer
+    size_t offset = 0;                       // bytes into this rank's slot
+    uint64_t request = 0;                    // buffer number and offset, the same on every rank
+  };
+  Symmetric find_symmetric(void* data, size_t bytes) const {
+    const char* p = static_cast<const char*>(data);
+    for (const SymmetricBuffer& buffer : symmetric_) {
+      std::shared_ptr<SharedSegment> segment = buffer.segment.lock();
+      if (!segment) continue;
+      const char* slot = segment->slot(rank());
+      if (p >= slot && p + bytes <= slot + segment->slot_bytes()) {
+        const size_t offset = static_cast<size_t>(p - slot);
+        return {segment, offset, (buffer.id << 40) | offset};
+      }
+    }
+    return {};
+  }
+
+  void announce(uint64_t request) { segment_->line(rank()).request.store(request, std::memory_order_relaxed); }
+
+  // After the first barrier: every rank must have its data in the same place (all in the same symmetric
+  // buffer at the same offset, or all in their slots), or the reduction would combine the wrong bytes.
+  // Every rank sees the same requests, so all fail alike.
+  void check_requests(const char* op, uint64_t mine) const {
+    for (int r = 0; r < size(); ++r) {
+      const uint64_t theirs = segment_->line(r).request.load(std::memory_order_relaxed);
+      if (theirs != mine) {
+        throw CollectiveError(CollectiveFailure::kMismatch,
+                              str_cat("shared memory: ", op, ": ranks passed buffers in different places (rank ", r,
+                                      ": ", describe(theirs), "; rank ", rank(), ": ", describe(mine), ")"));
+      }
+    }
+  }
+  static std::string describe(uint64_t request) {
+    if (request == 0) return "an ordinary buffer";
+    return str_cat("symmetric buffer ", request >> 40, " at byte ", request & ((uint64_t{1} << 40) - 1));
+  }
+
+  // Part `rank` of the n elements at byte `offset` of every slot of `segment` (whole cache lines, so that
+  // no two ranks write one line), combined across the slots and written back into all of them.
+  void reduce_part(const SharedSegment& segment, size_t offset, half_reduce::Fn combine, int64_t n, size_t element) {
     const int64_t per_line = static_cast<int64_t>(kLine / element);
     const int64_t lines = (n + per_line - 1) / per_line;
     const int64_t lo = std::min(n, lines * rank() / size() * per_line);
@@ -139,11 +234,11 @@ class ShmEngine final : public Engine {
     alignas(kLine) char acc[kBlockBytes];
     for (int64_t b = lo; b < hi; b += per_block) {
       const size_t k = static_cast<size_t>(std::min(per_block, hi - b));
-      const size_t at = static_cast<size_t>(b) * element;
+      const size_t at = offset + static_cast<size_t>(b) * element;
       // In rank order, whichever rank combines the part: the result does not depend on who did it.
-      combine(acc, segment_->slot(0) + at, segment_->slot(1) + at, k);
-      for (int r = 2; r < size(); ++r) combine(acc, acc, segment_->slot(r) + at, k);
-      for (int r = 0; r < size(); ++r) std::memcpy(segment_->slot(r) + at, acc, k * element);
+      combine(acc, segment.slot(0) + at, segment.slot(1) + at, k);
+      for (int r = 2; r < size(); ++r) combine(acc, acc, segment.slot(r) + at, k);
+      for (int r = 0; r < size(); ++r) std::memcpy(segment.slot(r) + at, acc, k * element);
     }
   }
 
@@ -218,18 +313,19 @@ class ShmEngine final : public Engine {
   }
 
   std::unique_ptr<Engine> inner_;
-  std::unique_ptr<SharedSegment> segment_;
+  std::shared_ptr<SharedSegment> segment_;  // barriers, failure notes, and the slots data is copied through
+  // The buffers allocate_symmetric handed out (each alive while a tensor uses it), numbered in the order
+  // they were made, which is the same on every rank.
+  struct SymmetricBuffer {
+    uint64_t id;
+    std::weak_ptr<SharedSegment> segment;
+  };
+  std::vector<SymmetricBuffer> symmetric_;
+  uint64_t symmetric_made_ = 0;
   std::vector<ProcessMark> peers_;  // each rank's process as the rendezvous saw it
   SharedMemoryConfig config_;
   uint64_t generation_ = 0;
 };
-
-// The ranks' agreement, through inner: every rank passes its own verdict and gets whether all said yes.
-bool all_agree(Engine& inner, bool mine, Timeout timeout) {
-  int32_t ok = mine ? 1 : 0;
-  inner.all_reduce(&ok, &ok, 1, kI32, ReduceOp::kMin, timeout);
-  return ok == 1;
-}
 
 }  // namespace
 
@@ -242,34 +338,8 @@ std::unique_ptr<Engine> share_memory_on_host(std::unique_ptr<Engine> inner, cons
   inner->all_gather(&mine, hosts.data(), std::vector<int64_t>(size, 1), kI64, config.timeout);
   if (std::any_of(hosts.begin(), hosts.end(), [&](int64_t h) { return h != hosts[0]; })) return inner;
 
-  struct Offer {
-    char name[112];
-    uint64_t nonce;
-    int32_t ok;
-    char error[124];
-  } offer{};
-  std::unique_ptr<SharedSegment> segment;
-  std::string error;
-  if (rank == 0) {
-    absl::StatusOr<std::unique_ptr<SharedSegment>> created = SharedSegment::create(size, config.slot_bytes);
-    if (created.ok()) {
-      segment = std::move(*created);
-      std::snprintf(offer.name, sizeof(offer.name), "%s", segment->name().c_str());
-      offer.nonce = segment->nonce();
-      offer.ok = 1;
-    } else {
-      std::snprintf(offer.error, sizeof(offer.error), "%s", created.status().ToString().c_str());
-    }
-  }
-  inner->broadcast(&offer, sizeof(offer), kU8, 0, config.timeout);
-  if (rank != 0 && offer.ok == 1) {
-    absl::StatusOr<std::unique_ptr<SharedSegment>> opened =
-        SharedSegment::open(offer.name, offer.nonce, size, config.slot_bytes);
-    if (opened.ok()) segment = std::move(*opened);
-  }
-  const bool agreed = all_agree(*inner, segment != nullptr, config.timeout);
-  if (segment) segment->unlink();  // every rank has mapped it (or given up): the name has done its job
-  if (!agreed) return inner;
+  std::shared_ptr<SharedSegment> segment = segment_on_every_rank(*inner, config.slot_bytes, config.timeout);
+  if (!segment) return inner;
 
   std::optional<ProcessMark> me = process_mark(::getpid());
   segment->line(rank).pid.store(::getpid(), std::memory_order_relaxed);

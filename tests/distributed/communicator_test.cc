@@ -181,6 +181,62 @@ TEST(SharedMemory, FloatSumsAreInRankOrderAndBitIdenticalOnEveryRank) {
   });
 }
 
+// Buffers from allocate_for_all_reduce are reduced where they are: whole, a slice, several times, in
+// every dtype shared memory combines itself; they start zero-filled. Without shared memory they are
+// ordinary tensors and reduce the same.
+TEST(SharedMemory, BuffersForAllReduceAreReducedInPlace) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  for (bool shared_memory : {true, false}) {
+    SCOPED_TRACE(shared_memory ? "shared memory" : "gloo alone");
+    World world(3, StoreKind::kTcp);
+    world.run(
+        [](Communicator& comm) {
+          for (DType dtype : {kF32, kF64, kBF16, kI32}) {
+            Tensor buffer = comm.allocate_for_all_reduce({1001}, dtype);
+            EXPECT_EQ(testing::host_values(buffer), std::vector<double>(1001, 0.0));
+            Tensor mine = testing::rank_tensor(comm.rank(), {1001}, dtype);
+            for (int round = 0; round < 2; ++round) {
+              copy_into(buffer, mine);
+              comm.all_reduce_in_place(buffer);
+              std::vector<double> got = testing::host_values(buffer);
+              for (int64_t i = 0; i < 1001; ++i) {
+                ASSERT_EQ(got[i], testing::expected_reduction(comm.size(), i, ReduceOp::kSum, dtype))
+                    << dtype_name(dtype) << " i=" << i;
+              }
+            }
+            // A slice, through a Work, with max.
+            copy_into(buffer, mine);
+            Tensor slice = buffer.slice(0, 64, 960);
+            comm.all_reduce({slice}, {.op = ReduceOp::kMax, .in_place = true})->wait();
+            std::vector<double> got = testing::host_values(buffer);
+            for (int64_t i = 0; i < 1001; ++i) {
+              const double expected = i >= 64 && i < 960 ? testing::expected_reduction(comm.size(), i, ReduceOp::kMax, dtype)
+                                                         : testing::value(comm.rank(), i);
+              ASSERT_EQ(got[i], expected) << dtype_name(dtype) << " i=" << i;
+            }
+          }
+        },
+        {.timeout = 60s, .shared_memory = shared_memory});
+  }
+}
+
+// A rank that reduces an ordinary tensor while the others reduce their shared buffer would combine the
+// wrong bytes: every rank fails instead, saying so.
+TEST(SharedMemory, RanksPassingBuffersInDifferentPlacesAllFail) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  World world(2, StoreKind::kTcp);
+  world.run([](Communicator& comm) {
+    Tensor shared = comm.allocate_for_all_reduce({256}, kF32);
+    Tensor ordinary = zeros({256});
+    try {
+      comm.all_reduce_in_place(comm.rank() == 0 ? shared : ordinary);
+      ADD_FAILURE() << "rank " << comm.rank() << ": the all_reduce should fail";
+    } catch (const CollectiveError& e) {
+      EXPECT_NE(std::string(e.what()).find("ranks passed buffers in different places"), std::string::npos) << e.what();
+    }
+  });
+}
+
 // The segment's name is removed once every rank has mapped it: a job leaves nothing in /dev/shm, even
 // when it is killed.
 TEST(SharedMemory, NothingIsLeftInDevShm) {
