@@ -3,8 +3,9 @@
 #   - one gradflow rank (one thread),
 #   - two independent single-rank runs at the same time (the hardware's own ceiling for two ranks),
 #   - gradflow on 2 data-parallel ranks through gfrun, with the MPI backend (also with --balance-load:
-#     each global batch split by the ranks' measured speeds) and with Gloo (also with Gloo's event-loop
-#     thread left at the normal scheduling policy: GRADFLOW_GLOO_LOOP_SCHED=normal, docs/distributed.md),
+#     each global batch split by the ranks' measured speeds, and with GRADFLOW_SHARED_MEMORY=0: MPI's own
+#     all-reduce instead of the shared-memory one, docs/distributed.md) and with Gloo (also with Gloo's
+#     event-loop thread left at the normal scheduling policy: GRADFLOW_GLOO_LOOP_SCHED=normal),
 #   - PyTorch alone and PyTorch DDP (Gloo) on 2 ranks (Debian's python3-torch; DDP's ranks started by gfrun,
 #     whose environment is torch's env:// contract),
 # per-replica batch 32 and 256, one epoch each, every configuration run 3 times in rotation; prints medians.
@@ -29,8 +30,13 @@ for batch in 32 256; do
       --batch-size "$batch" --metrics-json "$out/dpmpi_${batch}_$r.json" >/dev/null
     build/bin/gfrun --backend mpi -np 2 -x OMP_WAIT_POLICY -x OMP_NUM_THREADS -x OMPI_MCA_btl "${fm[@]}" \
       --batch-size "$batch" --balance-load --metrics-json "$out/dpbal_${batch}_$r.json" >/dev/null
+    GRADFLOW_SHARED_MEMORY=0 build/bin/gfrun --backend mpi -np 2 -x OMP_WAIT_POLICY -x OMP_NUM_THREADS \
+      -x OMPI_MCA_btl -x GRADFLOW_SHARED_MEMORY "${fm[@]}" --batch-size "$batch" \
+      --metrics-json "$out/dpmpinoshm_${batch}_$r.json" >/dev/null
     build/bin/gfrun -np 2 "${fm[@]}" --batch-size "$batch" --metrics-json "$out/dpgloo_${batch}_$r.json" >/dev/null
-    GRADFLOW_GLOO_LOOP_SCHED=normal build/bin/gfrun -np 2 "${fm[@]}" --batch-size "$batch" \
+    GRADFLOW_SHARED_MEMORY=0 build/bin/gfrun -np 2 -x GRADFLOW_SHARED_MEMORY "${fm[@]}" --batch-size "$batch" \
+      --metrics-json "$out/dpgloonoshm_${batch}_$r.json" >/dev/null
+    GRADFLOW_SHARED_MEMORY=0 GRADFLOW_GLOO_LOOP_SCHED=normal build/bin/gfrun -np 2 -x GRADFLOW_SHARED_MEMORY "${fm[@]}" --batch-size "$batch" \
       --metrics-json "$out/dpgloonormal_${batch}_$r.json" >/dev/null
     if ((have_torch)); then
       /usr/bin/python3 bench/pytorch_seed_model.py --batch-size "$batch" > "$out/torch_${batch}_$r.json"
@@ -52,14 +58,20 @@ for batch in (32, 256):
     mpi = med(lambda r: sps("dpmpi", batch, r))
     gloo = med(lambda r: sps("dpgloo", batch, r))
     bal = med(lambda r: sps("dpbal", batch, r))
+    mpi_noshm = med(lambda r: sps("dpmpinoshm", batch, r))
+    gloo_noshm = med(lambda r: sps("dpgloonoshm", batch, r))
     gloo_normal = med(lambda r: sps("dpgloonormal", batch, r))
     print(f"per-replica batch {batch}: samples/s, medians of {reps}")
     print(f"  gradflow 1 rank            {single:9.0f}")
     print(f"  2 independent single runs  {ceiling:9.0f}  (the ceiling)")
     print(f"  gradflow 2 ranks, MPI      {mpi:9.0f}  = {mpi / single:.2f}x one rank, {mpi / ceiling:.0%} of the ceiling")
     print(f"  gradflow 2 ranks, MPI, balanced {bal:9.0f}  = {bal / single:.2f}x one rank, {bal / ceiling:.0%} of the ceiling")
+    print(f"  gradflow 2 ranks, MPI, no shared memory {mpi_noshm:9.0f}  = {mpi_noshm / single:.2f}x one rank, "
+          f"{mpi_noshm / ceiling:.0%} of the ceiling")
     print(f"  gradflow 2 ranks, Gloo     {gloo:9.0f}  = {gloo / single:.2f}x one rank, {gloo / ceiling:.0%} of the ceiling")
-    print(f"  gradflow 2 ranks, Gloo, loop at the normal policy {gloo_normal:9.0f}  = {gloo_normal / single:.2f}x one rank, "
+    print(f"  gradflow 2 ranks, Gloo, no shared memory {gloo_noshm:9.0f}  = {gloo_noshm / single:.2f}x one rank, "
+          f"{gloo_noshm / ceiling:.0%} of the ceiling")
+    print(f"  gradflow 2 ranks, Gloo, no shared memory, loop at the normal policy {gloo_normal:9.0f}  = {gloo_normal / single:.2f}x one rank, "
           f"{gloo_normal / ceiling:.0%} of the ceiling")
     if torch:
         t1 = med(lambda r: sps("torch", batch, r))
