@@ -61,6 +61,11 @@ class Engine {
   virtual void send(const void* buffer, int64_t count, DType dtype, int dst, int tag, Timeout timeout) = 0;
   virtual void recv(void* buffer, int64_t count, DType dtype, int src, int tag, Timeout timeout) = 0;
 
+  // Called once, from another thread, when the communicator has failed (a timeout, a peer's failure
+  // notice, abort()): a call in progress should give up as soon as it can, throwing CollectiveError.
+  // Engines that cannot interrupt a call ignore it; the watchdog then ends the process if it stays stuck.
+  virtual void interrupt() {}
+
   // Memory of `bytes` that all_reduce reduces in place without copying it anywhere ("symmetric" memory,
   // as PyTorch's SymmetricMemory and NCCL's registered buffers): shm/ maps it into every rank of the host.
   // Collective: every rank asks for the same size in the same order, and all get memory or all get

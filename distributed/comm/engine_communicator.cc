@@ -63,6 +63,7 @@ EngineCommunicator::EngineCommunicator(std::unique_ptr<Engine> engine, CommSetti
       .heartbeat = o.heartbeat,
       .dead_after = o.dead_after,
       .inline_only = engine_->inline_only(),
+      .on_failure = [engine = engine_.get()] { engine->interrupt(); },
   });
   for (size_t d = 0; d < kNumDTypes; ++d) {
     for (size_t r = 0; r < kNumReduceOps; ++r) {

@@ -240,6 +240,7 @@ void OpRunner::abort(CollectiveFailure kind, const std::string& reason, bool pub
     }
     dropped.swap(queue_);
   }
+  if (first && config_.on_failure) config_.on_failure();
   if (running_work) running_work->fail(error_for(running_label, failure, true));
   for (Queued& q : dropped) q.work->fail(error_for(label(q.seq, q.op.collective, q.op.signature()), failure, false));
   cv_.notify_all();  // inline-only submitters waiting for the running op: they fail now instead

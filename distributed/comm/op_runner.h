@@ -53,6 +53,9 @@ struct RunnerConfig {
   // Every op runs on the thread that submits it, async ones too (Engine::inline_only: MPI below
   // MPI_THREAD_SERIALIZED); a second thread waits for the running op first.
   bool inline_only = false;
+  // Called (once, outside the runner's lock) when the runner first fails, so that the engine can stop
+  // waiting in a call that can no longer succeed (Engine::interrupt).
+  std::function<void()> on_failure;
 };
 
 class OpRunner {

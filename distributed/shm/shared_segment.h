@@ -32,7 +32,9 @@ class SharedSegment {
  public:
   struct alignas(64) RankLine {
     std::atomic<uint64_t> arrived;  // the number of the last barrier this rank reached
-    std::atomic<uint64_t> request;  // where this rank's current op keeps its data (shm_engine.cc)
+    // Where this rank's op keeps its data (shm_engine.cc), by the parity of the barrier it is checked at:
+    // a rank past a one-barrier op may announce its next op while a peer still reads this one's.
+    std::atomic<uint64_t> request[2];
     std::atomic<int32_t> pid;
     std::atomic<uint64_t> start_ticks;
   };

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -26,6 +27,11 @@ constexpr size_t kLine = 64;
 // The reduced part is combined and then copied to every slot a block at a time, so the block being
 // copied is still in this core's L1.
 constexpr size_t kBlockBytes = 8192;
+// Up to this size an all-reduce is "one-shot": every rank reads every slot and combines the whole
+// message itself, after one barrier instead of two (what NCCL and PyTorch's SymmetricMemory do for
+// small messages). Each slot ends with two areas of this size used by turns, so that a rank can write
+// the next one-shot op while a slower peer still reads the last one.
+constexpr size_t kOneShotBytes = 1024;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -124,9 +130,19 @@ class ShmEngine final : public Engine {
         arrive_and_wait(deadline, "all_reduce");
         return;
       }
-      // Otherwise through this rank's slot, a piece at a time.
-      const int64_t per_piece = static_cast<int64_t>(segment_->slot_bytes() / element);
       announce(0);
+      if (bytes <= kOneShotBytes) {
+        const size_t area = pieces_bytes() + (one_shots_++ % 2) * kOneShotBytes;
+        std::memcpy(segment_->slot(rank()) + area, in, bytes);
+        arrive_and_wait(deadline, "all_reduce");
+        check_requests("all_reduce", 0);
+        // out may be in: every slot holds a copy of its rank's data by now.
+        combine(out, segment_->slot(0) + area, segment_->slot(1) + area, static_cast<size_t>(count));
+        for (int r = 2; r < size(); ++r) combine(out, out, segment_->slot(r) + area, static_cast<size_t>(count));
+        return;
+      }
+      // Otherwise through this rank's slot, a piece at a time.
+      const int64_t per_piece = static_cast<int64_t>(pieces_bytes() / element);
       for (int64_t offset = 0; offset < count; offset += per_piece) {
         const int64_t n = std::min(per_piece, count - offset);
         std::memcpy(segment_->slot(rank()), static_cast<const char*>(in) + offset * element, n * element);
@@ -176,6 +192,11 @@ class ShmEngine final : public Engine {
     inner_->recv(buffer, count, dtype, src, tag, timeout);
   }
 
+  void interrupt() override {
+    interrupted_.store(true, std::memory_order_relaxed);
+    inner_->interrupt();
+  }
+
   std::unique_ptr<Engine> split(int color, const std::vector<int>& members, int new_rank,
                                 std::shared_ptr<Store> store) override {
     std::unique_ptr<Engine> part = inner_->split(color, members, new_rank, std::move(store));
@@ -184,6 +205,9 @@ class ShmEngine final : public Engine {
   }
 
  private:
+  // The part of each slot that larger all-reduces go through (the one-shot areas follow it).
+  size_t pieces_bytes() const { return segment_->slot_bytes() - 2 * kOneShotBytes; }
+
   struct Symmetric {
     std::shared_ptr<SharedSegment> segment;  // null: not in a symmetric buffer
     size_t offset = 0;                       // bytes into this rank's slot
@@ -203,14 +227,17 @@ class ShmEngine final : public Engine {
     return {};
   }
 
-  void announce(uint64_t request) { segment_->line(rank()).request.store(request, std::memory_order_relaxed); }
+  // Before arriving at the next barrier: where this op's data is.
+  void announce(uint64_t request) {
+    segment_->line(rank()).request[(generation_ + 1) % 2].store(request, std::memory_order_relaxed);
+  }
 
   // After the first barrier: every rank must have its data in the same place (all in the same symmetric
   // buffer at the same offset, or all in their slots), or the reduction would combine the wrong bytes.
   // Every rank sees the same requests, so all fail alike.
   void check_requests(const char* op, uint64_t mine) const {
     for (int r = 0; r < size(); ++r) {
-      const uint64_t theirs = segment_->line(r).request.load(std::memory_order_relaxed);
+      const uint64_t theirs = segment_->line(r).request[generation_ % 2].load(std::memory_order_relaxed);
       if (theirs != mine) {
         throw CollectiveError(CollectiveFailure::kMismatch,
                               str_cat("shared memory: ", op, ": ranks passed buffers in different places (rank ", r,
@@ -275,6 +302,10 @@ class ShmEngine final : public Engine {
   // Throws CollectiveError when waiting for barrier `generation` cannot succeed.
   void check_peers(uint64_t generation, Clock::time_point now, Clock::time_point deadline, const char* op) {
     check_usable(op);
+    if (interrupted_.load(std::memory_order_relaxed)) {
+      throw CollectiveError(CollectiveFailure::kAborted,
+                            str_cat("shared memory: ", op, ": the communicator failed while this rank waited"));
+    }
     std::string missing;
     for (int r = 0; r < size(); ++r) {
       if (r == rank() || segment_->line(r).arrived.load(std::memory_order_acquire) >= generation) continue;
@@ -325,6 +356,8 @@ class ShmEngine final : public Engine {
   std::vector<ProcessMark> peers_;  // each rank's process as the rendezvous saw it
   SharedMemoryConfig config_;
   uint64_t generation_ = 0;
+  uint64_t one_shots_ = 0;
+  std::atomic<bool> interrupted_{false};  // interrupt(): the communicator has failed  // one-shot all-reduces so far: which area the next one uses
 };
 
 }  // namespace
@@ -338,7 +371,8 @@ std::unique_ptr<Engine> share_memory_on_host(std::unique_ptr<Engine> inner, cons
   inner->all_gather(&mine, hosts.data(), std::vector<int64_t>(size, 1), kI64, config.timeout);
   if (std::any_of(hosts.begin(), hosts.end(), [&](int64_t h) { return h != hosts[0]; })) return inner;
 
-  std::shared_ptr<SharedSegment> segment = segment_on_every_rank(*inner, config.slot_bytes, config.timeout);
+  std::shared_ptr<SharedSegment> segment =
+      segment_on_every_rank(*inner, config.slot_bytes + 2 * kOneShotBytes, config.timeout);
   if (!segment) return inner;
 
   std::optional<ProcessMark> me = process_mark(::getpid());

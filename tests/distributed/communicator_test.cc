@@ -237,6 +237,30 @@ TEST(SharedMemory, RanksPassingBuffersInDifferentPlacesAllFail) {
   });
 }
 
+// Small all-reduces are one-shot (each rank reads every slot after one barrier, the slots' two small
+// areas used by turns), larger ones two-shot, and symmetric buffers reduced where they are; a rank that
+// lags must never see its data, or where its peers said theirs is, overwritten by a peer that has moved
+// on: many ops of the three kinds in a row, with new values each time and one rank dawdling now and then.
+TEST(SharedMemory, OneShotTwoShotAndSymmetricOpsInARowKeepEachResult) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  World world(3, StoreKind::kTcp);
+  world.run([](Communicator& comm) {
+    ASSERT_EQ(comm.transport(), "gloo + shared memory");
+    Tensor symmetric = comm.allocate_for_all_reduce({300}, kF64);
+    for (int op = 0; op < 600; ++op) {
+      const int kind = op % 4 == 3 ? 2 : op % 5 == 4 ? 1 : 0;  // one-shot, two-shot, symmetric
+      const int64_t n = kind == 0 ? 1 + op % 50 : kind == 1 ? 5000 : 1 + op % 300;  // 8-400 B, 40 KB
+      if (comm.rank() == op % 3 && op % 7 == 0) std::this_thread::sleep_for(1ms);
+      const double mine = static_cast<double>(op * 10 + comm.rank());
+      Tensor t = kind == 2 ? symmetric.slice(0, 0, n) : full({n}, mine, kF64);
+      if (kind == 2) copy_into(t, full({n}, mine, kF64));
+      comm.all_reduce_in_place(t);
+      const double expected = 3.0 * op * 10 + 0 + 1 + 2;
+      ASSERT_EQ(t.to_vector<double>(), std::vector<double>(n, expected)) << "op " << op << " rank " << comm.rank();
+    }
+  });
+}
+
 // The segment's name is removed once every rank has mapped it: a job leaves nothing in /dev/shm, even
 // when it is killed.
 TEST(SharedMemory, NothingIsLeftInDevShm) {
@@ -346,6 +370,31 @@ TEST(GlooThreadsFailure, AbortFailsTheOtherRanks) {
     } catch (const CollectiveError& e) {
       EXPECT_NE(std::string(e.what()).find("aborted by rank 0: the user gave up"), std::string::npos) << e.what();
     }
+  });
+}
+
+// A rank waiting inside a shared-memory all-reduce for a peer that aborts instead stops waiting within
+// a heartbeat or two (the engine is interrupted), long before the op's timeout, and the process lives on
+// (a stuck engine call would make the watchdog end it).
+TEST(SharedMemory, AWaitingRankStopsWhenAPeerAborts) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  World world(2, StoreKind::kTcp);
+  world.run([](Communicator& comm) {
+    ASSERT_EQ(comm.transport(), "gloo + shared memory");
+    comm.barrier()->wait();
+    if (comm.rank() == 1) {
+      std::this_thread::sleep_for(300ms);
+      comm.abort("the user gave up");
+      return;
+    }
+    Clock::time_point start = Clock::now();
+    try {
+      comm.all_reduce_in_place(full({1000}, 1.0), ReduceOp::kSum, 60s);
+      ADD_FAILURE() << "the all_reduce should fail";
+    } catch (const CollectiveError& e) {
+      EXPECT_NE(std::string(e.what()).find("the user gave up"), std::string::npos) << e.what();
+    }
+    EXPECT_LT(Clock::now() - start, 5s);
   });
 }
 
