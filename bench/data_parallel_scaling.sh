@@ -8,7 +8,10 @@
 #     event-loop thread left at the normal scheduling policy: GRADFLOW_GLOO_LOOP_SCHED=normal),
 #   - PyTorch alone and PyTorch DDP (Gloo) on 2 ranks (Debian's python3-torch; DDP's ranks started by gfrun,
 #     whose environment is torch's env:// contract),
-# per-replica batch 32 and 256, one epoch each, every configuration run 3 times in rotation; prints medians.
+# per-replica batch 32 and 256, one epoch each, every configuration run 3 times in rotation; prints medians,
+# over the whole epoch and from step 5 on (steady_samples_per_second: without the first steps' one-time
+# costs, such as oneDNN compiling its kernels, which weigh twice as much in a 2-rank epoch of half the
+# steps). Every clock starts and stops once all ranks are there (a barrier), for gradflow and PyTorch.
 # Usage: bench/data_parallel_scaling.sh [repetitions=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,34 +51,30 @@ done
 /usr/bin/python3 - "$out" "$reps" "$have_torch" <<'PY'
 import json, pathlib, statistics, sys
 out, reps, torch = pathlib.Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
-def sps(name, batch, r):
+def sps(name, batch, r, key):
     d = json.loads((out / f"{name}_{batch}_{r}.json").read_text())
+    if key == "steady_samples_per_second":
+        return d[key]
     return d.get("samples_per_second") or 60000 / d["seconds_per_epoch"]
-for batch in (32, 256):
-    med = lambda f: statistics.median(f(r) for r in range(reps))
-    single = med(lambda r: sps("single", batch, r))
-    ceiling = med(lambda r: sps("pairA", batch, r) + sps("pairB", batch, r))
-    mpi = med(lambda r: sps("dpmpi", batch, r))
-    gloo = med(lambda r: sps("dpgloo", batch, r))
-    bal = med(lambda r: sps("dpbal", batch, r))
-    mpi_noshm = med(lambda r: sps("dpmpinoshm", batch, r))
-    gloo_noshm = med(lambda r: sps("dpgloonoshm", batch, r))
-    gloo_normal = med(lambda r: sps("dpgloonormal", batch, r))
-    print(f"per-replica batch {batch}: samples/s, medians of {reps}")
-    print(f"  gradflow 1 rank            {single:9.0f}")
-    print(f"  2 independent single runs  {ceiling:9.0f}  (the ceiling)")
-    print(f"  gradflow 2 ranks, MPI      {mpi:9.0f}  = {mpi / single:.2f}x one rank, {mpi / ceiling:.0%} of the ceiling")
-    print(f"  gradflow 2 ranks, MPI, balanced {bal:9.0f}  = {bal / single:.2f}x one rank, {bal / ceiling:.0%} of the ceiling")
-    print(f"  gradflow 2 ranks, MPI, no shared memory {mpi_noshm:9.0f}  = {mpi_noshm / single:.2f}x one rank, "
-          f"{mpi_noshm / ceiling:.0%} of the ceiling")
-    print(f"  gradflow 2 ranks, Gloo     {gloo:9.0f}  = {gloo / single:.2f}x one rank, {gloo / ceiling:.0%} of the ceiling")
-    print(f"  gradflow 2 ranks, Gloo, no shared memory {gloo_noshm:9.0f}  = {gloo_noshm / single:.2f}x one rank, "
-          f"{gloo_noshm / ceiling:.0%} of the ceiling")
-    print(f"  gradflow 2 ranks, Gloo, no shared memory, loop at the normal policy {gloo_normal:9.0f}  = {gloo_normal / single:.2f}x one rank, "
-          f"{gloo_normal / ceiling:.0%} of the ceiling")
-    if torch:
-        t1 = med(lambda r: sps("torch", batch, r))
-        ddp = med(lambda r: sps("ddp", batch, r))
-        print(f"  PyTorch 1 rank             {t1:9.0f}")
-        print(f"  PyTorch DDP 2 ranks, Gloo  {ddp:9.0f}  = {ddp / t1:.2f}x PyTorch's one rank")
+rows = [("gradflow 2 ranks, MPI", "dpmpi"), ("gradflow 2 ranks, MPI, balanced", "dpbal"),
+        ("gradflow 2 ranks, MPI, no shared memory", "dpmpinoshm"), ("gradflow 2 ranks, Gloo", "dpgloo"),
+        ("gradflow 2 ranks, Gloo, no shared memory", "dpgloonoshm"),
+        ("gradflow 2 ranks, Gloo, no shared memory, loop at the normal policy", "dpgloonormal")]
+for key, what in (("samples_per_second", "the whole epoch"),
+                  ("steady_samples_per_second", "from step 5 on (first steps' one-time costs left out)")):
+    for batch in (32, 256):
+        med = lambda f: statistics.median(f(r) for r in range(reps))
+        single = med(lambda r: sps("single", batch, r, key))
+        ceiling = med(lambda r: sps("pairA", batch, r, key) + sps("pairB", batch, r, key))
+        print(f"per-replica batch {batch}: samples/s over {what}, medians of {reps}")
+        print(f"  gradflow 1 rank            {single:9.0f}")
+        print(f"  2 independent single runs  {ceiling:9.0f}  (the ceiling)")
+        for label, name in rows:
+            v = med(lambda r: sps(name, batch, r, key))
+            print(f"  {label:40s} {v:9.0f}  = {v / single:.2f}x one rank, {v / ceiling:.0%} of the ceiling")
+        if torch:
+            t1 = med(lambda r: sps("torch", batch, r, key))
+            ddp = med(lambda r: sps("ddp", batch, r, key))
+            print(f"  PyTorch 1 rank             {t1:9.0f}")
+            print(f"  PyTorch DDP 2 ranks, Gloo  {ddp:9.0f}  = {ddp / t1:.2f}x PyTorch's one rank")
 PY

@@ -5,7 +5,7 @@ Same model and optimizer as bench/pytorch_seed_model.py; each rank takes its hal
 (per-rank batch --batch-size, the shuffled order shared through the seed), one thread per rank.
 Started by torch's own launcher: /usr/bin/python3 -m torch.distributed.run --nproc_per_node 2
 bench/pytorch_ddp_seed_model.py --batch-size 32. Rank 0 prints one JSON line: seconds_per_epoch,
-samples_per_second (global), test_accuracy.
+samples_per_second (global), steady_samples_per_second (the same from step WARMUP_STEPS on), test_accuracy.
 """
 import argparse
 import json
@@ -16,6 +16,9 @@ import torch
 import torch.distributed as dist
 
 from pytorch_seed_model import load_fashion_mnist, seed_model
+
+# Throughput without the first steps' one-time costs (as examples/example_job.h's kWarmupSteps).
+WARMUP_STEPS = 5
 
 
 def main():
@@ -36,23 +39,29 @@ def main():
     global_batch = args.batch_size * world
     dist.barrier()
     start = time.perf_counter()
+    warm, steps = None, 0
     for _ in range(args.epochs):
         ddp.train()
         order = torch.randperm(x.shape[0])  # the same on every rank: same seed
         for i in range(0, x.shape[0], global_batch):
+            if steps == WARMUP_STEPS:
+                warm = time.perf_counter()
+            steps += 1
             idx = order[i:i + global_batch][rank::world]
             opt.zero_grad()
             loss = loss_fn(ddp(x[idx]), y[idx])
             loss.backward()
             opt.step()
     dist.barrier()
-    seconds = (time.perf_counter() - start) / args.epochs
+    end = time.perf_counter()
+    seconds = (end - start) / args.epochs
+    steady = (x.shape[0] * args.epochs - WARMUP_STEPS * global_batch) / (end - warm) if warm else None
     if rank == 0:
         model.eval()
         with torch.no_grad():
             acc = (model(xt).argmax(1) == yt).float().mean().item()
         print(json.dumps({"seconds_per_epoch": seconds, "samples_per_second": x.shape[0] / seconds,
-                          "test_accuracy": acc}))
+                          "steady_samples_per_second": steady, "test_accuracy": acc}))
     dist.destroy_process_group()
 
 

@@ -76,14 +76,47 @@ ExampleJob::ExampleJob(const ExampleFlags& flags, strategies::DataParallelOption
   }
 }
 
+namespace {
+
+// Notes when step `step` of a run that starts at epoch 0, step 0 begins (a resumed run is not timed).
+class WarmupClock : public Callback {
+ public:
+  WarmupClock(std::shared_ptr<std::optional<std::chrono::steady_clock::time_point>> warm, int64_t step)
+      : warm_(std::move(warm)), step_(step) {}
+  void on_epoch_begin(int epoch, const Logs&) override {
+    if (first_epoch_ < 0) first_epoch_ = epoch;
+    epoch_ = epoch;
+  }
+  void on_train_batch_begin(int64_t batch, const Logs&) override {
+    if (first_batch_ < 0) first_batch_ = batch;
+    if (first_epoch_ == 0 && first_batch_ == 0 && epoch_ == 0 && batch == step_) *warm_ = std::chrono::steady_clock::now();
+  }
+
+ private:
+  std::shared_ptr<std::optional<std::chrono::steady_clock::time_point>> warm_;
+  int64_t step_;
+  int epoch_ = -1, first_epoch_ = -1;
+  int64_t first_batch_ = -1;
+};
+
+}  // namespace
+
 std::vector<CallbackPtr> ExampleJob::callbacks(BackupAndRestoreOptions backup) const {
   std::vector<CallbackPtr> out;
+  warm_->reset();
+  out.push_back(std::make_shared<WarmupClock>(warm_, kWarmupSteps));
   if (!flags_.logdir.empty() && chief()) out.push_back(TensorBoard({.log_dir = flags_.logdir}));
   if (!flags_.checkpoint_dir.empty()) {
     backup.save_freq = flags_.save_freq;
     out.push_back(BackupAndRestore(flags_.checkpoint_dir, backup));
   }
   return out;
+}
+
+std::chrono::steady_clock::time_point ExampleJob::synchronized_now() {
+  (void)strategy_->reduce(strategies::Reduction::kSum, zeros({}));
+  synchronized_ = std::chrono::steady_clock::now();
+  return synchronized_;
 }
 
 void ExampleJob::report(const Logs& test, double seconds_per_epoch, int64_t examples_per_epoch) const {
@@ -95,8 +128,14 @@ void ExampleJob::report(const Logs& test, double seconds_per_epoch, int64_t exam
   out << "{\"test_loss\": " << test.at("loss") << ", \"test_accuracy\": " << test.at("accuracy")
       << ", \"seconds_per_epoch\": " << seconds_per_epoch << ", \"replicas\": " << strategy_->num_replicas_in_sync()
       << ", \"samples_per_second\": "
-      << (seconds_per_epoch > 0 ? static_cast<double>(examples_per_epoch) / seconds_per_epoch : 0.0)  // resumed, done
-      << "}\n";
+      << (seconds_per_epoch > 0 ? static_cast<double>(examples_per_epoch) / seconds_per_epoch : 0.0);  // resumed, done
+  if (warm_->has_value() && synchronized_ > **warm_) {
+    const int64_t global_batch = flags_.batch_size * strategy_->num_replicas_in_sync();
+    const double samples = static_cast<double>(examples_per_epoch * flags_.epochs - kWarmupSteps * global_batch);
+    out << ", \"steady_samples_per_second\": "
+        << samples / std::chrono::duration<double>(synchronized_ - **warm_).count();
+  }
+  out << "}\n";
   if (!out) throw Error(str_cat(flags_.metrics_json, ": cannot write metrics"));
 }
 

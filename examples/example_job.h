@@ -14,6 +14,7 @@
 //   job.report(model.evaluate(x_test, y_test), seconds_per_epoch, examples_per_epoch);
 #pragma once
 
+#include <chrono>
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
@@ -65,8 +66,16 @@ class ExampleJob {
   // TensorBoard (--logdir, the chief) and BackupAndRestore (--checkpoint-dir, every replica: its saves
   // are collective), to which a program adds its own.
   std::vector<CallbackPtr> callbacks(BackupAndRestoreOptions backup = {}) const;
+  // The time once every replica has reached this call (a sum across processes, as a barrier): where an
+  // epoch's clock starts and stops, so that a rank that finished loading its data first does not count
+  // its wait for the others as training (PyTorch's DDP benchmark barriers the same way). The last call
+  // also ends the steady-state clock (report()).
+  std::chrono::steady_clock::time_point synchronized_now();
   // The chief prints the final line and writes --metrics-json (with the time per epoch, the replicas
-  // and the examples per second); other replicas print nothing.
+  // and the examples per second); other replicas print nothing. steady_samples_per_second leaves out the
+  // first kWarmupSteps steps of the run (oneDNN compiles its kernels on first use: tens of ms), counted
+  // from the callbacks() clock to the last synchronized_now(); absent for a resumed run.
+  static constexpr int64_t kWarmupSteps = 5;
   void report(const Logs& test, double seconds_per_epoch, int64_t examples_per_epoch) const;
 
  private:
@@ -75,6 +84,11 @@ class ExampleJob {
   std::unique_ptr<strategies::Strategy> strategy_;
   std::unique_ptr<ReplicaContextScope> scope_;
   std::optional<DeviceScope> device_scope_;
+  // When step kWarmupSteps of the run's first epoch began (set by a callback of callbacks()), and the last
+  // synchronized_now().
+  std::shared_ptr<std::optional<std::chrono::steady_clock::time_point>> warm_ =
+      std::make_shared<std::optional<std::chrono::steady_clock::time_point>>();
+  std::chrono::steady_clock::time_point synchronized_;
 };
 
 }  // namespace gradflow::examples

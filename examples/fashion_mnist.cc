@@ -105,10 +105,10 @@ int main(int argc, char** argv) {
     if (kill_after_epoch >= 0 && chief && first_try) {
       callbacks.push_back(std::make_shared<KillAfterEpoch>(kill_after_epoch));
     }
-    auto start = std::chrono::steady_clock::now();
+    auto start = job.synchronized_now();
     model.fit(data.x_train, data.y_train,
               {.epochs = flags.epochs, .batch_size = flags.batch_size, .callbacks = callbacks, .verbose = flags.verbose});
-    double seconds_per_epoch = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / flags.epochs;
+    double seconds_per_epoch = std::chrono::duration<double>(job.synchronized_now() - start).count() / flags.epochs;
     Logs result = model.evaluate(data.x_test, data.y_test);
 
     if (chief && !save_weights.empty()) {

@@ -44,9 +44,9 @@ int main(int argc, char** argv) {
     });
     if (flags.verbose > 0 && job.chief()) std::cout << model.summary();
     model.compile("adam", "sparse_categorical_crossentropy", {"accuracy"});
-    auto start = std::chrono::steady_clock::now();
+    auto start = job.synchronized_now();
     model.fit(train, {.epochs = flags.epochs, .callbacks = job.callbacks(), .verbose = flags.verbose});
-    double seconds_per_epoch = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / flags.epochs;
+    double seconds_per_epoch = std::chrono::duration<double>(job.synchronized_now() - start).count() / flags.epochs;
     job.report(model.evaluate(x_test, data.y_test, {.batch_size = 500}), seconds_per_epoch, n);
   } catch (const std::exception& e) {
     std::cerr << "fashion_mnist_cnn: " << e.what() << "\n";
