@@ -14,6 +14,7 @@
 #include "core/tensor/error.h"
 #include "distributed/comm/engine.h"
 #include "distributed/comm/half_reduce.h"
+#include "distributed/comm/reduce_functions.h"
 #include "distributed/gloo/loop_thread.h"
 #include "gloo/allgatherv.h"
 #include "gloo/allreduce.h"
@@ -21,7 +22,6 @@
 #include "gloo/barrier.h"
 #include "gloo/broadcast.h"
 #include "gloo/common/error.h"
-#include "gloo/math.h"
 #include "gloo/reduce.h"
 #include "gloo/rendezvous/context.h"
 #include "gloo/rendezvous/store.h"
@@ -62,19 +62,7 @@ class StoreAdapter : public gloo::rendezvous::Store {
   Timeout timeout_;
 };
 
-using ReduceFn = void (*)(void*, const void*, const void*, size_t);
-
-template <typename T>
-ReduceFn reduce_fn(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::kSum: return &gloo::sum<T>;
-    case ReduceOp::kProd: return &gloo::product<T>;
-    case ReduceOp::kMin: return &gloo::min<T>;
-    case ReduceOp::kMax: return &gloo::max<T>;
-    case ReduceOp::kAvg: break;
-  }
-  throw ValueError("gloo: avg reaches the engine as sum");
-}
+using ReduceFn = half_reduce::Fn;  // Gloo's signature: out = a op b, n elements
 
 // Calls f(T{}) with T the C++ type of a dtype Gloo can reduce.
 template <typename F>
@@ -90,18 +78,10 @@ void with_type(DType dtype, F&& f) {
   }
 }
 
+// The same elementwise functions the shared-memory all-reduce combines with (comm/reduce_functions.h).
 ReduceFn reduce_fn(DType dtype, ReduceOp op) {
-  switch (dtype) {
-    case kF32: return reduce_fn<float>(op);
-    case kF64: return reduce_fn<double>(op);
-    case kI32: return reduce_fn<int32_t>(op);
-    case kI64: return reduce_fn<int64_t>(op);
-    case kU8: return reduce_fn<uint8_t>(op);
-    case kF16: case kBF16:
-      if (half_reduce::Fn fn = half_reduce::function_for(dtype, op)) return fn;
-      break;
-    default: break;
-  }
+  if (ReduceFn fn = reduce_function(dtype, op)) return fn;
+  if (op == ReduceOp::kAvg) throw ValueError("gloo: avg reaches the engine as sum");
   throw DTypeError(str_cat("gloo: cannot reduce ", dtype_name(dtype), " with ", reduce_op_name(op)));
 }
 

@@ -20,8 +20,9 @@ int main() {
         distributed::communicator_for_job(*job, {.timeout = std::chrono::seconds(60)});
     double sum = comm->all_reduce({full({4}, job->rank + 1.0)})->result()[0].to_vector<float>()[3];
     double want = job->world_size * (job->world_size + 1) / 2.0;
-    std::printf("job_allreduce rank=%d of %d backend=%s sum=%g %s\n", comm->rank(), comm->size(),
-                std::string(distributed::backend_name(comm->backend())).c_str(), sum, sum == want ? "ok" : "WRONG");
+    std::printf("job_allreduce rank=%d of %d backend=%s sum=%g %s (transport: %s)\n", comm->rank(), comm->size(),
+                std::string(distributed::backend_name(comm->backend())).c_str(), sum, sum == want ? "ok" : "WRONG",
+                comm->transport().c_str());
     return sum == want ? 0 : 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "job_allreduce: rank %d: %s\n", job->rank, e.what());
