@@ -102,7 +102,7 @@ absl::StatusOr<std::unique_ptr<SharedSegment>> SharedSegment::create(int ranks, 
   new (base) Header{.nonce = nonce, .failed_rank = -1, .failure_reason_ready = 0, .failure_reason = {}};
   std::unique_ptr<SharedSegment> segment(
       new SharedSegment(name, static_cast<char*>(base), bytes, ranks, slot_bytes, /*owner=*/true));
-  for (int r = 0; r < ranks; ++r) new (&segment->line(r)) RankLine{.arrived = 0, .request = {0, 0}, .pid = 0, .start_ticks = 0};
+  for (int r = 0; r < ranks; ++r) new (&segment->line(r)) RankLine{.arrived = 0, .request = {0, 0}, .doorbell = 0, .sleeping = 0, .pid = 0, .start_ticks = 0};
   return segment;
 }
 

@@ -35,10 +35,13 @@ class SharedSegment {
     // Where this rank's op keeps its data (shm_engine.cc), by the parity of the barrier it is checked at:
     // a rank past a one-barrier op may announce its next op while a peer still reads this one's.
     std::atomic<uint64_t> request[2];
+    std::atomic<uint32_t> doorbell;  // rung (incremented, futex-woken) by a rank that arrives while this one sleeps
+    std::atomic<uint32_t> sleeping;  // 1 while this rank may be asleep on its doorbell
     std::atomic<int32_t> pid;
     std::atomic<uint64_t> start_ticks;
   };
-  static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<int32_t>::is_always_lock_free,
+  static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<int32_t>::is_always_lock_free &&
+                    sizeof(std::atomic<uint32_t>) == sizeof(uint32_t),
                 "shared-memory synchronisation needs lock-free atomics");
 
   // A new segment for `ranks` ranks under a fresh name (name()); posix_fallocate reserves its memory, so

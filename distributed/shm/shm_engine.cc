@@ -1,6 +1,8 @@
 #include "distributed/shm/shm_engine.h"
 
+#include <linux/futex.h>
 #include <sched.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,6 +34,13 @@ constexpr size_t kBlockBytes = 8192;
 // small messages). Each slot ends with two areas of this size used by turns, so that a rank can write
 // the next one-shot op while a slower peer still reads the last one.
 constexpr size_t kOneShotBytes = 1024;
+// How many pauses a waiting rank spins before it yields its core (tens of microseconds): fewer (256) made
+// the 2-rank seed model slower here, its ranks yielding to their own input threads while a peer arrived.
+constexpr uint64_t kSpins = 2048;
+// How often a waiting rank looks for failures (a peer gone, one that gave up, the deadline).
+constexpr std::chrono::milliseconds kCheckEvery{5};
+// With more ranks than cores and MPI underneath, all-reduces below this size go to MPI (small_ops_to_inner_).
+constexpr size_t kOversubscribedMinBytes = 64 * 1024;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -114,12 +123,14 @@ class ShmEngine final : public Engine {
 
   void all_reduce(const void* in, void* out, int64_t count, DType dtype, ReduceOp op, Timeout timeout) override {
     half_reduce::Fn combine = reduce_function(dtype, op);
-    if (combine == nullptr) return inner_->all_reduce(in, out, count, dtype, op, timeout);
+    const size_t bytes = static_cast<size_t>(count) * dtype_size(dtype);
+    if (combine == nullptr || (small_ops_to_inner_ && bytes < kOversubscribedMinBytes)) {
+      return inner_->all_reduce(in, out, count, dtype, op, timeout);
+    }
     if (count == 0) return;
     check_usable("all_reduce");
     const Clock::time_point deadline = Clock::now() + timeout;
     const size_t element = dtype_size(dtype);
-    const size_t bytes = static_cast<size_t>(count) * element;
     try {
       // In place in a buffer of allocate_symmetric: every rank's data is already where all can read it.
       if (Symmetric found = in == out ? find_symmetric(out, bytes) : Symmetric{}; found.segment) {
@@ -271,31 +282,62 @@ class ShmEngine final : public Engine {
 
   void arrive_and_wait(Clock::time_point deadline, const char* op) {
     const uint64_t generation = ++generation_;
-    segment_->line(rank()).arrived.store(generation, std::memory_order_release);
+    segment_->line(rank()).arrived.store(generation, std::memory_order_seq_cst);
+    wake_sleepers();
     for (int r = 0; r < size(); ++r) {
       if (r == rank()) continue;
       const std::atomic<uint64_t>& arrived = segment_->line(r).arrived;
       if (arrived.load(std::memory_order_acquire) >= generation) continue;
-      // Spin first (the peer is usually a few microseconds away), then yield the core, then sleep: a rank
-      // waiting long for a slower one costs nothing, and checks now and then for failures.
+      // Spin first (the peer is usually a few microseconds away), then yield the core for a while, then
+      // sleep on this rank's doorbell until a rank arrives: a rank waiting long for a slower one costs
+      // nothing, and checks every few milliseconds for failures. With more ranks than cores the peer may
+      // be waiting for this very core: sleep at once.
       const Clock::time_point start = Clock::now();
       Clock::time_point next_check = start;
+      const uint64_t spin_limit = oversubscribed_ ? 0 : kSpins;
       for (uint64_t spins = 0; arrived.load(std::memory_order_acquire) < generation; ++spins) {
-        if (spins < 2048) {
+        if (spins < spin_limit) {
           cpu_relax();
           continue;
         }
         const Clock::time_point now = Clock::now();
         if (now >= next_check) {
           check_peers(generation, now, deadline, op);
-          next_check = now + std::chrono::milliseconds(5);
+          next_check = now + kCheckEvery;
         }
-        if (now - start < std::chrono::milliseconds(1)) {
+        if (!oversubscribed_ && now - start < std::chrono::milliseconds(1)) {
           sched_yield();
         } else {
-          std::this_thread::sleep_for(std::chrono::microseconds(50));
+          sleep_until_rung(arrived, generation);
         }
       }
+    }
+  }
+
+  // Sleeps (futex) until another rank rings this rank's doorbell, `arrived` reaches `generation`, or
+  // kCheckEvery passes. The sleeping flag and the arrival are both sequentially consistent, so either
+  // the arriving rank sees the flag and rings, or this rank sees the arrival before it sleeps.
+  void sleep_until_rung(const std::atomic<uint64_t>& arrived, uint64_t generation) {
+    SharedSegment::RankLine& me = segment_->line(rank());
+    const uint32_t bell = me.doorbell.load(std::memory_order_seq_cst);
+    me.sleeping.store(1, std::memory_order_seq_cst);
+    if (arrived.load(std::memory_order_seq_cst) < generation) {
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(kCheckEvery).count();
+      timespec timeout{.tv_sec = static_cast<time_t>(ns / 1'000'000'000), .tv_nsec = static_cast<long>(ns % 1'000'000'000)};
+      // Not FUTEX_PRIVATE_FLAG: the word is shared between processes.
+      ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&me.doorbell), FUTEX_WAIT, bell, &timeout, nullptr, 0);
+    }
+    me.sleeping.store(0, std::memory_order_relaxed);
+  }
+
+  // After arriving: wakes the ranks asleep in sleep_until_rung.
+  void wake_sleepers() {
+    for (int r = 0; r < size(); ++r) {
+      if (r == rank()) continue;
+      SharedSegment::RankLine& line = segment_->line(r);
+      if (line.sleeping.load(std::memory_order_seq_cst) == 0) continue;
+      line.doorbell.fetch_add(1, std::memory_order_seq_cst);
+      ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&line.doorbell), FUTEX_WAKE, 1, nullptr, nullptr, 0);
     }
   }
 
@@ -357,6 +399,12 @@ class ShmEngine final : public Engine {
   SharedMemoryConfig config_;
   uint64_t generation_ = 0;
   uint64_t one_shots_ = 0;
+  // More ranks on this host than it has cores (e.g. mpirun --oversubscribe): waits yield instead of spinning.
+  const bool oversubscribed_ = size() > static_cast<int>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+  // Oversubscribed, waiting for every other rank costs a trip through the scheduler per rank (35-60 us at
+  // 4 ranks on 2 cores), where MPI's pairwise exchanges take 7-12 us: small all-reduces stay with MPI.
+  // (Gloo's take 150-900 us there: shared memory still wins.)
+  const bool small_ops_to_inner_ = oversubscribed_ && inner_->backend() == Backend::kMpi;
   std::atomic<bool> interrupted_{false};  // interrupt(): the communicator has failed  // one-shot all-reduces so far: which area the next one uses
 };
 
