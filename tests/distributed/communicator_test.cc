@@ -238,10 +238,11 @@ TEST(SharedMemory, RanksPassingBuffersInDifferentPlacesAllFail) {
 }
 
 // Small all-reduces are one-shot (each rank reads every slot after one barrier, the slots' two small
-// areas used by turns), larger ones two-shot, and symmetric buffers reduced where they are; a rank that
-// lags must never see its data, or where its peers said theirs is, overwritten by a peer that has moved
-// on: many ops of the three kinds in a row, with new values each time and one rank dawdling now and then.
-TEST(SharedMemory, OneShotTwoShotAndSymmetricOpsInARowKeepEachResult) {
+// areas used by turns), larger ones two-shot, and symmetric buffers reduced where they are; broadcasts
+// go through root's slot the same two ways, and barriers are one wait. A rank that lags must never see
+// its data, or where its peers said theirs is, overwritten by a peer that has moved on: many ops of every
+// kind in a row, with new values each time and one rank dawdling now and then.
+TEST(SharedMemory, OneShotTwoShotSymmetricAndBroadcastOpsInARowKeepEachResult) {
   if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
   World world(3, StoreKind::kTcp);
   world.run([](Communicator& comm) {
@@ -252,12 +253,34 @@ TEST(SharedMemory, OneShotTwoShotAndSymmetricOpsInARowKeepEachResult) {
       const int64_t n = kind == 0 ? 1 + op % 50 : kind == 1 ? 5000 : 1 + op % 300;  // 8-400 B, 40 KB
       if (comm.rank() == op % 3 && op % 7 == 0) std::this_thread::sleep_for(1ms);
       const double mine = static_cast<double>(op * 10 + comm.rank());
+      if (op % 6 == 5) {  // a broadcast from a rank that changes, small or large, then a barrier
+        const int root = op % 3;
+        Tensor got = comm.broadcast({full({n}, mine, kF64)}, {.root = root})->result()[0];
+        ASSERT_EQ(got.to_vector<double>(), std::vector<double>(n, op * 10.0 + root)) << "op " << op;
+        comm.barrier()->wait();
+        continue;
+      }
       Tensor t = kind == 2 ? symmetric.slice(0, 0, n) : full({n}, mine, kF64);
       if (kind == 2) copy_into(t, full({n}, mine, kF64));
       comm.all_reduce_in_place(t);
       const double expected = 3.0 * op * 10 + 0 + 1 + 2;
       ASSERT_EQ(t.to_vector<double>(), std::vector<double>(n, expected)) << "op " << op << " rank " << comm.rank();
     }
+  });
+}
+
+// A broadcast larger than a slot goes through it in pieces (5 MiB over 1 MiB slots).
+TEST(SharedMemory, BroadcastsLargerThanASlot) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  World world(3, StoreKind::kFile);
+  world.run([](Communicator& comm) {
+    ASSERT_EQ(comm.transport(), "gloo + shared memory");
+    const int64_t n = (int64_t{5} << 20) / 8 + 3;  // f64
+    std::vector<double> values(n);
+    for (int64_t i = 0; i < n; ++i) values[i] = static_cast<double>(i % 1000) + 0.5 * comm.rank();
+    Tensor got = comm.broadcast({from_vector<double>(values, {n})}, {.root = 2})->result()[0];
+    std::vector<double> v = got.to_vector<double>();
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(v[i], static_cast<double>(i % 1000) + 1.0) << "i=" << i;
   });
 }
 
