@@ -225,6 +225,10 @@ struct CommunicatorOptions {
   // MPI and Gloo: when every rank is on this host, all-reduce host buffers through a shared-memory
   // segment instead of the backend (distributed/shm/; several times faster). false: the backend does all.
   bool shared_memory = true;
+  // The host as shared memory sees it: ranks that name the same one share memory (empty: this machine's
+  // hostname, kernel boot and /dev/shm). For tests that make several hosts of one machine, and for
+  // containers that share /dev/shm under different hostnames.
+  std::string shared_memory_host;
   int cuda_device = -1;       // NCCL: the device this rank uses
   // Gloo: the address of this host that the other ranks can reach; empty: what the hostname resolves to.
   std::string address;

@@ -169,7 +169,10 @@ std::unique_ptr<Communicator> create_communicator(const CommunicatorOptions& opt
     settings.comm_store = settings.job_store;
   }
   if (options.shared_memory && backend != Backend::kNccl) {
-    engine = share_memory_on_host(std::move(engine), {.timeout = options.timeout});
+    engine = share_memory_on_host(std::move(engine),
+                                  {.timeout = options.timeout,
+                                   .host = options.shared_memory_host,
+                                   .store = std::make_shared<PrefixStore>("shm", settings.job_store)});
   }
   return std::make_unique<EngineCommunicator>(std::move(engine), std::move(settings));
 }

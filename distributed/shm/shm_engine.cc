@@ -19,6 +19,7 @@
 #endif
 
 #include "distributed/comm/reduce_functions.h"
+#include "distributed/shm/hierarchical_engine.h"
 #include "distributed/shm/shared_segment.h"
 
 namespace gradflow::distributed {
@@ -50,19 +51,21 @@ inline void cpu_relax() {
 #endif
 }
 
-// What makes two ranks share /dev/shm: the same kernel boot, hostname and /dev/shm mount. A hash of
-// them, so that every rank sends the same 8 bytes.
-int64_t host_identity() {
-  std::string text;
-  char host[256] = {};
-  ::gethostname(host, sizeof(host) - 1);
-  text += host;
-  std::ifstream boot("/proc/sys/kernel/random/boot_id");
-  std::string boot_id;
-  std::getline(boot, boot_id);
-  text += "|" + boot_id;
-  struct stat st {};
-  if (::stat("/dev/shm", &st) == 0) text += str_cat("|", st.st_dev, ":", st.st_ino);
+// What makes two ranks share /dev/shm: the same kernel boot, hostname and /dev/shm mount, unless the
+// configuration names the host. A hash of it, so that every rank sends the same 8 bytes.
+int64_t host_identity(const std::string& named) {
+  std::string text = named;
+  if (text.empty()) {
+    char host[256] = {};
+    ::gethostname(host, sizeof(host) - 1);
+    text += host;
+    std::ifstream boot("/proc/sys/kernel/random/boot_id");
+    std::string boot_id;
+    std::getline(boot, boot_id);
+    text += "|" + boot_id;
+    struct stat st {};
+    if (::stat("/dev/shm", &st) == 0) text += str_cat("|", st.st_dev, ":", st.st_ino);
+  }
   uint64_t hash = 1469598103934665603ull;  // FNV-1a
   for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
   return static_cast<int64_t>(hash);
@@ -250,9 +253,11 @@ class ShmEngine final : public Engine {
 
   std::unique_ptr<Engine> split(int color, const std::vector<int>& members, int new_rank,
                                 std::shared_ptr<Store> store) override {
+    SharedMemoryConfig config = config_;
+    config.store = store;
     std::unique_ptr<Engine> part = inner_->split(color, members, new_rank, std::move(store));
     if (!part) return nullptr;
-    return share_memory_on_host(std::move(part), config_);
+    return share_memory_on_host(std::move(part), config);
   }
 
  private:
@@ -454,14 +459,29 @@ class ShmEngine final : public Engine {
 
 }  // namespace
 
+std::vector<int> hosts_of_ranks(Engine& engine, const SharedMemoryConfig& config) {
+  const int size = engine.size();
+  std::vector<int64_t> ids(size);
+  const int64_t mine = host_identity(config.host);
+  engine.all_gather(&mine, ids.data(), std::vector<int64_t>(size, 1), kI64, config.timeout);
+  std::vector<int> hosts(size);
+  std::vector<int64_t> seen;
+  for (int r = 0; r < size; ++r) {
+    auto at = std::find(seen.begin(), seen.end(), ids[r]);
+    hosts[r] = static_cast<int>(at - seen.begin());
+    if (at == seen.end()) seen.push_back(ids[r]);
+  }
+  return hosts;
+}
+
 std::unique_ptr<Engine> share_memory_on_host(std::unique_ptr<Engine> inner, const SharedMemoryConfig& config) {
   const int size = inner->size(), rank = inner->rank();
   if (size < 2 || inner->supports_device(Device::cuda(0))) return inner;
   // Everything below is collective and every rank reaches the same decision at each step.
-  std::vector<int64_t> hosts(size);
-  const int64_t mine = host_identity();
-  inner->all_gather(&mine, hosts.data(), std::vector<int64_t>(size, 1), kI64, config.timeout);
-  if (std::any_of(hosts.begin(), hosts.end(), [&](int64_t h) { return h != hosts[0]; })) return inner;
+  const std::vector<int> hosts = hosts_of_ranks(*inner, config);
+  if (std::any_of(hosts.begin(), hosts.end(), [](int h) { return h != 0; })) {
+    return make_hierarchical_engine(std::move(inner), hosts, config);
+  }
 
   std::shared_ptr<SharedSegment> segment =
       segment_on_every_rank(*inner, config.slot_bytes + 2 * kOneShotBytes, config.timeout);

@@ -3,7 +3,9 @@
 // the launcher's environment through cluster/, as in a real job.
 //
 //   comm_rank_test --backend mpi|gloo --store-dir DIR --expect-size N --scenario S [--no-store 1]
-// (--no-store 1: MPI builds its own store, as in a job started by plain mpirun.)
+//                  [--hosts H]
+// (--no-store 1: MPI builds its own store, as in a job started by plain mpirun. --hosts H: rank r says it
+// is on host r % H, CommunicatorOptions::shared_memory_host, so all-reduces are hierarchical.)
 //
 // Scenarios:
 //   ops           every op, dtype, reduce op and size (collective_checks.h), plus 64 MiB all-reduces
@@ -36,6 +38,7 @@ using Clock = std::chrono::steady_clock;
 std::unique_ptr<Communicator> g_comm;
 bool g_thread_single = false;  // GRADFLOW_MPI_THREAD_LEVEL=single on the MPI backend
 bool g_shared_memory = true;   // GRADFLOW_SHARED_MEMORY is not 0
+int g_hosts = 0;               // --hosts
 
 TEST(MultiProcess, EveryOpDtypeReduceOpAndSize) { testing::check_everything(*g_comm); }
 // At MPI_THREAD_SINGLE every op runs on the calling thread: an async one has completed on return.
@@ -48,9 +51,12 @@ TEST(MultiProcess, AsyncOpsRunInlineAtThreadSingle) {
 }
 
 // All ranks run on this machine: all-reduces go through shared memory unless it was turned off.
+// With --hosts, hierarchically.
 TEST(MultiProcess, TransportIsSharedMemoryUnlessTurnedOff) {
   const bool shared = g_comm->transport().find("shared memory") != std::string::npos;
   EXPECT_EQ(shared, g_shared_memory) << g_comm->transport();
+  const bool hierarchical = g_comm->transport().find(str_cat("within each of ", g_hosts, " hosts")) != std::string::npos;
+  EXPECT_EQ(hierarchical, g_shared_memory && g_hosts > 1) << g_comm->transport();
 }
 
 TEST(MultiProcess, AllReduceLarge) {
@@ -131,6 +137,7 @@ int main(int argc, char** argv) {
   std::string backend = "mpi", store_dir, scenario = "ops";
   int expect_size = -1;
   bool use_store = true;
+  int hosts = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string flag = argv[i];
     if (flag == "--backend") backend = argv[i + 1];
@@ -138,6 +145,7 @@ int main(int argc, char** argv) {
     else if (flag == "--expect-size") expect_size = std::atoi(argv[i + 1]);
     else if (flag == "--scenario") scenario = argv[i + 1];
     else if (flag == "--no-store") use_store = std::string(argv[i + 1]) != "1";
+    else if (flag == "--hosts") hosts = std::atoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "comm_rank_test: unknown flag %s\n", flag.c_str());
       return 2;
@@ -165,8 +173,10 @@ int main(int argc, char** argv) {
                               .debug = scenario == "mismatch",
                               .mpi_thread_single = job->mpi_thread_single,
                               .shared_memory = job->shared_memory,
+                              .shared_memory_host = hosts > 0 ? gradflow::str_cat("host", job->rank % hosts) : "",
                               .address = "127.0.0.1"};
   g_shared_memory = job->shared_memory;
+  g_hosts = hosts;
   g_thread_single = job->mpi_thread_single && backend == "mpi";
   g_comm = create_communicator(options);
   int status = scenario == "ops" ? RUN_ALL_TESTS() : run_scenario(scenario, *g_comm);

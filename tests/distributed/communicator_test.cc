@@ -269,6 +269,33 @@ TEST(SharedMemory, OneShotTwoShotSymmetricAndBroadcastOpsInARowKeepEachResult) {
   });
 }
 
+// Ranks on several hosts (named here: threads of one process standing for a host of two ranks and two of
+// one; four ranks, so that the checks' values stay exact): all-reduces become hierarchical (shared memory within each host, Gloo between the hosts'
+// first ranks, shared memory again to hand the result out); every op still gives every rank the same
+// result, splits included.
+TEST(SharedMemory, RanksOnSeveralHostsReduceHierarchically) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  const std::vector<std::string> host = {"a", "b", "a", "c"};
+  World world(4, StoreKind::kTcp);
+  world.run_ranks([&](int rank) {
+    std::unique_ptr<Communicator> comm = world.make(rank, {.timeout = 60s, .shared_memory_host = host[rank]});
+    EXPECT_EQ(comm->transport(), "gloo + shared memory within each of 3 hosts");
+    testing::check_everything(*comm);
+    testing::check_all_reduce_large(*comm, (int64_t{1} << 20) + 3);
+  });
+}
+
+// The same hosts under one name each: one host, plain shared memory; every rank a host of its own: Gloo.
+TEST(SharedMemory, OneRankPerHostIsPlainBackend) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  World world(3, StoreKind::kFile);
+  world.run_ranks([&](int rank) {
+    std::unique_ptr<Communicator> comm = world.make(rank, {.timeout = 60s, .shared_memory_host = str_cat("h", rank)});
+    EXPECT_EQ(comm->transport(), "gloo");
+    comm->all_reduce_in_place(full({4}, 1.0));
+  });
+}
+
 // A broadcast larger than a slot goes through it in pieces (5 MiB over 1 MiB slots).
 TEST(SharedMemory, BroadcastsLargerThanASlot) {
   if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";

@@ -29,8 +29,12 @@ echo "$out"
 for r in 0 1; do grep -q "^\[1,$r\]<stdout>:probe rank=$r world=4 local=$r/2 node=0/2 source=torchrun" <<<"$out" || fail "rank $r"; done
 for r in 2 3; do grep -q "^\[1,$r\]<stdout>:probe rank=$r world=4 local=$((r - 2))/2 node=1/2 source=torchrun" <<<"$out" || fail "rank $r"; done
 
-# The namespaces share this machine's /dev/shm, so the all-reduce would go through shared memory: turn
-# that off, so that the data crosses the bridge between the "hosts" as it would between machines.
+# Each namespace has a hostname of its own (nsrsh.sh), so the all-reduce is hierarchical: shared memory
+# within each "host", Gloo across the bridge between the hosts' first ranks. Then Gloo alone.
+out=$("${launch[@]}" "$allreduce" 2>&1) || fail "hierarchical all-reduce across hosts: $out"
+echo "$out"
+[[ $(grep -c "backend=gloo sum=10 ok (transport: gloo + shared memory within each of 2 hosts)" <<<"$out") -eq 4 ]] ||
+  fail "every rank should see the sum 10, through shared memory within each host"
 out=$("${launch[@]}" -x GRADFLOW_SHARED_MEMORY=0 "$allreduce" 2>&1) || fail "all-reduce across hosts: $out"
 echo "$out"
 [[ $(grep -c "backend=gloo sum=10 ok (transport: gloo)" <<<"$out") -eq 4 ]] || fail "every rank should see the sum 10 over Gloo"
