@@ -11,6 +11,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// now + timeout, saturated ("forever" must not wrap into the past).
+Clock::time_point deadline_after(Timeout timeout) {
+  const Clock::time_point now = Clock::now();
+  const auto room = std::chrono::duration_cast<Timeout>(Clock::time_point::max() - now);
+  return timeout >= room ? Clock::time_point::max() : now + timeout;
+}
+
 Timeout left(Clock::time_point deadline) {
   return std::max(Timeout(1), std::chrono::duration_cast<Timeout>(deadline - Clock::now()));
 }
@@ -46,7 +53,7 @@ class HierarchicalEngine final : public Engine {
   // host. Each stage gets what is left of the op's timeout.
   void all_reduce(const void* in, void* out, int64_t count, DType dtype, ReduceOp op, Timeout timeout) override {
     if (reduce_function(dtype, op) == nullptr) return inner_->all_reduce(in, out, count, dtype, op, timeout);
-    const Clock::time_point deadline = Clock::now() + timeout;
+    const Clock::time_point deadline = deadline_after(timeout);
     local_->all_reduce(in, out, count, dtype, op, left(deadline));
     if (leaders_) leaders_->all_reduce(out, out, count, dtype, op, left(deadline));
     local_->broadcast(out, count, dtype, 0, left(deadline));

@@ -29,16 +29,23 @@ static_assert(sizeof(Header) <= kPage);
 
 size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
-std::string errno_text(const char* what, const std::string& name) {
-  return str_cat(what, " ", name, ": ", std::strerror(errno));
+std::string errno_text(const std::string& what, const std::string& name, int error) {
+  return str_cat(what, " ", name, ": ", std::strerror(error));
 }
 
 }  // namespace
 
 std::optional<ProcessMark> process_mark(pid_t pid) {
-  std::ifstream in(str_cat("/proc/", pid, "/stat"));
-  std::string text;
-  if (!in || !std::getline(in, text)) return std::nullopt;
+  const int fd = ::open(str_cat("/proc/", pid, "/stat").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT || errno == ESRCH) return std::nullopt;
+    return ProcessMark{.unknown = true};
+  }
+  char buffer[1024];
+  const ssize_t got = ::read(fd, buffer, sizeof(buffer) - 1);
+  ::close(fd);
+  if (got < 0) return errno == ESRCH ? std::nullopt : std::optional<ProcessMark>(ProcessMark{.unknown = true});
+  const std::string text(buffer, static_cast<size_t>(got));
   // "pid (comm) state ppid ... starttime(22nd field) ...": comm may hold spaces and ')', so parse from the
   // last ')'.
   size_t close = text.rfind(')');
@@ -48,7 +55,7 @@ std::optional<ProcessMark> process_mark(pid_t pid) {
   fields >> state;
   for (int field = 4; field < 22 && fields; ++field) fields >> skip;
   ProcessMark mark;
-  if (!(fields >> mark.start_ticks)) return std::nullopt;
+  if (!(fields >> mark.start_ticks)) return ProcessMark{.unknown = true};
   mark.exited = state == "Z" || state == "X" || state == "x";
   return mark;
 }
@@ -83,26 +90,25 @@ absl::StatusOr<std::unique_ptr<SharedSegment>> SharedSegment::create(int ranks, 
   const uint64_t nonce = (static_cast<uint64_t>(random()) << 32) ^ random();
   const std::string name = str_cat("/gradflow-", ::getpid(), "-", nonce);
   int fd = ::shm_open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::UnavailableError(errno_text("shm_open", name));
-  auto fail = [&](const char* what) {
-    absl::Status status = absl::UnavailableError(errno_text(what, name));
+  if (fd < 0) return absl::UnavailableError(errno_text("shm_open", name, errno));
+  auto fail = [&](const std::string& what, int error) {
+    absl::Status status = absl::UnavailableError(errno_text(what, name, error));
     ::close(fd);
     ::shm_unlink(name.c_str());
     return status;
   };
-  if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) return fail("ftruncate");
+  if (::ftruncate(fd, static_cast<off_t>(bytes)) != 0) return fail("ftruncate", errno);
   // posix_fallocate returns the error instead of setting errno.
   if (int err = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)); err != 0) {
-    errno = err;
-    return fail(str_cat("posix_fallocate of ", bytes, " bytes on").c_str());
+    return fail(str_cat("posix_fallocate of ", bytes, " bytes on"), err);
   }
   void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (base == MAP_FAILED) return fail("mmap");
+  if (base == MAP_FAILED) return fail("mmap", errno);
   ::close(fd);
   new (base) Header{.nonce = nonce, .failed_rank = -1, .failure_reason_ready = 0, .failure_reason = {}};
   std::unique_ptr<SharedSegment> segment(
       new SharedSegment(name, static_cast<char*>(base), bytes, ranks, slot_bytes, /*owner=*/true));
-  for (int r = 0; r < ranks; ++r) new (&segment->line(r)) RankLine{.arrived = 0, .request = {0, 0}, .doorbell = 0, .sleeping = 0, .pid = 0, .start_ticks = 0};
+  for (int r = 0; r < ranks; ++r) new (&segment->line(r)) RankLine{.arrived = 0, .request = {0, 0}, .op = {0, 0}, .doorbell = 0, .sleeping = 0, .pid = 0, .start_ticks = 0};
   return segment;
 }
 
@@ -111,15 +117,16 @@ absl::StatusOr<std::unique_ptr<SharedSegment>> SharedSegment::open(const std::st
   slot_bytes = round_up(slot_bytes, kPage);
   const size_t bytes = data_offset(ranks) + static_cast<size_t>(ranks) * slot_bytes;
   int fd = ::shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0600);
-  if (fd < 0) return absl::UnavailableError(errno_text("shm_open", name));
+  if (fd < 0) return absl::UnavailableError(errno_text("shm_open", name, errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0 || static_cast<size_t>(st.st_size) != bytes) {
     ::close(fd);
     return absl::FailedPreconditionError(str_cat("shared memory ", name, " is ", st.st_size, " bytes, not ", bytes));
   }
   void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  const int mmap_error = errno;
   ::close(fd);
-  if (base == MAP_FAILED) return absl::UnavailableError(errno_text("mmap", name));
+  if (base == MAP_FAILED) return absl::UnavailableError(errno_text("mmap", name, mmap_error));
   std::unique_ptr<SharedSegment> segment(
       new SharedSegment(name, static_cast<char*>(base), bytes, ranks, slot_bytes, /*owner=*/false));
   if (segment->nonce() != nonce) {

@@ -23,9 +23,10 @@ namespace gradflow::distributed {
 // the rank that had it).
 struct ProcessMark {
   uint64_t start_ticks = 0;
-  bool exited = false;  // a zombie or gone
+  bool exited = false;   // a zombie
+  bool unknown = false;  // /proc could not be read just now (out of file descriptors, say): no verdict
 };
-// nullopt when /proc has no such process (or it cannot be read).
+// nullopt when /proc has no such process.
 std::optional<ProcessMark> process_mark(pid_t pid);
 
 class SharedSegment {
@@ -35,11 +36,13 @@ class SharedSegment {
     // Where this rank's op keeps its data (shm_engine.cc), by the parity of the barrier it is checked at:
     // a rank past a one-barrier op may announce its next op while a peer still reads this one's.
     std::atomic<uint64_t> request[2];
+    std::atomic<uint64_t> op[2];  // what the op is (kind, size, dtype, reduction, root), by the same parity
     std::atomic<uint32_t> doorbell;  // rung (incremented, futex-woken) by a rank that arrives while this one sleeps
     std::atomic<uint32_t> sleeping;  // 1 while this rank may be asleep on its doorbell
     std::atomic<int32_t> pid;
     std::atomic<uint64_t> start_ticks;
   };
+  static_assert(sizeof(RankLine) == 64, "one cache line per rank");
   static_assert(std::atomic<uint64_t>::is_always_lock_free && std::atomic<int32_t>::is_always_lock_free &&
                     sizeof(std::atomic<uint32_t>) == sizeof(uint32_t),
                 "shared-memory synchronisation needs lock-free atomics");

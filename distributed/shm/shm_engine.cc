@@ -43,6 +43,13 @@ constexpr std::chrono::milliseconds kCheckEvery{5};
 // With more ranks than cores and MPI underneath, all-reduces below this size go to MPI (small_ops_to_inner_).
 constexpr size_t kOversubscribedMinBytes = 64 * 1024;
 
+// now + timeout, saturated: a timeout of "forever" must not wrap around into the past.
+Clock::time_point deadline_after(Timeout timeout) {
+  const Clock::time_point now = Clock::now();
+  const auto room = std::chrono::duration_cast<Timeout>(Clock::time_point::max() - now);
+  return timeout >= room ? Clock::time_point::max() : now + timeout;
+}
+
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   _mm_pause();
@@ -110,8 +117,12 @@ std::shared_ptr<SharedSegment> segment_on_every_rank(Engine& inner, size_t slot_
 class ShmEngine final : public Engine {
  public:
   ShmEngine(std::unique_ptr<Engine> inner, std::shared_ptr<SharedSegment> segment, std::vector<ProcessMark> peers,
-            SharedMemoryConfig config)
-      : inner_(std::move(inner)), segment_(std::move(segment)), peers_(std::move(peers)), config_(config) {}
+            SharedMemoryConfig config, bool oversubscribed)
+      : inner_(std::move(inner)),
+        segment_(std::move(segment)),
+        peers_(std::move(peers)),
+        config_(config),
+        oversubscribed_(oversubscribed) {}
 
   Backend backend() const override { return inner_->backend(); }
   std::string transport() const override { return str_cat(inner_->transport(), " + shared memory"); }
@@ -132,19 +143,19 @@ class ShmEngine final : public Engine {
     }
     if (count == 0) return;
     check_usable("all_reduce");
-    const Clock::time_point deadline = Clock::now() + timeout;
+    const Clock::time_point deadline = deadline_after(timeout);
     const size_t element = dtype_size(dtype);
     try {
       // In place in a buffer of allocate_symmetric: every rank's data is already where all can read it.
       if (Symmetric found = in == out ? find_symmetric(out, bytes) : Symmetric{}; found.segment) {
-        announce(found.request);
+        announce(found.request, op_key('a', bytes, dtype, static_cast<int>(op)));
         arrive_and_wait(deadline, "all_reduce");
         check_requests("all_reduce", found.request);
         reduce_part(*found.segment, found.offset, combine, count, element);
         arrive_and_wait(deadline, "all_reduce");
         return;
       }
-      announce(0);
+      announce(0, op_key('a', bytes, dtype, static_cast<int>(op)));
       if (bytes <= kOneShotBytes) {
         const size_t area = pieces_bytes() + (one_shots_++ % 2) * kOneShotBytes;
         std::memcpy(segment_->slot(rank()) + area, in, bytes);
@@ -166,8 +177,11 @@ class ShmEngine final : public Engine {
         arrive_and_wait(deadline, "all_reduce");
         std::memcpy(static_cast<char*>(out) + offset * element, segment_->slot(rank()), n * element);
       }
-    } catch (const CollectiveError& e) {
+    } catch (const std::exception& e) {
       give_up(e.what());
+      throw;
+    } catch (...) {
+      give_up("an error that is not a std::exception");
       throw;
     }
   }
@@ -189,15 +203,16 @@ class ShmEngine final : public Engine {
     if (!broadcasts_here_) return inner_->broadcast(buffer, count, dtype, root, timeout);
     if (count == 0) return;
     check_usable("broadcast");
-    const Clock::time_point deadline = Clock::now() + timeout;
+    const Clock::time_point deadline = deadline_after(timeout);
     char* data = static_cast<char*>(buffer);
     char* from = segment_->slot(root);
     try {
-      announce(0);
+      announce(0, op_key('b', bytes, dtype, root));
       if (bytes <= kOneShotBytes) {
         const size_t area = pieces_bytes() + (one_shots_++ % 2) * kOneShotBytes;
         if (rank() == root) std::memcpy(from + area, data, bytes);
         arrive_and_wait(deadline, "broadcast");
+        check_requests("broadcast", 0);
         if (rank() != root) std::memcpy(data, from + area, bytes);
         return;
       }
@@ -205,11 +220,15 @@ class ShmEngine final : public Engine {
         const size_t n = std::min(pieces_bytes(), bytes - offset);
         if (rank() == root) std::memcpy(from, data + offset, n);
         arrive_and_wait(deadline, "broadcast");
+        if (offset == 0) check_requests("broadcast", 0);
         if (rank() != root) std::memcpy(data + offset, from, n);
         arrive_and_wait(deadline, "broadcast");
       }
-    } catch (const CollectiveError& e) {
+    } catch (const std::exception& e) {
       give_up(e.what());
+      throw;
+    } catch (...) {
+      give_up("an error that is not a std::exception");
       throw;
     }
   }
@@ -232,10 +251,14 @@ class ShmEngine final : public Engine {
     if (!broadcasts_here_) return inner_->barrier(timeout);
     check_usable("barrier");
     try {
-      announce(0);
-      arrive_and_wait(Clock::now() + timeout, "barrier");
-    } catch (const CollectiveError& e) {
+      announce(0, op_key('r', 0, kU8, 0));
+      arrive_and_wait(deadline_after(timeout), "barrier");
+      check_requests("barrier", 0);
+    } catch (const std::exception& e) {
       give_up(e.what());
+      throw;
+    } catch (...) {
+      give_up("an error that is not a std::exception");
       throw;
     }
   }
@@ -283,16 +306,34 @@ class ShmEngine final : public Engine {
     return {};
   }
 
-  // Before arriving at the next barrier: where this op's data is.
-  void announce(uint64_t request) {
-    segment_->line(rank()).request[(generation_ + 1) % 2].store(request, std::memory_order_relaxed);
+  // Before arriving at the next barrier: where this op's data is, and what the op is (kind, size, dtype,
+  // reduce op, root), so that ranks calling different ops fail together instead of pairing up wrong
+  // barriers.
+  void announce(uint64_t request, uint64_t op) {
+    SharedSegment::RankLine& line = segment_->line(rank());
+    line.request[(generation_ + 1) % 2].store(request, std::memory_order_relaxed);
+    line.op[(generation_ + 1) % 2].store(op, std::memory_order_relaxed);
+  }
+  static uint64_t op_key(char kind, uint64_t bytes, DType dtype, int op_or_root) {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a over the fields
+    for (uint64_t v : {static_cast<uint64_t>(kind), bytes, static_cast<uint64_t>(dtype),
+                       static_cast<uint64_t>(static_cast<uint32_t>(op_or_root))}) {
+      h = (h ^ v) * 1099511628211ull;
+    }
+    return h;
   }
 
   // After the first barrier: every rank must have its data in the same place (all in the same symmetric
   // buffer at the same offset, or all in their slots), or the reduction would combine the wrong bytes.
   // Every rank sees the same requests, so all fail alike.
   void check_requests(const char* op, uint64_t mine) const {
+    const uint64_t my_op = segment_->line(rank()).op[generation_ % 2].load(std::memory_order_relaxed);
     for (int r = 0; r < size(); ++r) {
+      if (segment_->line(r).op[generation_ % 2].load(std::memory_order_relaxed) != my_op) {
+        throw CollectiveError(CollectiveFailure::kMismatch,
+                              str_cat("shared memory: ", op, ": rank ", r, " called another op, or with another ",
+                                      "size, dtype, reduction or root, than rank ", rank()));
+      }
       const uint64_t theirs = segment_->line(r).request[generation_ % 2].load(std::memory_order_relaxed);
       if (theirs != mine) {
         throw CollectiveError(CollectiveFailure::kMismatch,
@@ -338,15 +379,21 @@ class ShmEngine final : public Engine {
       // nothing, and checks every few milliseconds for failures. With more ranks than cores the peer may
       // be waiting for this very core: sleep at once.
       const Clock::time_point start = Clock::now();
-      Clock::time_point next_check = start;
+      Clock::time_point next_check = start + kCheckEvery;
       const uint64_t spin_limit = oversubscribed_ ? 0 : kSpins;
       for (uint64_t spins = 0; arrived.load(std::memory_order_acquire) < generation; ++spins) {
         if (spins < spin_limit) {
           cpu_relax();
           continue;
         }
+        // Cheap checks every time round; the peers' processes (read in /proc) every kCheckEvery.
+        check_usable(op);
+        if (interrupted_.load(std::memory_order_relaxed)) {
+          throw CollectiveError(CollectiveFailure::kAborted,
+                                str_cat("shared memory: ", op, ": the communicator failed while this rank waited"));
+        }
         const Clock::time_point now = Clock::now();
-        if (now >= next_check) {
+        if (now >= next_check || now >= deadline) {
           check_peers(generation, now, deadline, op);
           next_check = now + kCheckEvery;
         }
@@ -388,23 +435,22 @@ class ShmEngine final : public Engine {
 
   // Throws CollectiveError when waiting for barrier `generation` cannot succeed.
   void check_peers(uint64_t generation, Clock::time_point now, Clock::time_point deadline, const char* op) {
-    check_usable(op);
-    if (interrupted_.load(std::memory_order_relaxed)) {
-      throw CollectiveError(CollectiveFailure::kAborted,
-                            str_cat("shared memory: ", op, ": the communicator failed while this rank waited"));
-    }
     std::string missing;
     for (int r = 0; r < size(); ++r) {
-      if (r == rank() || segment_->line(r).arrived.load(std::memory_order_acquire) >= generation) continue;
+      const std::atomic<uint64_t>& arrived = segment_->line(r).arrived;
+      if (r == rank() || arrived.load(std::memory_order_acquire) >= generation) continue;
       const pid_t pid = segment_->line(r).pid.load(std::memory_order_relaxed);
       std::optional<ProcessMark> mark = process_mark(pid);
-      if (!mark || mark->exited || mark->start_ticks != peers_[r].start_ticks) {
+      // No verdict when /proc could not be read this round.
+      const bool gone = !mark || (!mark->unknown && (mark->exited || mark->start_ticks != peers_[r].start_ticks));
+      // A peer may arrive and then end normally between the first look and /proc's answer.
+      if (gone && arrived.load(std::memory_order_acquire) < generation) {
         throw CollectiveError(CollectiveFailure::kPeerFailure,
                               str_cat("shared memory: ", op, ": rank ", r, "'s process (pid ", pid, ") has exited"));
       }
       missing += str_cat(missing.empty() ? "" : ", ", r);
     }
-    if (now >= deadline) {
+    if (now >= deadline && !missing.empty()) {
       throw CollectiveError(CollectiveFailure::kTimeout,
                             str_cat("shared memory: ", op, " timed out; ranks that did not arrive: ", missing));
     }
@@ -443,9 +489,10 @@ class ShmEngine final : public Engine {
   std::vector<ProcessMark> peers_;  // each rank's process as the rendezvous saw it
   SharedMemoryConfig config_;
   uint64_t generation_ = 0;
-  uint64_t one_shots_ = 0;
-  // More ranks on this host than it has cores (e.g. mpirun --oversubscribe): waits yield instead of spinning.
-  const bool oversubscribed_ = size() > static_cast<int>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+  uint64_t one_shots_ = 0;  // one-shot ops so far: which small area the next one uses
+  // More ranks on this host than cores for them (mpirun --oversubscribe): waits sleep instead of spinning.
+  // Agreed by all ranks at the rendezvous, since small_ops_to_inner_ must be the same everywhere.
+  const bool oversubscribed_;
   // Oversubscribed, waiting for every other rank costs a trip through the scheduler per rank (35-60 us at
   // 4 ranks on 2 cores), where MPI's pairwise exchanges take 7-12 us: small all-reduces stay with MPI.
   // (Gloo's take 150-900 us there: shared memory still wins.)
@@ -454,7 +501,7 @@ class ShmEngine final : public Engine {
   // here) and twice as long as here for megabytes, while MPI's is a single copy out of root's memory
   // (1.6 against 2.4 us small, 74 against 147 us for 1 MiB).
   const bool broadcasts_here_ = inner_->backend() != Backend::kMpi;
-  std::atomic<bool> interrupted_{false};  // interrupt(): the communicator has failed  // one-shot all-reduces so far: which area the next one uses
+  std::atomic<bool> interrupted_{false};  // interrupt(): the communicator has failed
 };
 
 }  // namespace
@@ -488,6 +535,7 @@ std::unique_ptr<Engine> share_memory_on_host(std::unique_ptr<Engine> inner, cons
   if (!segment) return inner;
 
   std::optional<ProcessMark> me = process_mark(::getpid());
+  if (me && me->unknown) me.reset();
   segment->line(rank).pid.store(::getpid(), std::memory_order_relaxed);
   segment->line(rank).start_ticks.store(me ? me->start_ticks : 0, std::memory_order_relaxed);
   inner->barrier(config.timeout);
@@ -497,11 +545,14 @@ std::unique_ptr<Engine> share_memory_on_host(std::unique_ptr<Engine> inner, cons
   bool pids_agree = me.has_value();
   for (int r = 0; r < size && pids_agree; ++r) {
     std::optional<ProcessMark> mark = process_mark(segment->line(r).pid.load(std::memory_order_relaxed));
-    pids_agree = mark && !mark->exited && mark->start_ticks == segment->line(r).start_ticks.load();
+    pids_agree = mark && !mark->exited && !mark->unknown && mark->start_ticks == segment->line(r).start_ticks.load();
     if (mark) peers[r] = *mark;
   }
   if (!all_agree(*inner, pids_agree, config.timeout)) return inner;
-  return std::make_unique<ShmEngine>(std::move(inner), std::move(segment), std::move(peers), config);
+  // Oversubscribed if any rank counts fewer cores than ranks: every rank must take the same paths.
+  const bool cores_enough = size <= static_cast<int>(std::max(1L, ::sysconf(_SC_NPROCESSORS_ONLN)));
+  const bool oversubscribed = !all_agree(*inner, cores_enough, config.timeout);
+  return std::make_unique<ShmEngine>(std::move(inner), std::move(segment), std::move(peers), config, oversubscribed);
 }
 
 }  // namespace gradflow::distributed

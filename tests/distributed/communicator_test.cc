@@ -311,6 +311,31 @@ TEST(SharedMemory, BroadcastsLargerThanASlot) {
   });
 }
 
+// Ranks that call different ops, or one op with different sizes (a bug debug mode would name), would
+// pair up the wrong barriers and read each other's data as theirs: through shared memory every rank
+// fails at the first barrier instead, saying so.
+TEST(SharedMemory, RanksCallingDifferentOpsAllFail) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  for (int variant : {0, 1, 2}) {
+    SCOPED_TRACE(variant == 0 ? "sizes" : variant == 1 ? "all_reduce against broadcast" : "roots");
+    World world(2, StoreKind::kTcp);
+    world.run([variant](Communicator& comm) {
+      try {
+        if (variant == 0) {
+          comm.all_reduce_in_place(full({comm.rank() == 0 ? 100 : 300000}, 1.0));
+        } else if (variant == 1 && comm.rank() == 0) {
+          comm.all_reduce_in_place(full({64}, 1.0));
+        } else {
+          comm.broadcast({full({64}, 1.0)}, {.root = variant == 2 ? comm.rank() : 0})->wait();
+        }
+        ADD_FAILURE() << "rank " << comm.rank() << ": the op should fail";
+      } catch (const CollectiveError& e) {
+        EXPECT_NE(std::string(e.what()).find("called another op"), std::string::npos) << e.what();
+      }
+    });
+  }
+}
+
 // The segment's name is removed once every rank has mapped it: a job leaves nothing in /dev/shm, even
 // when it is killed.
 TEST(SharedMemory, NothingIsLeftInDevShm) {
