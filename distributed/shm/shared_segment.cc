@@ -60,6 +60,18 @@ std::optional<ProcessMark> process_mark(pid_t pid) {
   return mark;
 }
 
+// The segment's size for `ranks` slots of slot_bytes (rounded up to pages); nullopt if it overflows.
+std::optional<size_t> SharedSegment::segment_bytes(int ranks, size_t slot_bytes) {
+  size_t rounded = 0, slots = 0, total = 0;
+  if (ranks < 1 || __builtin_add_overflow(slot_bytes, kPage - 1, &rounded)) return std::nullopt;
+  rounded = rounded / kPage * kPage;
+  if (__builtin_mul_overflow(rounded, static_cast<size_t>(ranks), &slots) ||
+      __builtin_add_overflow(slots, data_offset(ranks), &total) || total > static_cast<size_t>(INT64_MAX)) {
+    return std::nullopt;
+  }
+  return total;
+}
+
 size_t SharedSegment::data_offset(int ranks) {
   return round_up(kPage + static_cast<size_t>(ranks) * sizeof(RankLine), kPage);
 }
@@ -84,8 +96,10 @@ void SharedSegment::unlink() {
 }
 
 absl::StatusOr<std::unique_ptr<SharedSegment>> SharedSegment::create(int ranks, size_t slot_bytes) {
+  const std::optional<size_t> total = segment_bytes(ranks, slot_bytes);
+  if (!total) return absl::InvalidArgumentError(str_cat("shared memory of ", ranks, " slots of ", slot_bytes, " bytes"));
   slot_bytes = round_up(slot_bytes, kPage);
-  const size_t bytes = data_offset(ranks) + static_cast<size_t>(ranks) * slot_bytes;
+  const size_t bytes = *total;
   std::random_device random;
   const uint64_t nonce = (static_cast<uint64_t>(random()) << 32) ^ random();
   const std::string name = str_cat("/gradflow-", ::getpid(), "-", nonce);
@@ -114,8 +128,10 @@ absl::StatusOr<std::unique_ptr<SharedSegment>> SharedSegment::create(int ranks, 
 
 absl::StatusOr<std::unique_ptr<SharedSegment>> SharedSegment::open(const std::string& name, uint64_t nonce, int ranks,
                                                                    size_t slot_bytes) {
+  const std::optional<size_t> total = segment_bytes(ranks, slot_bytes);
+  if (!total) return absl::InvalidArgumentError(str_cat("shared memory of ", ranks, " slots of ", slot_bytes, " bytes"));
   slot_bytes = round_up(slot_bytes, kPage);
-  const size_t bytes = data_offset(ranks) + static_cast<size_t>(ranks) * slot_bytes;
+  const size_t bytes = *total;
   int fd = ::shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) return absl::UnavailableError(errno_text("shm_open", name, errno));
   struct stat st {};

@@ -76,6 +76,7 @@ class SharedSegment {
  private:
   SharedSegment(std::string name, char* base, size_t bytes, int ranks, size_t slot_bytes, bool owner);
   static size_t data_offset(int ranks);
+  static std::optional<size_t> segment_bytes(int ranks, size_t slot_bytes);
 
   std::string name_;
   char* base_;

@@ -68,6 +68,12 @@ TEST(SharedSegment, OpensOnlyWithItsNonceAndLeavesNoNameBehind) {
   EXPECT_STREQ((*opened)->slot(1), "written by the creator") << "mappings outlive the name";
 }
 
+// A size that would wrap around is refused, not mapped short.
+TEST(SharedSegment, ASizeThatOverflowsIsRefused) {
+  absl::StatusOr<std::unique_ptr<SharedSegment>> huge = SharedSegment::create(4, SIZE_MAX / 2);
+  EXPECT_EQ(huge.status().code(), absl::StatusCode::kInvalidArgument) << huge.status();
+}
+
 TEST(SharedSegment, ACreatorThatGoesAwayTakesItsName) {
   std::string path;
   {
