@@ -4,19 +4,14 @@
 #include <chrono>
 
 #include "distributed/comm/reduce_functions.h"
+#include "distributed/shm/wrapping_engine.h"
 #include "distributed/store/prefix_store.h"
 
 namespace gradflow::distributed {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// now + timeout, saturated ("forever" must not wrap into the past).
-Clock::time_point deadline_after(Timeout timeout) {
-  const Clock::time_point now = Clock::now();
-  const auto room = std::chrono::duration_cast<Timeout>(Clock::time_point::max() - now);
-  return timeout >= room ? Clock::time_point::max() : now + timeout;
-}
+using shm_internal::Clock;
+using shm_internal::deadline_after;
 
 Timeout left(Clock::time_point deadline) {
   return std::max(Timeout(1), std::chrono::duration_cast<Timeout>(deadline - Clock::now()));
@@ -26,28 +21,18 @@ std::shared_ptr<Store> prefixed(const std::shared_ptr<Store>& store, const std::
   return store ? std::make_shared<PrefixStore>(prefix, store) : nullptr;
 }
 
-class HierarchicalEngine final : public Engine {
+class HierarchicalEngine final : public shm_internal::WrappingEngine {
  public:
   HierarchicalEngine(std::unique_ptr<Engine> inner, std::unique_ptr<Engine> local, std::unique_ptr<Engine> leaders,
                      int hosts, SharedMemoryConfig config)
-      : inner_(std::move(inner)),
+      : WrappingEngine(std::move(inner), std::move(config)),
         local_(std::move(local)),
         leaders_(std::move(leaders)),
-        hosts_(hosts),
-        config_(std::move(config)) {}
+        hosts_(hosts) {}
 
-  Backend backend() const override { return inner_->backend(); }
   std::string transport() const override {
     return str_cat(inner_->transport(), " + shared memory within each of ", hosts_, " hosts");
   }
-  int rank() const override { return inner_->rank(); }
-  int size() const override { return inner_->size(); }
-  bool supports_device(Device device) const override { return inner_->supports_device(device); }
-  Device staging_device() const override { return inner_->staging_device(); }
-  bool supports_reduction(DType dtype, ReduceOp op) const override { return inner_->supports_reduction(dtype, op); }
-  bool native_avg() const override { return inner_->native_avg(); }
-  bool honours_timeouts() const override { return inner_->honours_timeouts(); }
-  bool inline_only() const override { return inner_->inline_only(); }
 
   // The host's sum on every rank of the host, the leaders' sum of those, then the leader's result to its
   // host. Each stage gets what is left of the op's timeout.
@@ -59,53 +44,16 @@ class HierarchicalEngine final : public Engine {
     local_->broadcast(out, count, dtype, 0, left(deadline));
   }
 
-  void broadcast(void* buffer, int64_t count, DType dtype, int root, Timeout timeout) override {
-    inner_->broadcast(buffer, count, dtype, root, timeout);
-  }
-  void reduce(const void* in, void* out, int64_t count, DType dtype, ReduceOp op, int root, Timeout timeout) override {
-    inner_->reduce(in, out, count, dtype, op, root, timeout);
-  }
-  void all_gather(const void* in, void* out, const std::vector<int64_t>& counts, DType dtype,
-                  Timeout timeout) override {
-    inner_->all_gather(in, out, counts, dtype, timeout);
-  }
-  void reduce_scatter(const void* in, void* out, const std::vector<int64_t>& counts, DType dtype, ReduceOp op,
-                      Timeout timeout) override {
-    inner_->reduce_scatter(in, out, counts, dtype, op, timeout);
-  }
-  void all_to_all(const void* in, const std::vector<int64_t>& send_counts, void* out,
-                  const std::vector<int64_t>& recv_counts, DType dtype, Timeout timeout) override {
-    inner_->all_to_all(in, send_counts, out, recv_counts, dtype, timeout);
-  }
-  void barrier(Timeout timeout) override { inner_->barrier(timeout); }
-  void send(const void* buffer, int64_t count, DType dtype, int dst, int tag, Timeout timeout) override {
-    inner_->send(buffer, count, dtype, dst, tag, timeout);
-  }
-  void recv(void* buffer, int64_t count, DType dtype, int src, int tag, Timeout timeout) override {
-    inner_->recv(buffer, count, dtype, src, tag, timeout);
-  }
-
   void interrupt() override {
     inner_->interrupt();
     local_->interrupt();
     if (leaders_) leaders_->interrupt();
   }
 
-  std::unique_ptr<Engine> split(int color, const std::vector<int>& members, int new_rank,
-                                std::shared_ptr<Store> store) override {
-    SharedMemoryConfig config = config_;
-    config.store = store;
-    std::unique_ptr<Engine> part = inner_->split(color, members, new_rank, std::move(store));
-    if (!part) return nullptr;
-    return share_memory_on_host(std::move(part), config);
-  }
-
  private:
-  std::unique_ptr<Engine> inner_;    // every rank: the ops other than all-reduce
   std::unique_ptr<Engine> local_;    // this host's ranks, through shared memory
   std::unique_ptr<Engine> leaders_;  // one rank per host; null on the others
   int hosts_;
-  SharedMemoryConfig config_;
 };
 
 }  // namespace

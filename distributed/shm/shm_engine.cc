@@ -21,11 +21,13 @@
 #include "distributed/comm/reduce_functions.h"
 #include "distributed/shm/hierarchical_engine.h"
 #include "distributed/shm/shared_segment.h"
+#include "distributed/shm/wrapping_engine.h"
 
 namespace gradflow::distributed {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using shm_internal::Clock;
+using shm_internal::deadline_after;
 constexpr size_t kLine = 64;
 // The reduced part is combined and then copied to every slot a block at a time, so the block being
 // copied is still in this core's L1.
@@ -42,13 +44,6 @@ constexpr uint64_t kSpins = 2048;
 constexpr std::chrono::milliseconds kCheckEvery{5};
 // With more ranks than cores and MPI underneath, all-reduces below this size go to MPI (small_ops_to_inner_).
 constexpr size_t kOversubscribedMinBytes = 64 * 1024;
-
-// now + timeout, saturated: a timeout of "forever" must not wrap around into the past.
-Clock::time_point deadline_after(Timeout timeout) {
-  const Clock::time_point now = Clock::now();
-  const auto room = std::chrono::duration_cast<Timeout>(Clock::time_point::max() - now);
-  return timeout >= room ? Clock::time_point::max() : now + timeout;
-}
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -114,26 +109,16 @@ std::shared_ptr<SharedSegment> segment_on_every_rank(Engine& inner, size_t slot_
   return agreed ? segment : nullptr;
 }
 
-class ShmEngine final : public Engine {
+class ShmEngine final : public shm_internal::WrappingEngine {
  public:
   ShmEngine(std::unique_ptr<Engine> inner, std::shared_ptr<SharedSegment> segment, std::vector<ProcessMark> peers,
             SharedMemoryConfig config, bool oversubscribed)
-      : inner_(std::move(inner)),
+      : WrappingEngine(std::move(inner), std::move(config)),
         segment_(std::move(segment)),
         peers_(std::move(peers)),
-        config_(config),
         oversubscribed_(oversubscribed) {}
 
-  Backend backend() const override { return inner_->backend(); }
   std::string transport() const override { return str_cat(inner_->transport(), " + shared memory"); }
-  int rank() const override { return inner_->rank(); }
-  int size() const override { return inner_->size(); }
-  bool supports_device(Device device) const override { return inner_->supports_device(device); }
-  Device staging_device() const override { return inner_->staging_device(); }
-  bool supports_reduction(DType dtype, ReduceOp op) const override { return inner_->supports_reduction(dtype, op); }
-  bool native_avg() const override { return inner_->native_avg(); }
-  bool honours_timeouts() const override { return inner_->honours_timeouts(); }
-  bool inline_only() const override { return inner_->inline_only(); }
 
   void all_reduce(const void* in, void* out, int64_t count, DType dtype, ReduceOp op, Timeout timeout) override {
     half_reduce::Fn combine = reduce_function(dtype, op);
@@ -145,7 +130,7 @@ class ShmEngine final : public Engine {
     check_usable("all_reduce");
     const Clock::time_point deadline = deadline_after(timeout);
     const size_t element = dtype_size(dtype);
-    try {
+    giving_up_on_error([&] {
       // In place in a buffer of allocate_symmetric: every rank's data is already where all can read it.
       if (Symmetric found = in == out ? find_symmetric(out, bytes) : Symmetric{}; found.segment) {
         announce(found.request, op_key('a', bytes, dtype, static_cast<int>(op)));
@@ -177,13 +162,7 @@ class ShmEngine final : public Engine {
         arrive_and_wait(deadline, "all_reduce");
         std::memcpy(static_cast<char*>(out) + offset * element, segment_->slot(rank()), n * element);
       }
-    } catch (const std::exception& e) {
-      give_up(e.what());
-      throw;
-    } catch (...) {
-      give_up("an error that is not a std::exception");
-      throw;
-    }
+    });
   }
 
   std::shared_ptr<void> allocate_symmetric(size_t bytes, Timeout timeout) override {
@@ -206,7 +185,7 @@ class ShmEngine final : public Engine {
     const Clock::time_point deadline = deadline_after(timeout);
     char* data = static_cast<char*>(buffer);
     char* from = segment_->slot(root);
-    try {
+    giving_up_on_error([&] {
       announce(0, op_key('b', bytes, dtype, root));
       if (bytes <= kOneShotBytes) {
         const size_t area = pieces_bytes() + (one_shots_++ % 2) * kOneShotBytes;
@@ -224,63 +203,20 @@ class ShmEngine final : public Engine {
         if (rank() != root) std::memcpy(data + offset, from, n);
         arrive_and_wait(deadline, "broadcast");
       }
-    } catch (const std::exception& e) {
-      give_up(e.what());
-      throw;
-    } catch (...) {
-      give_up("an error that is not a std::exception");
-      throw;
-    }
-  }
-  void reduce(const void* in, void* out, int64_t count, DType dtype, ReduceOp op, int root, Timeout timeout) override {
-    inner_->reduce(in, out, count, dtype, op, root, timeout);
-  }
-  void all_gather(const void* in, void* out, const std::vector<int64_t>& counts, DType dtype,
-                  Timeout timeout) override {
-    inner_->all_gather(in, out, counts, dtype, timeout);
-  }
-  void reduce_scatter(const void* in, void* out, const std::vector<int64_t>& counts, DType dtype, ReduceOp op,
-                      Timeout timeout) override {
-    inner_->reduce_scatter(in, out, counts, dtype, op, timeout);
-  }
-  void all_to_all(const void* in, const std::vector<int64_t>& send_counts, void* out,
-                  const std::vector<int64_t>& recv_counts, DType dtype, Timeout timeout) override {
-    inner_->all_to_all(in, send_counts, out, recv_counts, dtype, timeout);
+    });
   }
   void barrier(Timeout timeout) override {
     if (!broadcasts_here_) return inner_->barrier(timeout);
     check_usable("barrier");
-    try {
+    giving_up_on_error([&] {
       announce(0, op_key('r', 0, kU8, 0));
       arrive_and_wait(deadline_after(timeout), "barrier");
       check_requests("barrier", 0);
-    } catch (const std::exception& e) {
-      give_up(e.what());
-      throw;
-    } catch (...) {
-      give_up("an error that is not a std::exception");
-      throw;
-    }
+    });
   }
-  void send(const void* buffer, int64_t count, DType dtype, int dst, int tag, Timeout timeout) override {
-    inner_->send(buffer, count, dtype, dst, tag, timeout);
-  }
-  void recv(void* buffer, int64_t count, DType dtype, int src, int tag, Timeout timeout) override {
-    inner_->recv(buffer, count, dtype, src, tag, timeout);
-  }
-
   void interrupt() override {
     interrupted_.store(true, std::memory_order_relaxed);
     inner_->interrupt();
-  }
-
-  std::unique_ptr<Engine> split(int color, const std::vector<int>& members, int new_rank,
-                                std::shared_ptr<Store> store) override {
-    SharedMemoryConfig config = config_;
-    config.store = store;
-    std::unique_ptr<Engine> part = inner_->split(color, members, new_rank, std::move(store));
-    if (!part) return nullptr;
-    return share_memory_on_host(std::move(part), config);
   }
 
  private:
@@ -467,6 +403,20 @@ class ShmEngine final : public Engine {
                                   why.empty() ? "" : ")"));
   }
 
+  // Runs body; whatever it throws, this rank gives up first, so that the others stop waiting for it.
+  template <typename F>
+  void giving_up_on_error(F&& body) {
+    try {
+      body();
+    } catch (const std::exception& e) {
+      give_up(e.what());
+      throw;
+    } catch (...) {
+      give_up("an error that is not a std::exception");
+      throw;
+    }
+  }
+
   // Tells the other ranks (the first to give up is recorded): their barriers fail instead of waiting out
   // their timeouts. The segment's counters are out of step from here on, so every later op fails too.
   void give_up(const char* why) {
@@ -476,7 +426,6 @@ class ShmEngine final : public Engine {
     segment_->failure_reason_ready().store(1, std::memory_order_release);
   }
 
-  std::unique_ptr<Engine> inner_;
   std::shared_ptr<SharedSegment> segment_;  // barriers, failure notes, and the slots data is copied through
   // The buffers allocate_symmetric handed out (each alive while a tensor uses it), numbered in the order
   // they were made, which is the same on every rank.
@@ -487,7 +436,6 @@ class ShmEngine final : public Engine {
   std::vector<SymmetricBuffer> symmetric_;
   uint64_t symmetric_made_ = 0;
   std::vector<ProcessMark> peers_;  // each rank's process as the rendezvous saw it
-  SharedMemoryConfig config_;
   uint64_t generation_ = 0;
   uint64_t one_shots_ = 0;  // one-shot ops so far: which small area the next one uses
   // More ranks on this host than cores for them (mpirun --oversubscribe): waits sleep instead of spinning.
