@@ -53,6 +53,15 @@ inline void cpu_relax() {
 #endif
 }
 
+// FNV-1a over bytes: equal inputs give equal 8-byte keys on every rank.
+uint64_t fnv1a(const void* data, size_t n) {
+  uint64_t hash = 1469598103934665603ull;
+  for (const unsigned char* p = static_cast<const unsigned char*>(data); n > 0; --n, ++p) {
+    hash = (hash ^ *p) * 1099511628211ull;
+  }
+  return hash;
+}
+
 // What makes two ranks share /dev/shm: the same kernel boot, hostname and /dev/shm mount, unless the
 // configuration names the host. A hash of it, so that every rank sends the same 8 bytes.
 int64_t host_identity(const std::string& named) {
@@ -68,9 +77,7 @@ int64_t host_identity(const std::string& named) {
     struct stat st {};
     if (::stat("/dev/shm", &st) == 0) text += str_cat("|", st.st_dev, ":", st.st_ino);
   }
-  uint64_t hash = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : text) hash = (hash ^ c) * 1099511628211ull;
-  return static_cast<int64_t>(hash);
+  return static_cast<int64_t>(fnv1a(text.data(), text.size()));
 }
 
 // The ranks' agreement, through inner: every rank passes its own verdict and gets whether all said yes.
@@ -122,14 +129,14 @@ class ShmEngine final : public shm_internal::WrappingEngine {
 
   void all_reduce(const void* in, void* out, int64_t count, DType dtype, ReduceOp op, Timeout timeout) override {
     half_reduce::Fn combine = reduce_function(dtype, op);
-    const size_t bytes = static_cast<size_t>(count) * dtype_size(dtype);
+    const size_t element = dtype_size(dtype);
+    const size_t bytes = static_cast<size_t>(count) * element;
     if (combine == nullptr || (small_ops_to_inner_ && bytes < kOversubscribedMinBytes)) {
       return inner_->all_reduce(in, out, count, dtype, op, timeout);
     }
     if (count == 0) return;
     check_usable("all_reduce");
     const Clock::time_point deadline = deadline_after(timeout);
-    const size_t element = dtype_size(dtype);
     giving_up_on_error([&] {
       // In place in a buffer of allocate_symmetric: every rank's data is already where all can read it.
       if (Symmetric found = in == out ? find_symmetric(out, bytes) : Symmetric{}; found.segment) {
@@ -251,12 +258,9 @@ class ShmEngine final : public shm_internal::WrappingEngine {
     line.op[(generation_ + 1) % 2].store(op, std::memory_order_relaxed);
   }
   static uint64_t op_key(char kind, uint64_t bytes, DType dtype, int op_or_root) {
-    uint64_t h = 1469598103934665603ull;  // FNV-1a over the fields
-    for (uint64_t v : {static_cast<uint64_t>(kind), bytes, static_cast<uint64_t>(dtype),
-                       static_cast<uint64_t>(static_cast<uint32_t>(op_or_root))}) {
-      h = (h ^ v) * 1099511628211ull;
-    }
-    return h;
+    const uint64_t fields[] = {static_cast<uint64_t>(kind), bytes, static_cast<uint64_t>(dtype),
+                               static_cast<uint64_t>(static_cast<uint32_t>(op_or_root))};
+    return fnv1a(fields, sizeof(fields));
   }
 
   // After the first barrier: every rank must have its data in the same place (all in the same symmetric
