@@ -80,7 +80,8 @@ std::vector<Tensor> MultiWorkerMirroredStrategy::gradient(GradientTape& tape, co
                                                           const std::vector<Variable>& vars) {
   std::unique_ptr<GradientAverager> averager = average_gradients(vars, 1.0, 1.0);
   tape.gradient(target, std::vector<GradSource>(vars.begin(), vars.end()),
-                [&](size_t i, const Tensor& g) { averager->ready(i, g); });
+                {.on_ready = [&](size_t i, const Tensor& g) { averager->ready(i, g); },
+                 .destination = [&](size_t i) { return averager->destination(i); }});
   return averager->finish().first;
 }
 

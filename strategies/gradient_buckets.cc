@@ -103,19 +103,36 @@ void BucketedAverager::ready(size_t i, const Tensor& grad) {
                              dtype_name(grad.dtype()), ", the variable is ", shape_str(slot.shape), " ",
                              dtype_name(slot.dtype)));
   }
-  Tensor& buffer = layout_->buckets_[slot.bucket].buffer;
-  Tensor dst = buffer.slice(0, slot.offset, slot.offset + numel(slot.shape)).reshape(slot.shape);
-  if (grad.defined() && scale_ > 0) {
+  Tensor dst = slot_view(i);
+  const bool contributes = grad.defined() && scale_ > 0;
+  const bool in_place = contributes && (scale_ == 1.0 || prescaled_) && grad.dtype() == dst.dtype() &&
+                        grad.raw_data() == dst.raw_data() && grad.strides() == dst.strides();
+  if (in_place) {
+    used_[i] = 1.0;  // backward wrote it into its slot (destination())
+  } else if (contributes) {
+    used_[i] = 1.0;
     Tensor src = grad.device() == dst.device() ? grad : grad.to(dst.device());
     Tensor scaled = scale_ == 1.0 || prescaled_ ? src : src * scale_;
     copy_into(dst, scaled.dtype() == dst.dtype() ? scaled : scaled.to(dst.dtype()));
-    used_[i] = 1.0;
   } else {
     copy_into(dst, zeros(slot.shape, dst.dtype(), dst.device()));
   }
   ready_[i] = 1;
   --missing_[slot.bucket];
   if (overlap_) start_ready_buckets(false);
+}
+
+Tensor BucketedAverager::slot_view(size_t i) const {
+  const BucketLayout::Slot& slot = layout_->slots_[i];
+  const Tensor& buffer = layout_->buckets_[slot.bucket].buffer;
+  return buffer.slice(0, slot.offset, slot.offset + numel(slot.shape)).reshape(slot.shape);
+}
+
+Tensor BucketedAverager::destination(size_t i) {
+  if (finished_ || i >= ready_.size() || ready_[i] || scale_ <= 0 || (scale_ != 1.0 && !prescaled_)) return Tensor();
+  const BucketLayout::Slot& slot = layout_->slots_[i];
+  if (layout_->buckets_[slot.bucket].buffer.dtype() != slot.dtype) return Tensor();  // compressed on the wire
+  return slot_view(i);
 }
 
 void BucketedAverager::start_ready_buckets(bool all) {

@@ -2,8 +2,9 @@
 //
 // The variables are laid out in buckets of at most bucket_bytes, in reverse order (backward finishes the
 // last layer's gradients first), each bucket one flat buffer per dtype and device that lives as long as
-// the layout (no per-step allocation). As backward makes a gradient final, the averager copies it (scaled
-// by weight / nominal) into its slot; when a bucket is full its in-place all-reduce starts on the
+// the layout (no per-step allocation). Backward writes a gradient straight into its slot where it can (a
+// matmul's, GradientTape::Hooks::destination); as backward makes a gradient final, the averager copies
+// any other (scaled by weight / nominal) into its slot; when a bucket is full its in-place all-reduce starts on the
 // communicator's progress thread while backward goes on. The last bucket (the first layers' gradients,
 // the last ones backward makes) runs in finish() on the calling thread: nothing is left to overlap it. Buckets always start in bucket order, the
 // same on every rank whatever order the gradients come in, so ranks never pair different buckets.
@@ -69,6 +70,8 @@ class BucketedAverager : public ReplicaContext::GradientAverager {
   ~BucketedAverager() override;
 
   void ready(size_t i, const Tensor& grad) override;
+  // The variable's slot in its bucket, where no scaling or conversion is due on the way in.
+  Tensor destination(size_t i) override;
   void set_compute_seconds(double seconds) override { compute_seconds_ = seconds; }
   // Called once the all-reduce is done with every rank's compute seconds (the layout's timing slots).
   void on_timings(std::function<void(const std::vector<double>&)> fn) { on_timings_ = std::move(fn); }
@@ -90,6 +93,8 @@ class BucketedAverager : public ReplicaContext::GradientAverager {
   // async: on the progress thread; otherwise blocking (Communicator::all_reduce_in_place: inline when the
   // communicator is idle; finish() waits anyway).
   void start(size_t bucket, bool async);
+  // vars[i]'s slot: a view of its bucket's buffer.
+  Tensor slot_view(size_t i) const;
 
   distributed::Communicator& comm_;
   std::shared_ptr<BucketLayout> layout_;

@@ -100,6 +100,24 @@ std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vect
 
 std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vector<GradSource>& source_list,
                                            const GradientReadyFn& on_ready, const Tensor& output_gradient) {
+  return gradient(target, source_list, Hooks{on_ready, {}}, output_gradient);
+}
+
+namespace {
+
+// Whether a tape other than `self` records on this thread (it would record backward's ops, and keep their
+// outputs: those must not live in memory the caller overwrites later).
+bool other_tape_recording(const GradientTape::State* self) {
+  if (recording_suspended) return false;
+  return std::any_of(active_tapes.begin(), active_tapes.end(),
+                     [&](const GradientTape::State* t) { return t != self && t->recording; });
+}
+
+}  // namespace
+
+std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vector<GradSource>& source_list,
+                                           const Hooks& hooks, const Tensor& output_gradient) {
+  const GradientReadyFn& on_ready = hooks.on_ready;
   std::vector<Tensor> sources;
   sources.reserve(source_list.size());
   for (const GradSource& s : source_list) sources.push_back(s.tensor());
@@ -157,6 +175,44 @@ std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vect
     }
   }
 
+  // Destinations, per entry and input: for a source whose gradient comes whole from one op (a leaf, read
+  // once by one relevant op, listed once), so that op's gradient function writes it in place.
+  absl::flat_hash_map<size_t, TensorList> destinations;
+  if (hooks.destination && !other_tape_recording(&s)) {
+    absl::flat_hash_map<uint64_t, int> listed;  // source id -> times in the list
+    for (const Tensor& src : sources) ++listed[src.id()];
+    struct Read {
+      int count = 0;
+      size_t entry = 0, input = 0;
+    };
+    absl::flat_hash_map<uint64_t, Read> reads;  // source id -> its reads by relevant ops
+    absl::flat_hash_set<uint64_t> produced;     // sources some recorded op computed: not leaves
+    for (size_t i = 0; i < s.entries.size(); ++i) {
+      if (!relevant[i]) continue;
+      const TapeEntry& e = s.entries[i];
+      for (size_t j = 0; j < e.inputs.size(); ++j) {
+        if (!listed.contains(e.inputs[j].id())) continue;
+        Read& r = reads[e.inputs[j].id()];
+        r = {r.count + 1, i, j};
+      }
+      for (const Tensor& t : e.outputs) {
+        if (listed.contains(t.id())) produced.insert(t.id());
+      }
+    }
+    for (size_t k = 0; k < sources.size(); ++k) {
+      const uint64_t id = sources[k].id();
+      auto r = reads.find(id);
+      if (r == reads.end() || r->second.count != 1 || listed[id] != 1 || produced.contains(id) || id == target.id()) {
+        continue;
+      }
+      Tensor dest = hooks.destination(k);
+      if (!dest.defined()) continue;
+      TensorList& list = destinations[r->second.entry];
+      list.resize(s.entries[r->second.entry].inputs.size());
+      list[r->second.input] = std::move(dest);
+    }
+  }
+
   for (size_t i = s.entries.size(); i-- > 0;) {
     if (!relevant[i]) continue;
     const TapeEntry& e = s.entries[i];
@@ -180,7 +236,9 @@ std::vector<Tensor> GradientTape::gradient(const Tensor& target, const std::vect
         if (reached.contains(e.inputs[k].id())) needed |= uint64_t{1} << k;
       }
       if (e.inputs.size() > 64) needed = ~uint64_t{0};
-      TensorList input_grads = e.op->grad(GradContext{e.inputs, e.outputs, grad_outputs, e.attrs, needed});
+      auto dest = destinations.find(i);
+      TensorList input_grads = e.op->grad(GradContext{e.inputs, e.outputs, grad_outputs, e.attrs, needed,
+                                                      dest == destinations.end() ? nullptr : &dest->second});
       for (size_t k = 0; k < e.inputs.size() && k < input_grads.size(); ++k) {
         const Tensor& in = e.inputs[k];
         if (!input_grads[k].defined() || !reached.contains(in.id())) continue;

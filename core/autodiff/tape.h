@@ -59,6 +59,20 @@ class GradientTape {
   std::vector<Tensor> gradient(const Tensor& target, const std::vector<GradSource>& sources,
                                const GradientReadyFn& on_ready, const Tensor& output_gradient = Tensor());
 
+  // Where source k's gradient should be written (a tensor of its shape, dtype and device, or undefined:
+  // anywhere); asked once per source before backward runs. A data-parallel reducer passes its bucket's
+  // slot, so that the op computing the gradient writes there and no copy follows. A hint: backward writes
+  // there only when that is safe and cheap (the source is a leaf that one op reads once, its gradient
+  // function supports it, as matmul's does, and no enclosing tape records this backward); the gradient
+  // returned and given to on_ready then shares the destination's memory. Otherwise it lands elsewhere.
+  using GradientDestinationFn = std::function<Tensor(size_t source_index)>;
+  struct Hooks {
+    GradientReadyFn on_ready;
+    GradientDestinationFn destination;
+  };
+  std::vector<Tensor> gradient(const Tensor& target, const std::vector<GradSource>& sources, const Hooks& hooks,
+                               const Tensor& output_gradient = Tensor());
+
   // Pauses recording while the returned object lives (TF's `with tape.stop_recording():`).
   class Pause {
    public:

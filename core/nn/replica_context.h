@@ -73,6 +73,9 @@ class ReplicaContext {
     // vars[i]'s gradient on this replica is final (undefined: it has none). At most once per variable,
     // in any order (backward's is best: communication then starts while backward goes on).
     virtual void ready(size_t i, const Tensor& grad) = 0;
+    // Where backward may write vars[i]'s gradient itself (GradientTape::Hooks::destination), sparing
+    // ready() a copy; undefined: anywhere. Valid until ready(i).
+    virtual Tensor destination(size_t i) { return Tensor(); }
     // Waits for the communication; returns the averaged gradients and the total weight. A variable no
     // replica had a gradient for gets an undefined one (the optimizer skips it, on every replica alike);
     // when the total weight is 0 the gradients are empty. Variables never made ready count as undefined.

@@ -112,8 +112,9 @@ Tensor rows(const Tensor& t, const std::vector<int64_t>& order, int64_t lo, int6
 }
 
 // One batch's forward and backward, marked on the timeline. The loss is multiplied by loss_weight before
-// backward (replicas whose backward talks to the others weight it there); on_ready, when set, gets each
-// gradient as soon as it is final (the data-parallel averager).
+// backward (replicas whose backward talks to the others weight it there); hooks.on_ready, when set, gets
+// each gradient as soon as it is final, and hooks.destination says where to write it (the data-parallel
+// averager).
 struct ForwardBackward {
   Tensor y_pred, loss;
   Tensor y;  // the labels, on the predictions' device (one copy a step for the loss and the metrics)
@@ -121,7 +122,7 @@ struct ForwardBackward {
   std::vector<Tensor> grads;
 };
 ForwardBackward forward_backward(ModelImpl& model, const Tensor& x, const Tensor& y, double loss_weight = 1.0,
-                                 const GradientTape::GradientReadyFn& on_ready = {}) {
+                                 const GradientTape::Hooks& hooks = {}) {
   TrainingConfig& t = config(model);
   ForwardBackward out;
   GradientTape tape;
@@ -134,7 +135,7 @@ ForwardBackward forward_backward(ModelImpl& model, const Tensor& x, const Tensor
   out.vars = model.trainable_variables();
   trace::Span span("backward");
   Tensor objective = loss_weight == 1.0 ? out.loss : out.loss * loss_weight;
-  out.grads = tape.gradient(objective, std::vector<GradSource>(out.vars.begin(), out.vars.end()), on_ready);
+  out.grads = tape.gradient(objective, std::vector<GradSource>(out.vars.begin(), out.vars.end()), hooks);
   return out;
 }
 
@@ -184,8 +185,10 @@ bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<
   const auto started = std::chrono::steady_clock::now();
   if (work) {
     const double weight = synchronizes ? rows / nominal_rows : 1.0;
+    // Gradients go straight into the averager's buckets where backward can write them there.
     ForwardBackward step = forward_backward(model, work->first, work->second, weight,
-                                            [&](size_t i, const Tensor& g) { averager->ready(i, g); });
+                                            {.on_ready = [&](size_t i, const Tensor& g) { averager->ready(i, g); },
+                                             .destination = [&](size_t i) { return averager->destination(i); }});
     if (has_rows) {
       update_metrics(t, step.y, step.y_pred);
       loss.add(step.loss.item(), rows);

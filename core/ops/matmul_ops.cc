@@ -31,7 +31,7 @@ MetaList infer_matmul(const TensorList& in, const Attrs& a) {
 }
 
 // Only the gradients some source needs: the first layer's input is data, and its gradient would cost as
-// much as the kernel's.
+// much as the kernel's. Each goes where the tape asks (OutputInto), when its shape is the product's.
 TensorList matmul_grad(const GradContext& c) {
   const Tensor& a = c.inputs[0];
   const Tensor& b = c.inputs[1];
@@ -39,6 +39,7 @@ TensorList matmul_grad(const GradContext& c) {
   bool ta = c.attrs.get<bool>("transpose_a"), tb = c.attrs.get<bool>("transpose_b");
   Tensor da, db;
   if (c.needs(0)) {
+    OutputInto into(c.destination(0));
     if (!ta) {
       da = tb ? matmul(g, b) : matmul(g, b, false, true);
     } else {
@@ -47,6 +48,7 @@ TensorList matmul_grad(const GradContext& c) {
     da = sum_to(da, a.shape());
   }
   if (c.needs(1)) {
+    OutputInto into(c.destination(1));
     if (!tb) {
       db = ta ? matmul(a, g) : matmul(a, g, true, false);
     } else {

@@ -97,6 +97,27 @@ KernelFn kernel_for(const OpDef& op, Device device) {
   return kernel;
 }
 
+namespace {
+thread_local Tensor* pending_output = nullptr;  // the innermost live OutputInto's destination
+}  // namespace
+
+OutputInto::OutputInto(Tensor destination) : destination_(std::move(destination)), previous_(pending_output) {
+  pending_output = destination_.defined() ? &destination_ : nullptr;
+}
+
+OutputInto::~OutputInto() { pending_output = previous_; }
+
+Tensor allocate_output(const TensorMeta& meta) {
+  Tensor* dest = pending_output;
+  if (dest != nullptr && dest->defined() && dest->shape() == meta.shape && dest->dtype() == meta.dtype &&
+      dest->device() == meta.device && dest->is_contiguous()) {
+    Tensor out = std::move(*dest);  // used once: later outputs get memory of their own
+    *dest = Tensor();
+    return out;
+  }
+  return empty(meta);
+}
+
 TensorList run_op(const OpDef& op, const TensorList& inputs, const Attrs& attrs) {
   internal::DenormalFlushScope flush_denormals;
   Device device = common_device(op, inputs);

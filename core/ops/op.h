@@ -74,7 +74,15 @@ struct GradContext {
   // inputs from the 65th on always do. A gradient function may skip the others' (an undefined Tensor),
   // as TensorFlow's skip_input_indices lets MatMul's gradient skip the data's side.
   uint64_t needed = ~uint64_t{0};
+  // Per input, where the tape would like its gradient written (GradientTape's GradientDestinationFn); null
+  // or an undefined Tensor: anywhere. Given only where writing there directly is safe: the input is a
+  // source read by this op alone, and no enclosing tape records the gradient computation. A gradient
+  // function may honour it (matmul's does, through OutputInto) or not; the tape's caller checks.
+  const TensorList* destinations = nullptr;
   bool needs(size_t k) const { return k >= 64 || ((needed >> k) & 1) != 0; }
+  Tensor destination(size_t k) const {
+    return destinations != nullptr && k < destinations->size() ? (*destinations)[k] : Tensor();
+  }
 };
 // Returns one gradient per input, written with differentiable ops so that nested tapes see them
 // (second derivatives); an undefined Tensor where an input gets no gradient.
@@ -112,6 +120,27 @@ TensorList run_op(const OpDef& op, const TensorList& inputs, const Attrs& attrs 
 inline Tensor run_op1(const OpDef& op, const TensorList& inputs, const Attrs& attrs = {}) {
   return std::move(run_op(op, inputs, attrs)[0]);
 }
+
+// Lets a gradient function write its result where the tape's caller wants it (a data-parallel gradient
+// bucket), sparing a copy: while an OutputInto lives on this thread, the first op output allocated with
+// allocate_output() that matches `destination` (shape, dtype and device; destination contiguous) is
+// `destination` itself, so the kernel writes there. An undefined destination does nothing; an op whose
+// kernel allocates otherwise leaves it unused, so the caller checks where the result landed.
+class OutputInto {
+ public:
+  explicit OutputInto(Tensor destination);
+  ~OutputInto();
+  OutputInto(const OutputInto&) = delete;
+  OutputInto& operator=(const OutputInto&) = delete;
+
+ private:
+  Tensor destination_;
+  Tensor* previous_;
+};
+
+// For kernels: the memory of an output described by meta (a new tensor, or the pending OutputInto's
+// destination when it matches).
+Tensor allocate_output(const TensorMeta& meta);
 
 // The op's kernel for a device, or DeviceError naming the op and device.
 KernelFn kernel_for(const OpDef& op, Device device);

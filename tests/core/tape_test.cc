@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
+#include <optional>
 
 #include "core/gradflow.h"
 
@@ -203,6 +205,87 @@ TEST(TapeReadyHook, DuplicateSourcesAndTheTargetItself) {
   EXPECT_EQ(values(g[0]), (std::vector<double>{2, 4}));
   EXPECT_EQ(values(g[1]), (std::vector<double>{1}));
   EXPECT_EQ(values(g[2]), values(g[0]));
+}
+
+// The destination hook: a source's gradient computed whole by one matmul lands in the given tensor (no
+// copy), for every transpose; everywhere it would not be safe, the hint is ignored and the gradient is
+// still right.
+TEST(TapeDestinationHook, MatmulWritesALeafsGradientIntoItsDestination) {
+  for (bool ta : {false, true}) {
+    for (bool tb : {false, true}) {
+      SCOPED_TRACE(str_cat("transpose_a ", ta, ", transpose_b ", tb));
+      Tensor a = random_normal(ta ? Shape{4, 3} : Shape{3, 4}, 0, 1, kF64);
+      Variable w(random_normal(tb ? Shape{2, 4} : Shape{4, 2}, 0, 1, kF64), "w");
+      Variable bias(from_vector<double>({0.5, -0.25}), "bias");
+      auto run = [&](const GradientTape::Hooks& hooks) {
+        GradientTape tape;
+        Tensor y = sum(square(add(matmul(a, w.value(), ta, tb), bias.value())));
+        return tape.gradient(y, {w, bias}, hooks);
+      };
+      std::vector<Tensor> plain = run({});
+      Tensor slot = zeros(w.shape(), kF64);
+      std::vector<Tensor> ready(2);
+      std::vector<size_t> asked;
+      std::vector<Tensor> g = run({.on_ready = [&](size_t k, const Tensor& t) { ready[k] = t; },
+                                   .destination = [&](size_t k) {
+                                     asked.push_back(k);
+                                     return k == 0 ? slot : Tensor();
+                                   }});
+      std::sort(asked.begin(), asked.end());
+      EXPECT_EQ(asked, (std::vector<size_t>{0, 1}));
+      EXPECT_EQ(g[0].raw_data(), slot.raw_data()) << "written in place";
+      EXPECT_EQ(ready[0].raw_data(), slot.raw_data());
+      EXPECT_EQ(values(slot), values(plain[0]));
+      EXPECT_EQ(values(g[1]), values(plain[1]));
+    }
+  }
+}
+
+TEST(TapeDestinationHook, IgnoredWhereWritingInPlaceWouldBeWrong) {
+  Variable w(from_vector<double>({1, 2, 3, 4}, {2, 2}), "w");
+  Tensor x = from_vector<double>({1, -1, 0.5, 2}, {2, 2});
+  auto check = [&](const std::string& what, const std::function<Tensor()>& loss, bool nested = false) {
+    SCOPED_TRACE(what);
+    GradientTape plain_tape;
+    std::vector<Tensor> plain = plain_tape.gradient(loss(), {w});
+    Tensor slot = zeros({2, 2}, kF64);
+    std::optional<GradientTape> outer;
+    if (nested) outer.emplace();
+    GradientTape tape;
+    Tensor y = loss();
+    std::vector<Tensor> g = tape.gradient(y, {w}, {.destination = [&](size_t) { return slot; }});
+    EXPECT_NE(g[0].raw_data(), slot.raw_data());
+    EXPECT_EQ(values(g[0]), values(plain[0]));
+    EXPECT_EQ(values(slot), (std::vector<double>{0, 0, 0, 0})) << "the destination is left alone";
+  };
+  // Two reads: the gradient is a sum of two contributions.
+  check("read twice", [&] { return sum(add(matmul(x, w.value()), matmul(w.value(), x))); });
+  // An enclosing tape records backward: its tensors must not live in the caller's buffer.
+  check("enclosing tape", [&] { return sum(square(matmul(x, w.value()))); }, /*nested=*/true);
+  // Not a leaf: its gradient flows on to the op that computed it.
+  Tensor h;
+  GradientTape tape;
+  tape.watch(x);
+  h = mul(x, x);
+  Tensor y = sum(matmul(h, w.value()));
+  Tensor slot = zeros({2, 2}, kF64);
+  std::vector<Tensor> g = tape.gradient(y, {h, x}, {.destination = [&](size_t k) { return k == 0 ? slot : Tensor(); }});
+  EXPECT_NE(g[0].raw_data(), slot.raw_data());
+  EXPECT_EQ(values(slot), (std::vector<double>{0, 0, 0, 0}));
+  EXPECT_EQ(values(g[1]), (std::vector<double>{2 * 1 * 3, -2 * 7, 2 * 0.5 * 3, 2 * 2 * 7}));
+}
+
+// A destination of another shape or dtype than the gradient is ignored too.
+TEST(TapeDestinationHook, MismatchedDestinationIsIgnored) {
+  Variable w(from_vector<double>({1, 2, 3, 4}, {2, 2}), "w");
+  Tensor x = from_vector<double>({1, -1, 0.5, 2}, {2, 2});
+  for (Tensor slot : {zeros({4}, kF64), zeros({2, 2}, kF32), zeros({2, 4}, kF64).slice(1, 0, 2)}) {
+    GradientTape tape;
+    Tensor y = sum(matmul(x, w.value()));
+    std::vector<Tensor> g = tape.gradient(y, {w}, {.destination = [&](size_t) { return slot; }});
+    EXPECT_NE(g[0].raw_data(), slot.raw_data());
+    EXPECT_EQ(values(g[0]), (std::vector<double>{1.5, 1.5, 1, 1}));
+  }
 }
 
 // Gradient functions learn which inputs need a gradient: only those on a path from a source. A probe op
