@@ -35,7 +35,7 @@ BucketLayout::BucketLayout(const std::vector<Tensor>& like, const std::vector<st
       devices.push_back(v.device());
       bytes = 0;
     }
-    slots_[k] = {buckets_.size() - 1, elements.back(), v.shape(), v.dtype(), v.device(),
+    slots_[k] = {buckets_.size() - 1, elements.back(), v.shape(), contiguous_strides(v.shape()), v.dtype(), v.device(),
                  k < names.size() ? names[k] : str_cat("tensor ", k)};
     buckets_.back().vars.push_back(k);
     elements.back() += v.numel();
@@ -122,10 +122,42 @@ void BucketedAverager::ready(size_t i, const Tensor& grad) {
   if (overlap_) start_ready_buckets(false);
 }
 
-Tensor BucketedAverager::slot_view(size_t i) const {
+Tensor BucketedAverager::slot_view(size_t i, const Tensor& buffer) const {
   const BucketLayout::Slot& slot = layout_->slots_[i];
-  const Tensor& buffer = layout_->buckets_[slot.bucket].buffer;
-  return buffer.slice(0, slot.offset, slot.offset + numel(slot.shape)).reshape(slot.shape);
+  return make_view(buffer, slot.shape, slot.strides, buffer.offset() + slot.offset);
+}
+
+Tensor BucketedAverager::slot_view(size_t i) const {
+  return slot_view(i, layout_->buckets_[layout_->slots_[i].bucket].buffer);
+}
+
+// The metadata is a few numbers a step: on the CPU they are written and read in place, not through ops.
+void BucketedAverager::write_meta(BucketLayout::Bucket& bucket, const std::vector<double>& values) {
+  Tensor& buffer = bucket.buffer;
+  if (buffer.device().is_cpu() && buffer.is_contiguous() && carries_meta(buffer.dtype())) {
+    visit_float("gradient buckets", buffer.dtype(), [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      T* meta = buffer.data<T>() + bucket.meta_offset;
+      for (size_t k = 0; k < values.size(); ++k) meta[k] = static_cast<T>(values[k]);
+    });
+    return;
+  }
+  Tensor dst = buffer.slice(0, bucket.meta_offset, bucket.meta_offset + static_cast<int64_t>(values.size()));
+  copy_into(dst, from_vector<double>(values).to(dst.dtype()).to(dst.device()));
+}
+
+std::vector<double> BucketedAverager::read_meta(const BucketLayout::Bucket& bucket) const {
+  const Tensor& buffer = bucket.buffer;
+  if (buffer.device().is_cpu() && buffer.is_contiguous() && carries_meta(buffer.dtype())) {
+    std::vector<double> values(static_cast<size_t>(buffer.numel() - bucket.meta_offset));
+    visit_float("gradient buckets", buffer.dtype(), [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      const T* meta = buffer.data<T>() + bucket.meta_offset;
+      for (size_t k = 0; k < values.size(); ++k) values[k] = static_cast<double>(meta[k]);
+    });
+    return values;
+  }
+  return buffer.slice(0, bucket.meta_offset, buffer.numel()).to(kF64).to(kCPU).to_vector<double>();
 }
 
 Tensor BucketedAverager::destination(size_t i) {
@@ -154,9 +186,7 @@ void BucketedAverager::start(size_t b, bool async) {
     std::vector<double> meta{scale_};
     meta.insert(meta.end(), used_.begin(), used_.end());
     for (int r = 0; r < layout_->ranks_; ++r) meta.push_back(r == comm_.rank() ? compute_seconds_ : 0.0);
-    Tensor values = from_vector<double>(meta, {static_cast<int64_t>(meta.size())});
-    Tensor dst = bucket.buffer.slice(0, bucket.meta_offset, bucket.meta_offset + values.numel());
-    copy_into(dst, values.to(dst.dtype()).to(dst.device()));
+    write_meta(bucket, meta);
   }
   trace::Span span("start all_reduce", "communication", str_cat("bucket ", b, ", ", bucket.buffer.numel(), " elements"));
   if (async) {
@@ -176,7 +206,7 @@ std::optional<BucketedAverager::Reduced> BucketedAverager::reduce() {
   for (const distributed::WorkPtr& w : works_) w->wait();
   const BucketLayout::Bucket& last = layout_->buckets_.back();
   Reduced r;
-  r.meta = last.buffer.slice(0, last.meta_offset, last.buffer.numel()).to(kF64).to(kCPU).to_vector<double>();
+  r.meta = read_meta(last);
   if (r.meta[0] <= 0) return std::nullopt;  // no replica had rows: nothing was timed either
   if (on_timings_ && layout_->ranks_ > 0) {
     on_timings_(std::vector<double>(r.meta.end() - layout_->ranks_, r.meta.end()));
@@ -192,7 +222,7 @@ std::vector<Tensor> BucketedAverager::cut(const std::vector<Tensor>& buckets, co
   for (size_t i = 0; i < grads.size(); ++i) {
     if (meta[1 + i] == 0) continue;  // no replica had a gradient for it
     const BucketLayout::Slot& slot = layout_->slots_[i];
-    Tensor g = buckets[slot.bucket].slice(0, slot.offset, slot.offset + numel(slot.shape)).reshape(slot.shape);
+    Tensor g = slot_view(i, buckets[slot.bucket]);
     grads[i] = g.dtype() == slot.dtype ? g : g.to(slot.dtype);
   }
   return grads;

@@ -45,6 +45,7 @@ class BucketLayout {
     size_t bucket;
     int64_t offset;  // elements into the bucket's buffer
     Shape shape;
+    Strides strides;  // contiguous: views of the bucket are made directly (make_view)
     DType dtype;
     Device device;
     std::string name;  // the variable's, for errors
@@ -93,8 +94,12 @@ class BucketedAverager : public ReplicaContext::GradientAverager {
   // async: on the progress thread; otherwise blocking (Communicator::all_reduce_in_place: inline when the
   // communicator is idle; finish() waits anyway).
   void start(size_t bucket, bool async);
-  // vars[i]'s slot: a view of its bucket's buffer.
+  // vars[i]'s slot in `buffer` (its bucket's buffer, or a tensor laid out like it).
+  Tensor slot_view(size_t i, const Tensor& buffer) const;
   Tensor slot_view(size_t i) const;
+  // The metadata in the bucket that holds it: written before its all-reduce, read after.
+  void write_meta(BucketLayout::Bucket& bucket, const std::vector<double>& values);
+  std::vector<double> read_meta(const BucketLayout::Bucket& bucket) const;
 
   distributed::Communicator& comm_;
   std::shared_ptr<BucketLayout> layout_;
