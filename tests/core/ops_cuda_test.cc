@@ -525,5 +525,23 @@ TEST_F(Cuda, ConcurrentThreads) {
   for (const Tensor& r : results) expect_same(r, want, 1e-4, "matmul from several threads");
 }
 
+// Backward's destination hook on the GPU: the matmul writes a Dense kernel's gradient into the given
+// device tensor (a data-parallel bucket's slot), with the CPU's values.
+TEST_F(Cuda, MatmulGradientLandsInItsDestination) {
+  Tensor x = random_normal({8, 5}, 0, 1, kF32);
+  Variable w_cpu(random_normal({5, 3}, 0, 1, kF32), "w");
+  Variable w_gpu(w_cpu.value_unwatched().to(kGpu), "w");
+  auto grad = [&](Variable& w, const Device& d, const Tensor& slot) {
+    GradientTape tape;
+    Tensor y = sum(square(matmul(x.to(d), w.value())));
+    return tape.gradient(y, {w}, {.destination = [&](size_t) { return slot; }})[0];
+  };
+  Tensor want = grad(w_cpu, kCPU, Tensor());
+  Tensor slot = zeros({5, 3}, kF32, kGpu);
+  Tensor got = grad(w_gpu, kGpu, slot);
+  EXPECT_EQ(got.raw_data(), slot.raw_data());
+  expect_same(slot, want, 1e-5, "the gradient in its destination");
+}
+
 }  // namespace
 }  // namespace gradflow

@@ -102,7 +102,7 @@ int as_int(int64_t v, std::string_view what) {
 
 TensorList matmul_kernel(const TensorList& in, const Attrs& attrs, const MetaList& metas) {
   bool ta = attrs.get<bool>("transpose_a"), tb = attrs.get<bool>("transpose_b");
-  Tensor out = empty(metas[0]);
+  Tensor out = allocate_output(metas[0]);  // a gradient bucket's slot, when backward asks (OutputInto)
   const Shape& os = out.shape();
   int r = out.rank();
   int64_t m = os[r - 2], n = os[r - 1];
