@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <numeric>
 #include <thread>
 #include <vector>
 
@@ -168,6 +169,94 @@ class ShmEngine final : public shm_internal::WrappingEngine {
         reduce_part(*segment_, 0, combine, n, element);
         arrive_and_wait(deadline, "all_reduce");
         std::memcpy(static_cast<char*>(out) + offset * element, segment_->slot(rank()), n * element);
+      }
+    });
+  }
+
+  // Each rank's part (counts[rank] elements, after the parts of the ranks before it) of the elementwise
+  // combination of every rank's `in`. Every rank's data goes through its slot a piece at a time, and each
+  // rank combines the elements of its own part, in rank order, straight into out. An `in` in a buffer of
+  // allocate_symmetric is read where it is.
+  void reduce_scatter(const void* in, void* out, const std::vector<int64_t>& counts, DType dtype, ReduceOp op,
+                      Timeout timeout) override {
+    half_reduce::Fn combine = reduce_function(dtype, op);
+    const size_t element = dtype_size(dtype);
+    const int64_t total = std::accumulate(counts.begin(), counts.end(), int64_t{0});
+    const size_t bytes = static_cast<size_t>(total) * element;
+    if (!gathers_here_ || combine == nullptr || counts.size() != static_cast<size_t>(size())) {
+      return inner_->reduce_scatter(in, out, counts, dtype, op, timeout);
+    }
+    if (total == 0) return;
+    check_usable("reduce_scatter");
+    const Clock::time_point deadline = deadline_after(timeout);
+    const int64_t lo = std::accumulate(counts.begin(), counts.begin() + rank(), int64_t{0});
+    const int64_t hi = lo + counts[rank()];
+    // Elements [a, b) of every rank's data, found at byte `at` of every slot of `segment`, combined into out.
+    auto combine_into_out = [&](const SharedSegment& segment, size_t at, int64_t a, int64_t b) {
+      if (a >= b) return;
+      char* dst = static_cast<char*>(out) + static_cast<size_t>(a - lo) * element;
+      const size_t n = static_cast<size_t>(b - a);
+      combine(dst, segment.slot(0) + at, segment.slot(1) + at, n);
+      for (int r = 2; r < size(); ++r) combine(dst, dst, segment.slot(r) + at, n);
+    };
+    giving_up_on_error([&] {
+      const uint64_t key = op_key('s', bytes, dtype, static_cast<int>(op));
+      if (Symmetric found = find_symmetric(const_cast<void*>(in), bytes); found.segment) {
+        announce(found.request, key);
+        arrive_and_wait(deadline, "reduce_scatter");
+        check_requests("reduce_scatter", found.request);
+        combine_into_out(*found.segment, found.offset + static_cast<size_t>(lo) * element, lo, hi);
+        arrive_and_wait(deadline, "reduce_scatter");  // no rank changes its data while another reads it
+        return;
+      }
+      announce(0, key);
+      const int64_t per_piece = static_cast<int64_t>(pieces_bytes() / element);
+      for (int64_t offset = 0; offset < total; offset += per_piece) {
+        const int64_t n = std::min(per_piece, total - offset);
+        std::memcpy(segment_->slot(rank()), static_cast<const char*>(in) + offset * element, n * element);
+        arrive_and_wait(deadline, "reduce_scatter");
+        if (offset == 0) check_requests("reduce_scatter", 0);
+        const int64_t a = std::max(lo, offset), b = std::min(hi, offset + n);
+        combine_into_out(*segment_, static_cast<size_t>(a - offset) * element, a, b);
+        arrive_and_wait(deadline, "reduce_scatter");
+      }
+    });
+  }
+
+  // Every rank's `in` (counts[r] elements) one after another in out: each rank copies its part of each
+  // piece of out into its slot, and every rank copies all the parts out.
+  void all_gather(const void* in, void* out, const std::vector<int64_t>& counts, DType dtype,
+                  Timeout timeout) override {
+    const size_t element = dtype_size(dtype);
+    const int64_t total = std::accumulate(counts.begin(), counts.end(), int64_t{0});
+    if (!gathers_here_ || counts.size() != static_cast<size_t>(size())) {
+      return inner_->all_gather(in, out, counts, dtype, timeout);
+    }
+    if (total == 0) return;
+    check_usable("all_gather");
+    const Clock::time_point deadline = deadline_after(timeout);
+    std::vector<int64_t> starts(counts.size() + 1, 0);
+    for (size_t r = 0; r < counts.size(); ++r) starts[r + 1] = starts[r] + counts[r];
+    giving_up_on_error([&] {
+      announce(0, op_key('g', static_cast<uint64_t>(total) * element, dtype, 0));
+      const int64_t per_piece = static_cast<int64_t>(pieces_bytes() / element);
+      for (int64_t offset = 0; offset < total; offset += per_piece) {
+        const int64_t end = std::min(total, offset + per_piece);
+        // Rank r's elements within [offset, end): [a, b), at byte (a - offset) x element of its slot.
+        auto part = [&](int r) { return std::pair{std::max(starts[r], offset), std::min(starts[r + 1], end)}; };
+        if (auto [a, b] = part(rank()); a < b) {
+          std::memcpy(segment_->slot(rank()) + (a - offset) * element,
+                      static_cast<const char*>(in) + (a - starts[rank()]) * element, (b - a) * element);
+        }
+        arrive_and_wait(deadline, "all_gather");
+        if (offset == 0) check_requests("all_gather", 0);
+        for (int r = 0; r < size(); ++r) {
+          if (auto [a, b] = part(r); a < b) {
+            std::memcpy(static_cast<char*>(out) + a * element, segment_->slot(r) + (a - offset) * element,
+                        (b - a) * element);
+          }
+        }
+        arrive_and_wait(deadline, "all_gather");
       }
     });
   }
@@ -453,6 +542,9 @@ class ShmEngine final : public shm_internal::WrappingEngine {
   // here) and twice as long as here for megabytes, while MPI's is a single copy out of root's memory
   // (1.6 against 2.4 us small, 74 against 147 us for 1 MiB).
   const bool broadcasts_here_ = inner_->backend() != Backend::kMpi;
+  // All-gathers and reduce-scatters: over Gloo, whose TCP versions cost tens of microseconds even for a
+  // few bytes.
+  const bool gathers_here_ = inner_->backend() != Backend::kMpi;
   std::atomic<bool> interrupted_{false};  // interrupt(): the communicator has failed
 };
 

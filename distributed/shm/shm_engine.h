@@ -27,7 +27,8 @@ struct SharedMemoryConfig {
   std::shared_ptr<Store> store;
 };
 
-// `inner` wrapped so that its CPU all-reduces go through shared memory, when it has two or more ranks,
+// `inner` wrapped so that its CPU all-reduces (and, over Gloo, broadcasts, barriers, all-gathers and
+// reduce-scatters) go through shared memory, when it has two or more ranks,
 // all of them on this host (same hostname, boot and /dev/shm), none of its buffers on a GPU (a
 // CUDA-aware MPI keeps its own path), and the segment could be set up on every rank. When the ranks span
 // hosts and some host has several, the all-reduce becomes hierarchical (hierarchical_engine.h). Otherwise

@@ -336,6 +336,74 @@ TEST(SharedMemory, RanksCallingDifferentOpsAllFail) {
   }
 }
 
+// Reduce-scatters and all-gathers between the ranks of one host go through shared memory too: parts
+// larger than a slot (three pieces), uneven (one rank without rows for all_gather_v), float sums in rank
+// order bit for bit, an input in a buffer of allocate_for_all_reduce read where it is.
+float bits_value(int rank, int64_t i) {  // built from bits, not arithmetic: the compiler cannot fuse it into sums
+  const uint32_t h = static_cast<uint32_t>(i * 2654435761u) ^ static_cast<uint32_t>(rank * 40503u + 17u);
+  const uint32_t bits = (h & 0x807fffffu) | ((119u + (h >> 23) % 8u) << 23);
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+TEST(SharedMemory, ReduceScattersAndAllGathersAcrossPieces) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  constexpr int kRanks = 3;
+  constexpr int64_t kTotal = 600'001;  // reduce_scatter's parts: 200,001, 200,000 and 200,000 elements
+  World world(kRanks, StoreKind::kTcp);
+  world.run([&](Communicator& comm) {
+    ASSERT_EQ(comm.transport(), "gloo + shared memory");
+    const int rank = comm.rank();
+    std::vector<float> mine(kTotal);
+    for (int64_t i = 0; i < kTotal; ++i) mine[i] = bits_value(rank, i);
+    Tensor ordinary = from_vector<float>(mine, {kTotal});
+    Tensor symmetric = comm.allocate_for_all_reduce({kTotal}, kF32);
+    copy_into(symmetric, ordinary);
+    const int64_t lo = rank == 0 ? 0 : 200'001 + (rank - 1) * 200'000;
+    const int64_t part = rank == 0 ? 200'001 : 200'000;
+    for (const Tensor& in : {ordinary, symmetric}) {
+      std::vector<float> got = comm.reduce_scatter(in)->result()[0].to_vector<float>();
+      ASSERT_EQ(static_cast<int64_t>(got.size()), part);
+      for (int64_t i = 0; i < part; ++i) {
+        float sum = bits_value(0, lo + i);
+        for (int r = 1; r < kRanks; ++r) sum += bits_value(r, lo + i);
+        ASSERT_EQ(got[i], sum) << "rank " << rank << " element " << i;
+      }
+    }
+    // all_gather_v: 250,000, 0 and 350,001 rows of one element.
+    const std::vector<int64_t> rows{250'000, 0, 350'001};
+    const int64_t first = rank == 0 ? 0 : rows[0] + (rank == 2 ? rows[1] : 0);
+    Tensor mine_rows = ordinary.slice(0, first, first + rows[rank]).reshape({rows[rank], 1});
+    std::vector<float> gathered = comm.all_gather_v(mine_rows)->result()[0].to_vector<float>();
+    ASSERT_EQ(static_cast<int64_t>(gathered.size()), kTotal);
+    for (int64_t i = 0; i < kTotal; ++i) {
+      const int owner = i < rows[0] ? 0 : 2;
+      ASSERT_EQ(gathered[i], bits_value(owner, i)) << "element " << i;
+    }
+  });
+}
+
+TEST(SharedMemory, RanksDisagreeingOnAReduceScatterOrAllGatherAllFail) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  for (bool gather : {false, true}) {
+    SCOPED_TRACE(gather ? "all_gather sizes" : "reduce_scatter reductions");
+    World world(2, StoreKind::kTcp);
+    world.run([gather](Communicator& comm) {
+      try {
+        if (gather) {
+          comm.all_gather(full({comm.rank() == 0 ? 10 : 30}, 1.0))->wait();
+        } else {
+          comm.reduce_scatter(full({64}, 1.0), {.op = comm.rank() == 0 ? ReduceOp::kSum : ReduceOp::kMax})->wait();
+        }
+        ADD_FAILURE() << "rank " << comm.rank() << ": the op should fail";
+      } catch (const CollectiveError& e) {
+        EXPECT_NE(std::string(e.what()).find("called another op"), std::string::npos) << e.what();
+      }
+    });
+  }
+}
+
 // The segment's name is removed once every rank has mapped it: a job leaves nothing in /dev/shm, even
 // when it is killed.
 TEST(SharedMemory, NothingIsLeftInDevShm) {
