@@ -16,8 +16,8 @@ namespace gradflow::strategies {
 // A pure function of its arguments, so every rank computes the same split from the same speeds.
 std::vector<int64_t> balanced_bounds(int64_t total, const std::vector<double>& speeds);
 
-// Each replica's speed after a step that gave replica r rows[r] rows in seconds[r] (its forward and
-// backward): an exponential moving average of rows / seconds, so that one noisy step does not swing the
+// Each replica's speed after a step that gave replica r rows[r] rows in seconds[r] (its work since its
+// previous all-reduce): an exponential moving average of rows / seconds, so that one noisy step does not swing the
 // split (replicas with no rows or no time keep their old speed).
 std::vector<double> updated_speeds(const std::vector<double>& speeds, const std::vector<int64_t>& rows,
                                    const std::vector<double>& seconds);

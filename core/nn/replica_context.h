@@ -80,7 +80,8 @@ class ReplicaContext {
     // replica had a gradient for gets an undefined one (the optimizer skips it, on every replica alike);
     // when the total weight is 0 the gradients are empty. Variables never made ready count as undefined.
     virtual std::pair<std::vector<Tensor>, double> finish() = 0;
-    // How long this replica's forward and backward took in this step, given before finish(): a strategy
+    // How long this replica worked towards this step, given before finish(): since its previous step's
+    // all-reduce ended (the update, fetching the batch, forward, backward), its waits aside. A strategy
     // that balances the load learns the replicas' speeds from it (DataParallelOptions::balance_load).
     virtual void set_compute_seconds(double seconds) {}
     // finish(), leaving the division to the caller: the replicas' weighted sums (which may share memory

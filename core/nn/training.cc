@@ -167,24 +167,28 @@ namespace {
 
 // One data-parallel step. batch is this replica's rows (nullopt: none this step). Returns whether any
 // replica had data (false: the epoch is over everywhere). Each gradient goes to the averager as soon as
-// backward has finished it, so its all-reduce overlaps the rest of backward.
+// backward has finished it, so its all-reduce overlaps the rest of backward. `since`: when this replica's
+// work towards the step began (its previous step's all-reduce ended, or the epoch began); set again when
+// this step's ends.
 bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<std::pair<Tensor, Tensor>>& batch,
-                     double nominal_rows, RunningMean& loss, const std::optional<std::pair<Tensor, Tensor>>& no_rows) {
+                     double nominal_rows, RunningMean& loss, const std::optional<std::pair<Tensor, Tensor>>& no_rows,
+                     std::chrono::steady_clock::time_point& since) {
   TrainingConfig& t = config(model);
   std::vector<Variable> vars = model.trainable_variables();
   const bool has_rows = batch && batch->first.dim(0) > 0;
   const double rows = has_rows ? static_cast<double>(batch->first.dim(0)) : 0.0;
   // A model whose forward and backward talk to the other replicas runs them even without rows here (on
-  // an empty batch, whose gradients have weight 0), so that every replica makes the same collectives;
-  // its loss is weighted before backward, so the cross-replica terms summed inside backward are too.
+  // an empty batch, whose gradients have weight 0), so that every replica makes the same collectives.
+  // The loss is weighted by rows / nominal before backward: the gradients come out scaled by it (for such
+  // a model, the cross-replica terms summed inside backward too), and backward can write them straight
+  // into the averager's buckets, where a gradient still to be scaled would need a pass of its own.
   const bool synchronizes = model.synchronizes_replicas();
   std::unique_ptr<ReplicaContext::GradientAverager> averager =
-      ctx.average_gradients(vars, rows, nominal_rows, /*weighted_loss=*/synchronizes);
+      ctx.average_gradients(vars, rows, nominal_rows, /*weighted_loss=*/true);
   const std::optional<std::pair<Tensor, Tensor>>& work =
       has_rows ? batch : (synchronizes ? no_rows : std::optional<std::pair<Tensor, Tensor>>());
-  const auto started = std::chrono::steady_clock::now();
   if (work) {
-    const double weight = synchronizes ? rows / nominal_rows : 1.0;
+    const double weight = rows / nominal_rows;
     // Gradients go straight into the averager's buckets where backward can write them there.
     ForwardBackward step = forward_backward(model, work->first, work->second, weight,
                                             {.on_ready = [&](size_t i, const Tensor& g) { averager->ready(i, g); },
@@ -194,12 +198,15 @@ bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<
       loss.add(step.loss.item(), rows);
     }
   }
-  averager->set_compute_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  // Everything this replica did since its last all-reduce, waiting aside: the previous update, fetching
+  // the batch, forward, backward, metrics. A balancing strategy splits rows so that these times match.
+  averager->set_compute_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count());
   ReplicaContext::GradientAverager::Sums summed;
   {
     trace::Span span("wait for gradients", "communication");
     summed = averager->finish_unscaled();
   }
+  since = std::chrono::steady_clock::now();
   if (summed.weight == 0) return false;
   trace::Span span("optimizer");
   t.optimizer->apply_gradients(summed.grads, vars, summed.scale);  // the average, divided inside the update
@@ -450,6 +457,7 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch, int64_t 
     const int64_t skip = epoch == t.resume_epoch ? t.resume_step : 0;
     NextBatch next = epoch_batches(epoch, skip);
     int64_t step = skip;
+    auto since = std::chrono::steady_clock::now();  // replicated_step's: this replica's work since its last sync
     Accumulation acc;
     while (true) {
       std::optional<std::pair<Tensor, Tensor>> batch = next();
@@ -486,7 +494,7 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch, int64_t 
         mirrored_step(*ctx, m, *batch, nominal_rows, loss);
       } else if (ctx) {
         // Every replica steps until none has data left: the last steps may be short or empty here.
-        if (!replicated_step(*ctx, m, batch, nominal_rows, loss, no_rows)) break;
+        if (!replicated_step(*ctx, m, batch, nominal_rows, loss, no_rows, since)) break;
       } else {
         loss.add(train_step(m, batch->first, batch->second).at("loss"), static_cast<double>(batch->first.dim(0)));
       }
