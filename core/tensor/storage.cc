@@ -65,9 +65,8 @@ thread_local bool SmallBlockCache::gone = false;
 // holds at most kMaxCachedBytes; beyond that, freed blocks go back to the system.
 class CpuAllocator final : public Allocator {
  public:
-  static constexpr size_t kLargeBlock = size_t{1} << 16;      // cached from here
-  static constexpr size_t kMediumRounding = size_t{1} << 12;  // below 1 MiB: to 4 KiB pages
-  static constexpr size_t kLargeRounding = size_t{1} << 16;   // from 1 MiB: to 64 KiB
+  static constexpr size_t kLargeBlock = size_t{1} << 16;  // cached from here
+  static constexpr int kClassesPerDoubling = 8;            // cached sizes: at most 12.5% above the request
   static constexpr size_t kMaxCachedBytes = size_t{1} << 30;
 
   void* allocate(size_t nbytes) override {
@@ -114,10 +113,14 @@ class CpuAllocator final : public Allocator {
   }
 
  private:
-  // Small blocks: to their power of two; up to 64 KiB (not cached): to 64 B; then to pages.
+  // Small blocks: to their power of two; up to 64 KiB (not cached): to 64 B; cached ones to one of 8 sizes
+  // per doubling (as PyTorch's caching allocator rounds), so that tensors whose rows change from step to
+  // step (batches split by speed, short last batches) reuse a few blocks instead of each needing fresh,
+  // page-faulting memory.
   static size_t round(size_t nbytes) {
     if (nbytes <= SmallBlockCache::kLargest) return SmallBlockCache::round(nbytes);
-    size_t unit = nbytes >= (size_t{1} << 20) ? kLargeRounding : nbytes >= kLargeBlock ? kMediumRounding : kCpuAlignment;
+    if (nbytes < kLargeBlock) return (nbytes + kCpuAlignment - 1) / kCpuAlignment * kCpuAlignment;
+    const size_t unit = std::bit_floor(nbytes) / kClassesPerDoubling;
     return (nbytes + unit - 1) / unit * unit;
   }
   void release_cache() {

@@ -1,5 +1,7 @@
 // Tensor basics: creation, dtypes and conversions, views without copies, devices, printing, random.
 #include <gtest/gtest.h>
+
+#include <cstring>
 #include <omp.h>
 
 #include <cmath>
@@ -49,6 +51,17 @@ TEST(Tensor, LargeCpuBlocksAreReusedAfterFree) {
   EXPECT_NE(other.raw_data(), first);
 }
 
+// Cached CPU blocks come in 8 sizes per doubling: a tensor a few rows longer than the last one (a batch
+// split by speed) reuses its freed block instead of fresh, page-faulting memory.
+TEST(Tensor, LargeCpuRequestsInOneSizeClassReuseAFreedBlock) {
+  Allocator& allocator = cpu_allocator();
+  void* first = allocator.allocate(36'000'000);
+  allocator.deallocate(first, 36'000'000);
+  void* second = allocator.allocate(37'000'000);  // 36 and 37 MB: both 37,748,736 bytes (9 x 4 MiB)
+  EXPECT_EQ(second, first);
+  std::memset(second, 1, 37'000'000);
+  allocator.deallocate(second, 37'000'000);
+}
 
 // Small blocks come back from the freeing thread's cache, per rounded size, aligned; a full cache and a
 // thread's exit hand blocks back to the C allocator (no leak or double free shows under ASan/valgrind).
