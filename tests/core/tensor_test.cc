@@ -1,10 +1,12 @@
 // Tensor basics: creation, dtypes and conversions, views without copies, devices, printing, random.
 #include <gtest/gtest.h>
-
-#include <cstring>
 #include <omp.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
 
 #if defined(__x86_64__)
 #include <xmmintrin.h>
@@ -61,6 +63,36 @@ TEST(Tensor, LargeCpuRequestsInOneSizeClassReuseAFreedBlock) {
   EXPECT_EQ(second, first);
   std::memset(second, 1, 37'000'000);
   allocator.deallocate(second, 37'000'000);
+}
+
+// Blocks from 8 MiB are whole 2 MiB huge pages, asked of the kernel with madvise: where transparent huge
+// pages are not off, the memory of a touched block is backed by them (AnonHugePages in /proc/self/smaps).
+TEST(Tensor, LargeCpuBlocksSitOnHugePages) {
+  Allocator& allocator = cpu_allocator();
+  constexpr size_t kBytes = 20'000'000;  // a 20 MiB class
+  char* block = static_cast<char*>(allocator.allocate(kBytes));
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(block) % (size_t{2} << 20), 0u);
+  std::memset(block, 1, kBytes);
+  std::ifstream mode_file("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::string mode((std::istreambuf_iterator<char>(mode_file)), std::istreambuf_iterator<char>());
+  if (!mode.empty() && mode.find("[never]") == std::string::npos) {
+    std::ifstream smaps("/proc/self/smaps");
+    std::string line;
+    bool inside = false;
+    int64_t huge_kb = -1;
+    const uintptr_t at = reinterpret_cast<uintptr_t>(block);
+    while (std::getline(smaps, line)) {
+      uintptr_t lo = 0, hi = 0;
+      if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(':') > line.find(' ')) {
+        inside = at >= lo && at < hi;
+      } else if (inside && line.rfind("AnonHugePages:", 0) == 0) {
+        huge_kb = std::stoll(line.substr(14));
+        break;
+      }
+    }
+    EXPECT_GT(huge_kb, 0) << "THP mode: " << mode;
+  }
+  allocator.deallocate(block, kBytes);
 }
 
 // Small blocks come back from the freeing thread's cache, per rounded size, aligned; a full cache and a
