@@ -155,8 +155,7 @@ class ShmEngine final : public shm_internal::WrappingEngine {
         arrive_and_wait(deadline, "all_reduce");
         check_requests("all_reduce", 0);
         // out may be in: every slot holds a copy of its rank's data by now.
-        combine(out, segment_->slot(0) + area, segment_->slot(1) + area, static_cast<size_t>(count));
-        for (int r = 2; r < size(); ++r) combine(out, out, segment_->slot(r) + area, static_cast<size_t>(count));
+        combine_in_rank_order(out, *segment_, area, static_cast<size_t>(count), combine);
         return;
       }
       // Otherwise through this rank's slot, a piece at a time.
@@ -183,7 +182,7 @@ class ShmEngine final : public shm_internal::WrappingEngine {
     const size_t element = dtype_size(dtype);
     const int64_t total = std::accumulate(counts.begin(), counts.end(), int64_t{0});
     const size_t bytes = static_cast<size_t>(total) * element;
-    if (!gathers_here_ || combine == nullptr || counts.size() != static_cast<size_t>(size())) {
+    if (!gloo_ops_here_ || combine == nullptr || counts.size() != static_cast<size_t>(size())) {
       return inner_->reduce_scatter(in, out, counts, dtype, op, timeout);
     }
     if (total == 0) return;
@@ -194,10 +193,8 @@ class ShmEngine final : public shm_internal::WrappingEngine {
     // Elements [a, b) of every rank's data, found at byte `at` of every slot of `segment`, combined into out.
     auto combine_into_out = [&](const SharedSegment& segment, size_t at, int64_t a, int64_t b) {
       if (a >= b) return;
-      char* dst = static_cast<char*>(out) + static_cast<size_t>(a - lo) * element;
-      const size_t n = static_cast<size_t>(b - a);
-      combine(dst, segment.slot(0) + at, segment.slot(1) + at, n);
-      for (int r = 2; r < size(); ++r) combine(dst, dst, segment.slot(r) + at, n);
+      combine_in_rank_order(static_cast<char*>(out) + static_cast<size_t>(a - lo) * element, segment, at,
+                            static_cast<size_t>(b - a), combine);
     };
     giving_up_on_error([&] {
       const uint64_t key = op_key('s', bytes, dtype, static_cast<int>(op));
@@ -229,7 +226,7 @@ class ShmEngine final : public shm_internal::WrappingEngine {
                   Timeout timeout) override {
     const size_t element = dtype_size(dtype);
     const int64_t total = std::accumulate(counts.begin(), counts.end(), int64_t{0});
-    if (!gathers_here_ || counts.size() != static_cast<size_t>(size())) {
+    if (!gloo_ops_here_ || counts.size() != static_cast<size_t>(size())) {
       return inner_->all_gather(in, out, counts, dtype, timeout);
     }
     if (total == 0) return;
@@ -275,7 +272,7 @@ class ShmEngine final : public shm_internal::WrappingEngine {
   void broadcast(void* buffer, int64_t count, DType dtype, int root, Timeout timeout) override {
     const size_t element = dtype_size(dtype);
     const size_t bytes = static_cast<size_t>(count) * element;
-    if (!broadcasts_here_) return inner_->broadcast(buffer, count, dtype, root, timeout);
+    if (!gloo_ops_here_) return inner_->broadcast(buffer, count, dtype, root, timeout);
     if (count == 0) return;
     check_usable("broadcast");
     const Clock::time_point deadline = deadline_after(timeout);
@@ -302,7 +299,7 @@ class ShmEngine final : public shm_internal::WrappingEngine {
     });
   }
   void barrier(Timeout timeout) override {
-    if (!broadcasts_here_) return inner_->barrier(timeout);
+    if (!gloo_ops_here_) return inner_->barrier(timeout);
     check_usable("barrier");
     giving_up_on_error([&] {
       announce(0, op_key('r', 0, kU8, 0));
@@ -376,6 +373,15 @@ class ShmEngine final : public shm_internal::WrappingEngine {
     return str_cat("symmetric buffer ", request >> 40, " at byte ", request & ((uint64_t{1} << 40) - 1));
   }
 
+  // The n elements at byte `at` of every slot of `segment`, combined into dst in rank order
+  // (((slot 0 + slot 1) + slot 2) + ...), whichever rank combines them: float results are the same bits on
+  // every rank. dst may be one of the slots' own elements only when it is slot 0's.
+  void combine_in_rank_order(void* dst, const SharedSegment& segment, size_t at, size_t n,
+                             half_reduce::Fn combine) const {
+    combine(dst, segment.slot(0) + at, segment.slot(1) + at, n);
+    for (int r = 2; r < size(); ++r) combine(dst, dst, segment.slot(r) + at, n);
+  }
+
   // Part `rank` of the n elements at byte `offset` of every slot of `segment` (whole cache lines, so that
   // no two ranks write one line), combined across the slots and written back into all of them.
   void reduce_part(const SharedSegment& segment, size_t offset, half_reduce::Fn combine, int64_t n, size_t element) {
@@ -388,9 +394,7 @@ class ShmEngine final : public shm_internal::WrappingEngine {
     for (int64_t b = lo; b < hi; b += per_block) {
       const size_t k = static_cast<size_t>(std::min(per_block, hi - b));
       const size_t at = offset + static_cast<size_t>(b) * element;
-      // In rank order, whichever rank combines the part: the result does not depend on who did it.
-      combine(acc, segment.slot(0) + at, segment.slot(1) + at, k);
-      for (int r = 2; r < size(); ++r) combine(acc, acc, segment.slot(r) + at, k);
+      combine_in_rank_order(acc, segment, at, k, combine);
       for (int r = 0; r < size(); ++r) std::memcpy(segment.slot(r) + at, acc, k * element);
     }
   }
@@ -538,13 +542,11 @@ class ShmEngine final : public shm_internal::WrappingEngine {
   // 4 ranks on 2 cores), where MPI's pairwise exchanges take 7-12 us: small all-reduces stay with MPI.
   // (Gloo's take 150-900 us there: shared memory still wins.)
   const bool small_ops_to_inner_ = oversubscribed_ && inner_->backend() == Backend::kMpi;
-  // Broadcasts and barriers too, over Gloo only: its TCP broadcast takes 35-40 us for a few bytes (2 us
-  // here) and twice as long as here for megabytes, while MPI's is a single copy out of root's memory
-  // (1.6 against 2.4 us small, 74 against 147 us for 1 MiB).
-  const bool broadcasts_here_ = inner_->backend() != Backend::kMpi;
-  // All-gathers and reduce-scatters: over Gloo, whose TCP versions cost tens of microseconds even for a
-  // few bytes.
-  const bool gathers_here_ = inner_->backend() != Backend::kMpi;
+  // Broadcasts, barriers, all-gathers and reduce-scatters too, over Gloo only: its TCP broadcast takes 35-40
+  // us for a few bytes (2 us here) and twice as long as here for megabytes, its all-gathers and
+  // reduce-scatters 33-70 us for a few bytes, while MPI's are as fast as shared memory (its broadcast is a
+  // single copy out of root's memory: 1.6 against 2.4 us small, 74 against 147 us for 1 MiB).
+  const bool gloo_ops_here_ = inner_->backend() != Backend::kMpi;
   std::atomic<bool> interrupted_{false};  // interrupt(): the communicator has failed
 };
 
