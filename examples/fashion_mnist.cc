@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   std::string save_weights, trace_file, trace_steps = "100:103";
   bool no_overlap = false;
   bool balance_load = false;
+  bool shard_update = false;
   std::string compression = "none";
   app.add_option("--kill-after-epoch", kill_after_epoch,
                  "testing: rank 0 kills itself (SIGKILL) after this epoch on a job's first try");
@@ -69,6 +70,9 @@ int main(int argc, char** argv) {
   app.add_flag("--no-overlap", no_overlap, "data-parallel: all-reduce gradients after backward, not during it");
   app.add_flag("--balance-load", balance_load,
                "data-parallel: split each global batch among the ranks by their measured speed (not bitwise repeatable)");
+  app.add_flag("--shard-update", shard_update,
+               "data-parallel: the ranks of a host share one copy of the variables and optimizer state, each "
+               "updating its part (DataParallelOptions::shard_update)");
   app.add_option("--compression", compression, "data-parallel: send gradients as bf16 or f16 (DataParallelOptions::compression)")
       ->check(CLI::IsMember({"none", "bf16", "f16"}));
   CLI11_PARSE(app, argc, argv);
@@ -78,7 +82,8 @@ int main(int argc, char** argv) {
     const strategies::GradientCompression wire = compression == "bf16" ? strategies::GradientCompression::kBFloat16
                                                  : compression == "f16" ? strategies::GradientCompression::kFloat16
                                                                         : strategies::GradientCompression::kNone;
-    examples::ExampleJob job(flags, {.overlap = !no_overlap, .compression = wire, .balance_load = balance_load});
+    examples::ExampleJob job(flags, {.overlap = !no_overlap, .compression = wire, .balance_load = balance_load,
+                                    .shard_update = shard_update});
     const bool chief = job.chief();
 
     Sequential model({

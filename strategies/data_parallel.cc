@@ -5,6 +5,7 @@
 
 #include "distributed/store/store_exchange.h"
 #include "strategies/load_balance.h"
+#include "strategies/split_update_memory.h"
 
 namespace gradflow::strategies {
 
@@ -37,6 +38,10 @@ std::unique_ptr<ReplicaContext::GradientAverager> MultiWorkerMirroredStrategy::a
     const std::vector<Tensor>& like, const std::vector<std::string>& names, double weight, double nominal,
     bool weighted_loss) {
   if (!layout_ || !layout_->matches(like)) {
+    if (sharing_) {
+      throw StateError("MultiWorkerMirroredStrategy: the trainable variables changed during a fit that shares them "
+                       "among the ranks (DataParallelOptions::shard_update); freeze or add layers between fits");
+    }
     std::optional<DType> wire;
     if (options_.compression == GradientCompression::kFloat16) wire = kF16;
     if (options_.compression == GradientCompression::kBFloat16) wire = kBF16;
@@ -53,6 +58,52 @@ std::unique_ptr<ReplicaContext::GradientAverager> MultiWorkerMirroredStrategy::a
     });
   }
   return averager;
+}
+
+std::shared_ptr<void> MultiWorkerMirroredStrategy::share_for_update(const std::vector<Variable>& vars,
+                                                                   optimizers::Optimizer& optimizer) {
+  // Decided alike on every rank: the same options, optimizer and model everywhere.
+  if (!options_.shard_update || comm_->size() < 2 || vars.empty() || !optimizer.splits_elementwise() ||
+      options_.compression != GradientCompression::kNone || sharing_) {
+    return nullptr;
+  }
+  std::vector<Tensor> like;
+  std::vector<std::string> names;
+  for (const Variable& v : vars) {
+    const Tensor& value = v.value_unwatched();
+    if (!value.device().is_cpu() || !value.is_contiguous() || (value.dtype() != kF32 && value.dtype() != kF64)) {
+      return nullptr;
+    }
+    like.push_back(value);
+    names.push_back(v.name());
+  }
+  averager_for(like, names, 1.0, 1.0);  // lays the buckets out (collective) and releases them at once
+  std::shared_ptr<BucketLayout> layout = layout_;
+  std::shared_ptr<SplitUpdateMemory> memory = SplitUpdateMemory::make(*comm_, vars, optimizer, *layout);
+  if (!memory) return nullptr;
+  // This rank's part of each bucket's gradients, as reduce_scatter splits them, and of each variable.
+  auto split = std::make_shared<SplitUpdate>();
+  for (size_t b = 0; b < layout->num_buckets(); ++b) {
+    const int64_t n = layout->gradient_elements(b);
+    const std::vector<int64_t> bounds = array_split_bounds(n, comm_->size());
+    const int64_t lo = bounds[comm_->rank()], hi = bounds[comm_->rank() + 1];
+    split->buckets.push_back({n, lo, hi});
+    for (size_t var : layout->bucket_variables(b)) {
+      const int64_t start = layout->offset_of(var), end = start + vars[var].value_unwatched().numel();
+      const int64_t a = std::max(lo, start), z = std::min(hi, end);
+      if (a >= z) continue;
+      split->parts.push_back({var, b, a - lo, z - a});
+      split->updates.push_back(optimizer.update_part(vars[var], a - start, z - start));
+    }
+  }
+  split->weights = memory->weights();
+  layout->set_split(split);
+  sharing_ = true;
+  ++split_fits_;
+  return std::shared_ptr<void>(memory.get(), [this, layout, memory](void*) {
+    layout->set_split(nullptr);
+    sharing_ = false;
+  });
 }
 
 std::vector<int64_t> MultiWorkerMirroredStrategy::split_rows(int64_t rows) {

@@ -38,6 +38,17 @@ struct DataParallelOptions {
   // split depends on timing, so runs are not bitwise repeatable. (fit on a Dataset reads per-replica
   // shards and is not balanced.)
   bool balance_load = false;
+  // fit() splits the optimizer's update among the ranks of a host (ZeRO stage 1, as PyTorch's
+  // ZeroRedundancyOptimizer): for the length of fit, the trainable variables and their optimizer slots
+  // live in one copy that the ranks share (strategies/shared_variables.h); each step every rank receives
+  // the summed gradients of its part only (a reduce-scatter in place of the all-reduce), updates that
+  // part, and meets the others at a barrier. Each rank does 1/N of the update's work, and the host holds
+  // one copy of the optimizer's state instead of N. The same update bit for bit as without it. Used where
+  // every rank shares one host's memory, the optimizer updates each element alone (no clipnorm or
+  // global_clipnorm), without compression or gradient accumulation, for f32/f64 CPU variables; elsewhere
+  // fit updates as usual. Callbacks that change trainable variables mid-fit must write the same values
+  // on every rank (all ranks see one copy).
+  bool shard_update = false;
 };
 
 class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
@@ -61,6 +72,8 @@ class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
   void set_options(DataParallelOptions options);
   // balance_load: the replicas' speeds (rows per second) that split the next step; empty before the first.
   const std::vector<double>& replica_speeds() const { return speeds_; }
+  // shard_update: how many fits so far split their update (shared the variables).
+  int64_t split_fits() const { return split_fits_; }
 
  protected:
   ReplicaContext* replica_context() override { return this; }
@@ -76,6 +89,7 @@ class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
   uint64_t shared_seed() override;
   std::vector<int64_t> split_rows(int64_t rows) override;
   bool splits_rows_by_speed() const override { return options_.balance_load; }
+  std::shared_ptr<void> share_for_update(const std::vector<Variable>& vars, optimizers::Optimizer& optimizer) override;
   // Through the job's store (store_exchange.h), not the communicator: nullptr when the job has no store.
   std::unique_ptr<BackgroundSums> background_sums() override;
 
@@ -96,6 +110,8 @@ class MultiWorkerMirroredStrategy : public Strategy, private ReplicaContext {
   // current step gave each replica.
   std::vector<double> speeds_;
   std::vector<int64_t> step_rows_;
+  bool sharing_ = false;  // share_for_update's variables are shared now
+  int64_t split_fits_ = 0;
 };
 
 using DataParallelStrategy = MultiWorkerMirroredStrategy;

@@ -58,6 +58,11 @@ BucketLayout::BucketLayout(const std::vector<Tensor>& like, const std::vector<st
   }
 }
 
+int64_t BucketLayout::gradient_elements(size_t bucket) const {
+  const Bucket& b = buckets_[bucket];
+  return b.meta_offset >= 0 ? b.meta_offset : b.buffer.numel();
+}
+
 bool BucketLayout::matches(const std::vector<Tensor>& like) const {
   if (like.size() != slots_.size()) return false;
   for (size_t i = 0; i < like.size(); ++i) {
@@ -86,6 +91,13 @@ BucketedAverager::~BucketedAverager() {
   for (const distributed::WorkPtr& w : works_) {
     try {
       w->wait();
+    } catch (const std::exception&) {
+      // finish() was not reached (an exception unwinds the step); its error is the one that matters.
+    }
+  }
+  for (const distributed::WorkPtr& w : scattered_) {
+    try {
+      if (w) w->wait();
     } catch (const std::exception&) {
       // finish() was not reached (an exception unwinds the step); its error is the one that matters.
     }
@@ -188,6 +200,14 @@ void BucketedAverager::start(size_t b, bool async) {
     for (int r = 0; r < layout_->ranks_; ++r) meta.push_back(r == comm_.rank() ? compute_seconds_ : 0.0);
     write_meta(bucket, meta);
   }
+  if (const SplitUpdate* split = layout_->split_.get()) {
+    // Each rank gets the sums of its part of the gradients, read in place from every rank's bucket.
+    const int64_t n = split->buckets[b].gradients;
+    trace::Span span("start reduce_scatter", "communication", str_cat("bucket ", b, ", ", n, " elements"));
+    if (scattered_.size() <= b) scattered_.resize(b + 1);
+    if (n > 0) scattered_[b] = comm_.reduce_scatter(bucket.buffer.slice(0, 0, n), {.async_op = async});
+    return;
+  }
   trace::Span span("start all_reduce", "communication", str_cat("bucket ", b, ", ", bucket.buffer.numel(), " elements"));
   if (async) {
     works_.push_back(comm_.all_reduce({bucket.buffer}, {.async_op = true, .in_place = true}));
@@ -198,6 +218,10 @@ void BucketedAverager::start(size_t b, bool async) {
 
 std::optional<BucketedAverager::Reduced> BucketedAverager::reduce() {
   if (finished_) throw StateError("GradientAverager.finish: called twice");
+  if (layout_->split_) {
+    throw StateError("GradientAverager.finish: the variables are shared by the replicas for a split update "
+                     "(DataParallelOptions::shard_update), which only finish_and_update applies");
+  }
   for (size_t i = 0; i < ready_.size(); ++i) {
     if (!ready_[i]) ready(i, Tensor());  // never made ready: no gradient from this replica
   }
@@ -215,6 +239,45 @@ std::optional<BucketedAverager::Reduced> BucketedAverager::reduce() {
     r.buckets.push_back(is_half(b.buffer.dtype()) ? b.buffer.to(kF32) : b.buffer);
   }
   return r;
+}
+
+std::optional<bool> BucketedAverager::finish_and_update(optimizers::Optimizer& optimizer, const std::vector<Variable>& vars) {
+  std::shared_ptr<const SplitUpdate> split = layout_->split_;
+  if (!split) return std::nullopt;
+  if (finished_) throw StateError("GradientAverager.finish_and_update: called twice");
+  if (vars.size() != ready_.size()) {
+    throw ValueError(str_cat("GradientAverager.finish_and_update: ", vars.size(), " variables for ", ready_.size(), " gradients"));
+  }
+  for (size_t i = 0; i < ready_.size(); ++i) {
+    if (!ready_[i]) ready(i, Tensor());  // never made ready: no gradient from this replica
+  }
+  finished_ = true;
+  start_ready_buckets(true);
+  BucketLayout::Bucket& last = layout_->buckets_.back();
+  std::vector<double> meta;
+  {
+    trace::Span span("wait for gradients", "communication");
+    for (const distributed::WorkPtr& w : scattered_) {
+      if (w) w->wait();
+    }
+    comm_.all_reduce_in_place(last.buffer.slice(0, last.meta_offset, last.buffer.numel()));
+    meta = read_meta(last);
+  }
+  if (meta[0] <= 0) return false;  // no replica had rows: nothing to update, on every rank alike
+  if (on_timings_ && layout_->ranks_ > 0) on_timings_(std::vector<double>(meta.end() - layout_->ranks_, meta.end()));
+  std::vector<Tensor> grads;
+  for (const SplitUpdate::VariablePart& p : split->parts) {
+    grads.push_back(meta[1 + p.var] == 0 ? Tensor() : scattered_[p.bucket]->result()[0].slice(0, p.at, p.at + p.size));
+  }
+  {
+    trace::Span span("optimizer");
+    optimizer.apply_gradient_parts(grads, split->updates, 1.0 / meta[0]);
+  }
+  trace::Span span("wait for updates", "communication");
+  for (size_t b = 0; b < split->buckets.size(); ++b) {
+    if (split->buckets[b].gradients > 0) comm_.all_gather_in_place(split->weights[b]);
+  }
+  return true;
 }
 
 std::vector<Tensor> BucketedAverager::cut(const std::vector<Tensor>& buckets, const std::vector<double>& meta) const {

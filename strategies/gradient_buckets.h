@@ -21,9 +21,32 @@
 
 #include "core/gradflow.h"
 #include "core/nn/replica_context.h"
+#include "core/optim/optimizer.h"
 #include "distributed/comm/communicator.h"
 
 namespace gradflow::strategies {
+
+// A split update's plan for one layout (DataParallelOptions::shard_update, strategies/shared_variables.h):
+// this rank's part of each bucket's gradients (what reduce_scatter leaves it: numpy.array_split of the
+// bucket's gradient elements), and the parts of the variables in it, as the optimizer updates them.
+struct SplitUpdate {
+  struct BucketPart {
+    int64_t gradients = 0;  // the bucket's gradient elements (the metadata after them is all-reduced)
+    int64_t lo = 0, hi = 0;  // this rank's part of them
+  };
+  struct VariablePart {
+    size_t var;
+    size_t bucket;
+    int64_t at;  // where its elements start in this rank's reduced part of the bucket
+    int64_t size;
+  };
+  std::vector<BucketPart> buckets;
+  std::vector<VariablePart> parts;
+  // Per bucket: this rank's copy of its variables (SplitUpdateMemory), which the ranks gather their
+  // updated parts into.
+  std::vector<Tensor> weights;
+  std::vector<optimizers::Optimizer::UpdatePart> updates;  // parts[k]'s elements, as the optimizer updates them
+};
 
 class BucketLayout {
  public:
@@ -38,6 +61,14 @@ class BucketLayout {
   // Whether this layout fits tensors like these (same shapes, dtypes and devices, in the same order).
   bool matches(const std::vector<Tensor>& like) const;
   size_t num_buckets() const { return buckets_.size(); }
+  // While set, averagers over this layout split the update (finish_and_update) and refuse finish().
+  void set_split(std::shared_ptr<const SplitUpdate> split) { split_ = std::move(split); }
+  // For a split: per bucket, its gradient elements and the variables' offsets in it.
+  int64_t gradient_elements(size_t bucket) const;
+  const std::vector<size_t>& bucket_variables(size_t bucket) const { return buckets_[bucket].vars; }
+  int64_t offset_of(size_t var) const { return slots_[var].offset; }
+  size_t bucket_of(size_t var) const { return slots_[var].bucket; }
+  const Tensor& buffer(size_t bucket) const { return buckets_[bucket].buffer; }
 
  private:
   friend class BucketedAverager;
@@ -59,6 +90,7 @@ class BucketLayout {
   std::vector<Bucket> buckets_;
   int ranks_ = 0;      // timing slots at the end of the metadata
   bool busy_ = false;  // an averager is using the buffers
+  std::shared_ptr<const SplitUpdate> split_;
 };
 
 class BucketedAverager : public ReplicaContext::GradientAverager {
@@ -79,6 +111,11 @@ class BucketedAverager : public ReplicaContext::GradientAverager {
   std::pair<std::vector<Tensor>, double> finish() override;
   // Views of the summed buckets themselves (f16/bf16 ones widened), no division pass.
   Sums finish_unscaled() override;
+  // With the layout split (DataParallelOptions::shard_update): each bucket's gradients reduce-scattered,
+  // the metadata all-reduced, this rank's part of every variable updated (its slots shared with the other
+  // ranks), then every rank's updated part written into the others' copies of the variables
+  // (SplitUpdateMemory: they live in symmetric memory, laid out like the buckets).
+  std::optional<bool> finish_and_update(optimizers::Optimizer& optimizer, const std::vector<Variable>& vars) override;
 
  private:
   // Waits for the all-reduces; the summed buckets (per bucket, as f32 where they were 16-bit) and the
@@ -114,6 +151,7 @@ class BucketedAverager : public ReplicaContext::GradientAverager {
   std::vector<int> missing_;   // per bucket: variables not ready yet
   size_t next_bucket_ = 0;     // buckets start in order
   std::vector<distributed::WorkPtr> works_;
+  std::vector<distributed::WorkPtr> scattered_;  // split update: per bucket, its reduce_scatter
   bool finished_ = false;
 };
 

@@ -14,6 +14,13 @@ Variable::Variable(Tensor initial_value, std::string name, bool trainable, Varia
   state_ = std::make_shared<State>(State{std::move(owned), std::move(name), trainable, aggregation});
 }
 
+Variable Variable::aliasing(Tensor memory, std::string name, bool trainable) {
+  if (!memory.defined()) throw StateError(str_cat("Variable '", name, "': aliased memory is undefined"));
+  Variable v;
+  v.state_ = std::make_shared<State>(State{std::move(memory), std::move(name), trainable, VariableAggregation::kNone});
+  return v;
+}
+
 namespace {
 thread_local int mirror_replica = -1;
 thread_local bool refresh_deferred = false;

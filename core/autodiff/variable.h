@@ -55,6 +55,11 @@ class Variable {
   explicit Variable(Tensor initial_value, std::string name = "Variable", bool trainable = true,
                     VariableAggregation aggregation = VariableAggregation::kNone);
 
+  // A variable over existing memory, without a copy: its value is `memory` itself, and writes go there.
+  // For updating part of a variable in place (Optimizer::update_part's views); an ordinary variable owns
+  // its memory.
+  static Variable aliasing(Tensor memory, std::string name, bool trainable = false);
+
   bool defined() const { return state_ != nullptr; }
   // The current value; inside a recording tape a trainable variable's read watches it.
   const Tensor& value() const;

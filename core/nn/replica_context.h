@@ -26,6 +26,10 @@
 
 namespace gradflow {
 
+namespace optimizers {
+class Optimizer;
+}
+
 class ReplicaContext {
  public:
   virtual ~ReplicaContext() = default;
@@ -97,12 +101,30 @@ class ReplicaContext {
       auto [grads, weight] = finish();
       return {std::move(grads), weight, 1.0};
     }
+    // Instead of finish(): finishes the step and updates `vars` with `optimizer` itself, where the
+    // replicas share the variables and each updates a part of them (ReplicaContext::share_for_update):
+    // the update apply_gradients would make with finish_unscaled()'s sums. nullopt where this averager
+    // does not (the caller then finishes and applies as usual); otherwise whether any replica had rows
+    // (false: nothing was applied, the epoch is over everywhere).
+    virtual std::optional<bool> finish_and_update(optimizers::Optimizer& optimizer, const std::vector<Variable>& vars) {
+      return std::nullopt;
+    }
   };
   // weighted_loss: the gradients given to ready() already carry weight / nominal, because the loss was
   // scaled by it before backward. A model whose backward talks to the other replicas (cross_replica_sum)
   // needs that: its cross-replica gradient terms are summed inside backward, before any averaging.
   virtual std::unique_ptr<GradientAverager> average_gradients(const std::vector<Variable>& vars, double weight,
                                                               double nominal, bool weighted_loss = false) = 0;
+
+  // For the length of fit's data-parallel loop: the strategy may move `vars` and their slots in
+  // `optimizer` into one copy that the replicas of a host share, each replica then updating its part of
+  // every variable in GradientAverager::finish_and_update (ZeRO stage 1's split of the update, with one
+  // copy of the state instead of one per replica), for as long as the returned object lives; destroying
+  // it gives every replica its own copy back. nullptr: nothing was moved (the strategy does not split, or
+  // cannot here). Collective: every replica calls it with the same variables.
+  virtual std::shared_ptr<void> share_for_update(const std::vector<Variable>& vars, optimizers::Optimizer& optimizer) {
+    return nullptr;
+  }
 
   // How fit() splits a step's `rows` rows among the replicas: bounds b_0 = 0 <= b_1 <= ... <= b_n = rows,
   // replica r taking [b_r, b_r+1). Equal parts (numpy.array_split) unless the strategy balances the

@@ -201,6 +201,11 @@ bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<
   // Everything this replica did since its last all-reduce, waiting aside: the previous update, fetching
   // the batch, forward, backward, metrics. A balancing strategy splits rows so that these times match.
   averager->set_compute_seconds(std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count());
+  // Replicas sharing the variables (share_for_update) each update their part as they finish.
+  if (std::optional<bool> updated = averager->finish_and_update(*t.optimizer, vars)) {
+    since = std::chrono::steady_clock::now();
+    return *updated;
+  }
   ReplicaContext::GradientAverager::Sums summed;
   {
     trace::Span span("wait for gradients", "communication");
@@ -449,6 +454,10 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch, int64_t 
   t.resume_data_state.clear();
   History history;
   for (const auto& cb : callbacks) cb->on_train_begin({});
+  // Replicas in processes stepping one batch at a time may share one copy of the variables for the loop
+  // (after on_train_begin, which may restore them), each updating its part; given back before on_train_end.
+  std::shared_ptr<void> shared;
+  if (ctx && !ctx->in_process() && accumulate == 1) shared = ctx->share_for_update(m.trainable_variables(), *t.optimizer);
   int first_epoch = std::max(options.initial_epoch, t.resume_epoch);
   for (int epoch = first_epoch; epoch < options.epochs && !t.stop_training; ++epoch) {
     for (const auto& cb : callbacks) cb->on_epoch_begin(epoch, {});
@@ -522,6 +531,7 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch, int64_t 
     history.epoch.push_back(epoch);
     for (const auto& [k, v] : logs) history.history[k].push_back(v);
   }
+  shared.reset();
   for (const auto& cb : callbacks) cb->on_train_end({});
   return history;
 }

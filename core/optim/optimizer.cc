@@ -145,20 +145,13 @@ void Optimizer::apply_gradients(const std::vector<Tensor>& grads, const std::vec
   });
 }
 
-void Optimizer::apply_once(const std::vector<Tensor>& grads, const std::vector<Variable>& vars, double scale) {
-  GF_CHECK(grads.size() == vars.size(), ValueError, base_.name, ".apply_gradients: ", grads.size(),
-           " gradients for ", vars.size(), " variables");
+void Optimizer::check_scale(double scale) const {
   GF_CHECK(std::isfinite(scale) && scale > 0, ValueError, base_.name, ".apply_gradients: scale must be positive, got ",
            scale);
-  autodiff::SuspendRecording no_record;
-  std::vector<size_t> present;
-  for (size_t i = 0; i < grads.size(); ++i) {
-    if (!grads[i].defined()) continue;  // Keras skips a None gradient
-    check_gradient(grads[i], vars[i]);
-    present.push_back(i);
-  }
-  GF_CHECK(!present.empty(), ValueError, base_.name, ".apply_gradients: no gradients provided for any variable");
+}
 
+Optimizer::Step Optimizer::make_step(const std::vector<Tensor>& grads, const std::vector<size_t>& present,
+                                     double scale) const {
   Step step;
   step.t = iterations() + 1;
   step.lr = learning_rate();
@@ -171,6 +164,23 @@ void Optimizer::apply_once(const std::vector<Tensor>& grads, const std::vector<V
     for (size_t i : present) total += squared_norm(grads[i]);
     step.grad_scale = scale * clip_factor(std::sqrt(total) * scale, *base_.global_clipnorm);
   }
+  return step;
+}
+
+void Optimizer::apply_once(const std::vector<Tensor>& grads, const std::vector<Variable>& vars, double scale) {
+  GF_CHECK(grads.size() == vars.size(), ValueError, base_.name, ".apply_gradients: ", grads.size(),
+           " gradients for ", vars.size(), " variables");
+  check_scale(scale);
+  autodiff::SuspendRecording no_record;
+  std::vector<size_t> present;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (!grads[i].defined()) continue;  // Keras skips a None gradient
+    check_gradient(grads[i], vars[i]);
+    present.push_back(i);
+  }
+  GF_CHECK(!present.empty(), ValueError, base_.name, ".apply_gradients: no gradients provided for any variable");
+
+  const Step step = make_step(grads, present, scale);
   DeferMirrorRefresh once;  // an update may assign a variable several times: its copies follow once, below
   for (size_t i : present) {
     Step own = step;
@@ -178,6 +188,43 @@ void Optimizer::apply_once(const std::vector<Tensor>& grads, const std::vector<V
     update_step(grads[i], vars[i], entry_for(vars[i]).slots, own);
     vars[i].refresh_mirrors();  // the update may have written the value in place (MirroredStrategy's copies)
   }
+  *iterations_.value_unwatched().data<int64_t>() += 1;
+}
+
+std::vector<Variable> Optimizer::slots(const Variable& var) { return entry_for(var).slots; }
+
+Optimizer::UpdatePart Optimizer::update_part(const Variable& var, int64_t begin, int64_t end) {
+  GF_CHECK(splits_elementwise(), StateError, base_.name, ": its update of an element depends on other elements ",
+           "(clipnorm, global_clipnorm, or an optimizer that is not elementwise): it cannot be split in parts");
+  const Tensor& value = var.value_unwatched();
+  GF_CHECK(value.is_contiguous() && 0 <= begin && begin <= end && end <= value.numel(), ValueError, base_.name,
+           ".update_part: elements [", begin, ", ", end, ") of '", var.name(), "' ", describe(value),
+           " (a contiguous variable's flat elements)");
+  auto flat = [&](const Tensor& t) { return make_view(t, {end - begin}, {1}, t.offset() + begin); };
+  UpdatePart part{Variable::aliasing(flat(value), var.name()), {}};
+  for (const Variable& slot : entry_for(var).slots) {
+    GF_CHECK(slot.value_unwatched().is_contiguous(), ValueError, base_.name, ".update_part: slot '", slot.name(),
+             "' is not contiguous");
+    part.slots.push_back(Variable::aliasing(flat(slot.value_unwatched()), slot.name()));
+  }
+  return part;
+}
+
+void Optimizer::apply_gradient_parts(const std::vector<Tensor>& grads, const std::vector<UpdatePart>& parts,
+                                     double scale) {
+  GF_CHECK(grads.size() == parts.size(), ValueError, base_.name, ".apply_gradient_parts: ", grads.size(),
+           " gradients for ", parts.size(), " parts");
+  GF_CHECK(splits_elementwise(), StateError, base_.name, ".apply_gradient_parts: the update cannot be split in parts");
+  check_scale(scale);
+  autodiff::SuspendRecording no_record;
+  std::vector<size_t> present;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (!grads[i].defined()) continue;
+    check_gradient(grads[i], parts[i].values);
+    present.push_back(i);
+  }
+  const Step step = make_step(grads, present, scale);
+  for (size_t i : present) update_step(grads[i], parts[i].values, parts[i].slots, step);
   *iterations_.value_unwatched().data<int64_t>() += 1;
 }
 

@@ -77,6 +77,26 @@ class Optimizer {
   // call it before restoring variables() from a checkpoint.
   void build(const std::vector<Variable>& vars);
 
+  // The slot variables of var (built now if need be), in the order of the optimizer's slots.
+  std::vector<Variable> slots(const Variable& var);
+
+  // A split update (DataParallelOptions::shard_update): data-parallel replicas that share one copy of the
+  // variables and their slots each update their own part of every variable. update_part gives the flat
+  // elements [begin, end) of var and of its slots as variables over the same memory (building the slots
+  // if need be); apply_gradient_parts is apply_gradients on such parts: grads[i] is the gradient of
+  // parts[i]'s elements (flat and contiguous; undefined skips it), and the iteration counter advances once,
+  // also when this replica's parts are empty. Every replica calls it at the same step, so the learning
+  // rate and t are the same for all. Only where splits_elementwise().
+  struct UpdatePart {
+    Variable values;
+    std::vector<Variable> slots;
+  };
+  UpdatePart update_part(const Variable& var, int64_t begin, int64_t end);
+  void apply_gradient_parts(const std::vector<Tensor>& grads, const std::vector<UpdatePart>& parts, double scale = 1.0);
+  // Whether each element's update depends on that element alone (no clipnorm or global_clipnorm, which
+  // need whole gradients' norms), so that parts of a variable can be updated apart.
+  bool splits_elementwise() const { return elementwise() && !base_.clipnorm && !base_.global_clipnorm; }
+
   // Updates applied so far.
   int64_t iterations() const;
   // The learning rate the next update uses: the constant, or the schedule at iterations().
@@ -107,6 +127,10 @@ class Optimizer {
     double decay = 0;      // weight_decay * lr; the update starts with var -= var * decay
   };
 
+  // Whether update_step treats every element alone, whatever the tensor's shape (true for the built-in
+  // optimizers): then a flat part of a variable can be updated by itself (update_part).
+  virtual bool elementwise() const { return false; }
+
   // `slots`: the slot variables every trained variable gets, in the order update_step receives them.
   Optimizer(BaseOptions base, std::vector<SlotSpec> slots);
 
@@ -124,6 +148,9 @@ class Optimizer {
     std::vector<Variable> slots;
   };
   const Entry& entry_for(const Variable& var);
+  // The step's constants for gradients multiplied by scale (global_clipnorm from `grads`' norms).
+  Step make_step(const std::vector<Tensor>& grads, const std::vector<size_t>& present, double scale) const;
+  void check_scale(double scale) const;
   void check_gradient(const Tensor& grad, const Variable& var) const;
 
   BaseOptions base_;

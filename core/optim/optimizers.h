@@ -40,6 +40,7 @@ class SGD : public Optimizer {
   std::map<std::string, double> get_config() const override;
 
  private:
+  bool elementwise() const override { return true; }
   void update_step(const Tensor& grad, Variable var, const std::vector<Variable>& slots,
                    const Step& step) override;
   SGDOptions options_;
@@ -64,6 +65,7 @@ class Adam : public Optimizer {
   std::map<std::string, double> get_config() const override;
 
  private:
+  bool elementwise() const override { return true; }
   void update_step(const Tensor& grad, Variable var, const std::vector<Variable>& slots,
                    const Step& step) override;
   AdamOptions options_;
@@ -107,6 +109,7 @@ class RMSprop : public Optimizer {
   std::map<std::string, double> get_config() const override;
 
  private:
+  bool elementwise() const override { return true; }
   void update_step(const Tensor& grad, Variable var, const std::vector<Variable>& slots,
                    const Step& step) override;
   RMSpropOptions options_;
@@ -129,6 +132,7 @@ class Adagrad : public Optimizer {
   std::map<std::string, double> get_config() const override;
 
  private:
+  bool elementwise() const override { return true; }
   void update_step(const Tensor& grad, Variable var, const std::vector<Variable>& slots,
                    const Step& step) override;
   AdagradOptions options_;

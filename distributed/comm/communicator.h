@@ -161,6 +161,12 @@ class Communicator {
   virtual Tensor allocate_for_all_reduce(Shape shape, DType dtype, Device device = kCPU) {
     return zeros(std::move(shape), dtype, device);
   }
+  // `bytes` bytes of zeroed host memory that every rank of this communicator reads and writes as one
+  // copy, where they all share a host's memory (CommunicatorOptions::shared_memory, one host); an
+  // undefined tensor elsewhere. A u8 tensor; views of other dtypes are made over its storage (64-byte
+  // aligned). Collective: every rank asks for the same size in the same order. Ranks that write it must
+  // agree among themselves who writes what when (a barrier, a collective).
+  virtual Tensor allocate_shared(int64_t /*bytes*/) { return Tensor(); }
   // result(): root's tensors, on every rank; the others pass tensors of the same shapes and dtypes.
   virtual WorkPtr broadcast(std::vector<Tensor> tensors, const BroadcastOptions& options = {}) = 0;
   // result(): on root the reduced tensors; elsewhere the inputs, unchanged.
@@ -172,6 +178,11 @@ class Communicator {
   // The input reduced across ranks, then split along axis 0 as numpy.array_split does (the first
   // dim0 % size ranks get one row more); result()[0]: this rank's part.
   virtual WorkPtr reduce_scatter(const Tensor& input, const ReduceScatterOptions& options = {}) = 0;
+  // Blocking and in place: each rank's part of `tensor` (its rows as reduce_scatter splits axis 0, as
+  // numpy.array_split does) is copied into every other rank's `tensor`, which then all hold the same
+  // (MPI_Allgatherv with MPI_IN_PLACE). In symmetric memory (allocate_for_all_reduce, one host) each rank
+  // writes its part straight into the others' buffers. Every rank passes the same shape and dtype.
+  virtual void all_gather_in_place(const Tensor& tensor);
   // Rank i's part j (by input_splits, or equal parts) goes to rank j; result()[0]: the parts received,
   // concatenated along axis 0 in rank order.
   virtual WorkPtr all_to_all(const Tensor& input, const AllToAllOptions& options = {}) = 0;

@@ -71,6 +71,16 @@ class Engine {
   // Collective: every rank asks for the same size in the same order, and all get memory or all get
   // nullptr (the engine has none). The pointer keeps the memory alive.
   virtual std::shared_ptr<void> allocate_symmetric(size_t /*bytes*/, Timeout /*timeout*/) { return nullptr; }
+  // Each rank's part of `buffer` (counts[r] elements from the sum of the counts before it) copied into
+  // every other rank's buffer, in place. Returns false (doing nothing) where the engine has no in-place
+  // form for this buffer; the communicator then gathers through all_gather.
+  virtual bool all_gather_in_place(void* /*buffer*/, const std::vector<int64_t>& /*counts*/, DType /*dtype*/,
+                                   Timeout /*timeout*/) {
+    return false;
+  }
+  // Memory of `bytes` that every rank reads and writes as one copy (shm/: one segment mapped by every
+  // rank of the host). Collective like allocate_symmetric; nullptr where the engine has none.
+  virtual std::shared_ptr<void> allocate_shared(size_t /*bytes*/, Timeout /*timeout*/) { return nullptr; }
 
   // The engine for the ranks `members` (ranks of this engine, in the new order), this rank being
   // members[new_rank]. `store` is private to the new group (already prefixed). Called collectively by

@@ -327,6 +327,34 @@ Tensor EngineCommunicator::allocate_for_all_reduce(Shape shape, DType dtype, Dev
   return Tensor(std::make_shared<TensorImpl>(std::move(storage), 0, std::move(shape), std::move(strides), dtype));
 }
 
+void EngineCommunicator::all_gather_in_place(const Tensor& t) {
+  if (!t.defined() || t.rank() == 0) throw ValueError("all_gather_in_place: needs a tensor with an axis");
+  if (engine_->supports_device(t.device()) && t.is_contiguous()) {
+    const int64_t n = size(), d0 = rows(t);
+    std::vector<int64_t> counts(n);
+    for (int64_t r = 0; r < n; ++r) counts[r] = (d0 / n + (r < d0 % n ? 1 : 0)) * row_size(t);
+    bool done = false;
+    runner_->run_now(
+        "all_gather_in_place", op_timeout(std::nullopt),
+        [&] { return str_cat("all_gather_in_place(", describe({t}), ")"); },
+        [&](Timeout engine_timeout) { done = engine_->all_gather_in_place(t.raw_data(), counts, t.dtype(), engine_timeout); });
+    if (done) return;
+  }
+  Communicator::all_gather_in_place(t);
+}
+
+Tensor EngineCommunicator::allocate_shared(int64_t bytes) {
+  if (bytes < 0) throw ValueError(str_cat("allocate_shared: bytes must not be negative, got ", bytes));
+  std::shared_ptr<void> memory;
+  runner_->run_now(
+      "allocate_shared", op_timeout(std::nullopt), [&] { return str_cat("allocate_shared(", bytes, " bytes)"); },
+      [&](Timeout engine_timeout) { memory = engine_->allocate_shared(static_cast<size_t>(bytes), engine_timeout); });
+  if (!memory) return Tensor();
+  void* data = memory.get();
+  auto storage = std::make_shared<Storage>(data, static_cast<size_t>(bytes), kCPU, new KeepAlive(std::move(memory)));
+  return Tensor(std::make_shared<TensorImpl>(std::move(storage), 0, Shape{bytes}, Strides{1}, kU8));
+}
+
 WorkPtr EngineCommunicator::reduce(std::vector<Tensor> tensors, const ReduceOptions& options) {
   check_list("reduce", tensors);
   check_rank("reduce: root", options.root);

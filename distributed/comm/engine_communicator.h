@@ -38,6 +38,8 @@ class EngineCommunicator : public Communicator {
   void all_reduce_in_place(const Tensor& tensor, ReduceOp op = ReduceOp::kSum,
                            std::optional<Timeout> timeout = std::nullopt) override;
   Tensor allocate_for_all_reduce(Shape shape, DType dtype, Device device = kCPU) override;
+  Tensor allocate_shared(int64_t bytes) override;
+  void all_gather_in_place(const Tensor& tensor) override;
   WorkPtr broadcast(std::vector<Tensor> tensors, const BroadcastOptions& options = {}) override;
   WorkPtr reduce(std::vector<Tensor> tensors, const ReduceOptions& options = {}) override;
   WorkPtr all_gather(const Tensor& input, const AllGatherOptions& options = {}) override;

@@ -28,6 +28,10 @@ class RoutingCommunicator : public Communicator {
   Tensor allocate_for_all_reduce(Shape shape, DType dtype, Device device = kCPU) override {
     return (device.is_cuda() ? cuda_ : cpu_)->allocate_for_all_reduce(std::move(shape), dtype, device);
   }
+  Tensor allocate_shared(int64_t bytes) override { return cpu_->allocate_shared(bytes); }
+  void all_gather_in_place(const Tensor& tensor) override {
+    (tensor.defined() && tensor.device().is_cuda() ? cuda_ : cpu_)->all_gather_in_place(tensor);
+  }
   WorkPtr broadcast(std::vector<Tensor> tensors, const BroadcastOptions& options = {}) override;
   WorkPtr reduce(std::vector<Tensor> tensors, const ReduceOptions& options = {}) override;
   WorkPtr all_gather(const Tensor& input, const AllGatherOptions& options = {}) override;

@@ -182,7 +182,10 @@ class ShmEngine final : public shm_internal::WrappingEngine {
     const size_t element = dtype_size(dtype);
     const int64_t total = std::accumulate(counts.begin(), counts.end(), int64_t{0});
     const size_t bytes = static_cast<size_t>(total) * element;
-    if (!gloo_ops_here_ || combine == nullptr || counts.size() != static_cast<size_t>(size())) {
+    // An input in symmetric memory is read where it is, whatever the backend (MPI would copy it through
+    // its own buffers first); other inputs go through the slots over Gloo only (MPI's are as fast).
+    const Symmetric found = combine == nullptr ? Symmetric{} : find_symmetric(const_cast<void*>(in), bytes);
+    if ((!gloo_ops_here_ && !found.segment) || combine == nullptr || counts.size() != static_cast<size_t>(size())) {
       return inner_->reduce_scatter(in, out, counts, dtype, op, timeout);
     }
     if (total == 0) return;
@@ -198,7 +201,7 @@ class ShmEngine final : public shm_internal::WrappingEngine {
     };
     giving_up_on_error([&] {
       const uint64_t key = op_key('s', bytes, dtype, static_cast<int>(op));
-      if (Symmetric found = find_symmetric(const_cast<void*>(in), bytes); found.segment) {
+      if (found.segment) {
         announce(found.request, key);
         arrive_and_wait(deadline, "reduce_scatter");
         check_requests("reduce_scatter", found.request);
@@ -218,6 +221,33 @@ class ShmEngine final : public shm_internal::WrappingEngine {
         arrive_and_wait(deadline, "reduce_scatter");
       }
     });
+  }
+
+  // In symmetric memory: after a barrier (every rank's part is final, and every rank has called this),
+  // each rank writes its part into every other rank's buffer; a second barrier ends it.
+  bool all_gather_in_place(void* buffer, const std::vector<int64_t>& counts, DType dtype, Timeout timeout) override {
+    const size_t element = dtype_size(dtype);
+    const int64_t total = std::accumulate(counts.begin(), counts.end(), int64_t{0});
+    const size_t bytes = static_cast<size_t>(total) * element;
+    if (counts.size() != static_cast<size_t>(size())) return false;
+    const Symmetric found = find_symmetric(buffer, bytes);
+    if (!found.segment) return false;
+    if (total == 0) return true;
+    check_usable("all_gather_in_place");
+    const Clock::time_point deadline = deadline_after(timeout);
+    const size_t lo = static_cast<size_t>(std::accumulate(counts.begin(), counts.begin() + rank(), int64_t{0})) * element;
+    const size_t mine = static_cast<size_t>(counts[rank()]) * element;
+    giving_up_on_error([&] {
+      announce(found.request, op_key('i', bytes, dtype, 0));
+      arrive_and_wait(deadline, "all_gather_in_place");
+      check_requests("all_gather_in_place", found.request);
+      const char* from = found.segment->slot(rank()) + found.offset + lo;
+      for (int r = 0; r < size(); ++r) {
+        if (r != rank() && mine > 0) std::memcpy(found.segment->slot(r) + found.offset + lo, from, mine);
+      }
+      arrive_and_wait(deadline, "all_gather_in_place");
+    });
+    return true;
   }
 
   // Every rank's `in` (counts[r] elements) one after another in out: each rank copies its part of each
@@ -264,6 +294,13 @@ class ShmEngine final : public shm_internal::WrappingEngine {
     if (!segment) return nullptr;
     symmetric_.push_back({++symmetric_made_, segment});
     return std::shared_ptr<void>(segment, segment->slot(rank()));
+  }
+
+  // One copy for all: the first slot of a new segment, mapped by every rank.
+  std::shared_ptr<void> allocate_shared(size_t bytes, Timeout timeout) override {
+    std::shared_ptr<SharedSegment> segment = segment_on_every_rank(*inner_, std::max<size_t>(bytes, 1), timeout);
+    if (!segment) return nullptr;
+    return std::shared_ptr<void>(segment, segment->slot(0));
   }
 
   // Root's data through its slot: root copies a piece in, every rank waits, the others copy it out (and

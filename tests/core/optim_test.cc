@@ -360,3 +360,60 @@ TEST(Config, NamesDefaultsAndLookup) {
 
 }  // namespace
 }  // namespace gradflow
+
+namespace gradflow {
+namespace {
+
+using namespace optimizers;
+
+// A split update (DataParallelOptions::shard_update): the variable's flat elements updated in parts,
+// each from its part of the gradient, give bitwise what one apply_gradients gives, over several steps,
+// for every built-in optimizer and the options that stay elementwise. (Ranks each pass their own parts;
+// the data-parallel tests check that across processes.)
+TEST(SplitUpdate, PartsGiveBitwiseTheWholeUpdate) {
+  std::vector<std::function<std::unique_ptr<Optimizer>()>> makers = {
+      [] { return std::make_unique<SGD>(); },
+      [] { return std::make_unique<SGD>(SGDOptions{.momentum = 0.9, .nesterov = true, .weight_decay = 0.01}); },
+      [] { return std::make_unique<Adam>(AdamOptions{.amsgrad = true, .clipvalue = 0.3}); },
+      [] { return std::make_unique<AdamW>(); },
+      [] { return std::make_unique<RMSprop>(RMSpropOptions{.momentum = 0.5, .centered = true}); },
+      [] { return std::make_unique<Adagrad>(); },
+  };
+  for (auto& make : makers) {
+    std::unique_ptr<Optimizer> whole = make(), split = make();
+    ASSERT_TRUE(split->splits_elementwise()) << split->name();
+    Variable a(random_uniform({6, 7}, -1, 1, kF32, kCPU, 1), "a"), b(random_uniform({6, 7}, -1, 1, kF32, kCPU, 1), "b");
+    // Three parts, the middle one crossing rows; an empty one too.
+    const std::vector<std::pair<int64_t, int64_t>> ranges = {{0, 10}, {10, 33}, {33, 33}, {33, 42}};
+    std::vector<Optimizer::UpdatePart> parts;
+    for (auto [lo, hi] : ranges) parts.push_back(split->update_part(b, lo, hi));
+    for (int step = 0; step < 4; ++step) {
+      Tensor g = random_uniform({6, 7}, -1, 1, kF32, kCPU, 10 + step);
+      whole->apply_gradients({g}, {a}, 0.5);
+      Tensor flat = g.reshape({42});
+      std::vector<Tensor> grads;
+      for (auto [lo, hi] : ranges) grads.push_back(flat.slice(0, lo, hi).contiguous());
+      split->apply_gradient_parts(grads, parts, 0.5);  // one step: the iteration count advances once
+    }
+    EXPECT_EQ(a.value_unwatched().to_vector<float>(), b.value_unwatched().to_vector<float>()) << whole->name();
+    for (size_t s = 0; s < whole->slots(a).size(); ++s) {
+      EXPECT_EQ(whole->slots(a)[s].value_unwatched().to_vector<float>(),
+                split->slots(b)[s].value_unwatched().to_vector<float>())
+          << whole->name() << " slot " << s;
+    }
+  }
+}
+
+TEST(SplitUpdate, NormClippingCannotBeSplit) {
+  Adam clipped({.clipnorm = 1.0});
+  Adam global({.global_clipnorm = 1.0});
+  EXPECT_FALSE(clipped.splits_elementwise());
+  EXPECT_FALSE(global.splits_elementwise());
+  Variable v(zeros({4}), "v");
+  EXPECT_THROW(clipped.update_part(v, 0, 2), StateError);
+  Adam adam;
+  EXPECT_THROW(adam.update_part(v, 3, 5), ValueError);  // past the end: names the variable and range
+}
+
+}  // namespace
+}  // namespace gradflow

@@ -384,6 +384,41 @@ TEST(SharedMemory, ReduceScattersAndAllGathersAcrossPieces) {
   });
 }
 
+// allocate_shared: one copy that every rank of the host reads and writes. all_gather_in_place: each
+// rank's part (as reduce_scatter splits rows: 4, 3 and 3 of 10) copied into every other rank's tensor, in
+// symmetric memory straight into the others' buffers, elsewhere through all_gather_v.
+TEST(SharedMemory, OneSharedCopyAndGathersInPlace) {
+  if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
+  World world(3, StoreKind::kTcp);
+  world.run([](Communicator& comm) {
+    const int rank = comm.rank();
+    Tensor shared = comm.allocate_shared(4096);
+    ASSERT_TRUE(shared.defined());
+    ASSERT_EQ(shared.numel(), 4096);
+    auto* bytes = static_cast<uint8_t*>(shared.raw_data());
+    EXPECT_EQ(bytes[4095], 0);  // zeroed
+    if (rank == 1) bytes[100] = 42;
+    comm.barrier()->wait();
+    EXPECT_EQ(bytes[100], 42) << "rank " << rank << " sees rank 1's write";
+    comm.barrier()->wait();
+    for (bool symmetric : {true, false}) {
+      SCOPED_TRACE(symmetric ? "symmetric" : "ordinary");
+      Tensor t = symmetric ? comm.allocate_for_all_reduce({10, 2}, kF64) : zeros({10, 2}, kF64);
+      const int64_t lo = rank == 0 ? 0 : 4 + 3 * (rank - 1), hi = rank == 0 ? 4 : lo + 3;
+      // Each rank knows only its rows; the rest is its own junk until the gather.
+      std::vector<double> mine(20, -1.0 - rank);
+      for (int64_t i = 2 * lo; i < 2 * hi; ++i) mine[i] = 100.0 * rank + static_cast<double>(i);
+      copy_into(t, from_vector<double>(mine, {10, 2}));
+      comm.all_gather_in_place(t);
+      std::vector<double> got = t.to_vector<double>();
+      for (int64_t i = 0; i < 20; ++i) {
+        const int owner = i < 8 ? 0 : i < 14 ? 1 : 2;
+        ASSERT_EQ(got[i], 100.0 * owner + static_cast<double>(i)) << "rank " << rank << " element " << i;
+      }
+    }
+  });
+}
+
 TEST(SharedMemory, RanksDisagreeingOnAReduceScatterOrAllGatherAllFail) {
   if (!backend_built(Backend::kGloo)) GTEST_SKIP() << "built without Gloo";
   for (bool gather : {false, true}) {

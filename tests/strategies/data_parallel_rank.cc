@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <set>
+#include <thread>
 #include <fstream>
 
 #include "core/checkpoint/checkpoint.h"
@@ -502,6 +503,96 @@ void load_balancing_keeps_the_update(strategies::DataParallelStrategy& strategy)
   strategy.set_options(saved);
 }
 
+// Every value of a list of variables, flattened into doubles.
+std::vector<double> flatten(const std::vector<Variable>& vars) {
+  std::vector<double> out;
+  for (const Variable& v : vars) {
+    for (double d : v.value_unwatched().to(kF64).reshape({-1}).to_vector<double>()) out.push_back(d);
+  }
+  return out;
+}
+
+// The optimizer's state at each epoch's end, as a checkpoint written then would see it.
+class OptimizerStateRecorder : public Callback {
+ public:
+  explicit OptimizerStateRecorder(std::shared_ptr<optimizers::Optimizer> optimizer) : optimizer_(std::move(optimizer)) {}
+  void on_epoch_end(int, const Logs&) override {
+    std::vector<double> state = flatten(optimizer_->variables());
+    seen.insert(seen.end(), state.begin(), state.end());
+  }
+  std::vector<double> seen;
+
+ private:
+  std::shared_ptr<optimizers::Optimizer> optimizer_;
+};
+
+// shard_update: the update split among the ranks (each updates its part; the optimizer's slots are one
+// copy they share; the updated parts written into each other's variables) is the plain data-parallel
+// update bit for bit: the weights, and the whole optimizer state every rank reads at each epoch's end
+// (what a checkpoint saves) and after fit. Several buckets (300 bytes), a short last step with replicas
+// without rows. Afterwards each rank's variables are its own again.
+void split_update_matches_the_plain_one(strategies::DataParallelStrategy& strategy) {
+  int rank = strategy.replica_id(), replicas = strategy.num_replicas_in_sync();
+  strategies::DataParallelOptions saved = strategy.options();
+  Tensor x = random_uniform({8 * replicas * 3 + 5, 8}, -1, 1, kF32, kCPU, 41);
+  Tensor y = random_uniform({8 * replicas * 3 + 5}, 0, 4, kF32, kCPU, 42).to(kI64);
+  // Where the ranks share no memory (shared memory off), optimizers with slots are not split.
+  const bool shared_memory = strategy.communicator().allocate_shared(64).defined();
+  using Make = std::function<std::shared_ptr<optimizers::Optimizer>()>;
+  const std::vector<std::pair<std::string, Make>> optimizers_to_try = {
+      {"adam", [] { return std::make_shared<optimizers::Adam>(optimizers::AdamOptions{.learning_rate = 0.01}); }},
+      {"sgd with momentum", [] { return std::make_shared<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.1, .momentum = 0.9}); }},
+      {"sgd", [] { return std::make_shared<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.5}); }},
+  };
+  for (const auto& [name, make] : optimizers_to_try) {
+    std::vector<std::vector<double>> weights, state_at_epochs, state_after;
+    std::vector<Variable> split_kernel;
+    const int64_t splits_before = strategy.split_fits();
+    for (bool shard : {false, true}) {
+      strategy.set_options({.bucket_bytes = 300, .shard_update = shard});
+      set_seed(5);
+      Sequential model = make_model();
+      std::shared_ptr<optimizers::Optimizer> optimizer = make();
+      model.compile(optimizer, "sparse_categorical_crossentropy");
+      auto recorder = std::make_shared<OptimizerStateRecorder>(optimizer);
+      {
+        auto scope = strategy.scope();
+        model.fit(x, y, {.epochs = 2, .batch_size = 8, .callbacks = {recorder}, .shuffle = false, .verbose = 0});
+      }
+      weights.push_back(flatten(model.variables()));
+      state_at_epochs.push_back(recorder->seen);
+      state_after.push_back(flatten(optimizer->variables()));
+      if (shard) split_kernel = {model.trainable_variables()[0]};
+    }
+    const bool split = strategy.split_fits() == splits_before + 1;
+    const bool has_slots = name != "sgd";
+    check(split == (shared_memory || !has_slots), rank,
+          str_cat("shard_update with ", name, ": the update was ", split ? "" : "not ", "split"));
+    // Bitwise where both sum in rank order (shared memory); with more ranks than cores, small all-reduces
+    // go to MPI, which sums in an order of its own: then to rounding.
+    const bool bitwise = replicas <= static_cast<int>(std::thread::hardware_concurrency());
+    auto same = [&](const std::vector<double>& a, const std::vector<double>& b) {
+      if (a.size() != b.size()) return false;
+      if (bitwise) return a == b;
+      for (size_t i = 0; i < a.size(); ++i) {
+        if (std::abs(a[i] - b[i]) > 1e-5 * std::max(1.0, std::abs(b[i]))) return false;
+      }
+      return true;
+    };
+    check(same(weights[0], weights[1]), rank,
+          str_cat("shard_update with ", name, ": ", bitwise ? "bitwise " : "", "the plain update's weights"));
+    check(same(state_at_epochs[0], state_at_epochs[1]) && same(state_after[0], state_after[1]), rank,
+          str_cat("shard_update with ", name, ": every rank reads the whole optimizer state, as without it"));
+    // Its own copy again: what rank 0 writes now, the others do not see.
+    if (rank == 0) split_kernel[0].assign(zeros_like(split_kernel[0].value_unwatched()));
+    strategy.communicator().barrier()->wait();
+    const bool zero = max(abs(split_kernel[0].value_unwatched())).item() == 0;
+    check(zero == (rank == 0), rank, str_cat("shard_update with ", name, ": after fit, each rank's variables are its own"));
+    strategy.communicator().barrier()->wait();
+  }
+  strategy.set_options(saved);
+}
+
 }  // namespace
 }  // namespace gradflow
 
@@ -549,6 +640,7 @@ int main() {
     fit_matches_single_replica(*strategy, 8 * replicas * 2 * 3, 8, 2);   // accumulating 2 batches
     fit_matches_single_replica(*strategy, 8 * replicas * 2 * 2 + 5, 8, 2);  // ... and a short last group
     load_balancing_keeps_the_update(*strategy);
+    split_update_matches_the_plain_one(*strategy);
     custom_loop_matches_single_replica(*strategy, Loop::kReduceGradients);
     custom_loop_matches_single_replica(*strategy, Loop::kStrategyGradient);
     unused_variables_are_handled(*strategy);
