@@ -2,10 +2,14 @@
 # Data-parallel scaling of the seed's model on this machine (issue 6's targets): samples per second of
 #   - one gradflow rank (one thread),
 #   - two independent single-rank runs at the same time (the hardware's own ceiling for two ranks),
+#   - two single-rank runs in lockstep (fashion_mnist --lockstep: each waits for the other before every
+#     step, exchanging nothing else): the ceiling of any synchronous job on these cores, which free runs
+#     exceed by the cores' difference in speed,
 #   - gradflow on 2 data-parallel ranks through gfrun, with the MPI backend (also with --balance-load:
 #     each global batch split by the ranks' measured speeds, and with GRADFLOW_SHARED_MEMORY=0: MPI's own
 #     all-reduce instead of the shared-memory one, docs/distributed.md) and with Gloo (also with Gloo's
-#     event-loop thread left at the normal scheduling policy: GRADFLOW_GLOO_LOOP_SCHED=normal),
+#     event-loop thread left at the normal scheduling policy: GRADFLOW_GLOO_LOOP_SCHED=normal), and with
+#     MPI, balanced, with the update split between the ranks (--shard-update),
 #   - PyTorch alone and PyTorch DDP (Gloo) on 2 ranks (Debian's python3-torch; DDP's ranks started by gfrun,
 #     whose environment is torch's env:// contract),
 # per-replica batch 32 and 256, one epoch each, every configuration run 3 times in rotation; prints medians,
@@ -29,10 +33,17 @@ for batch in 32 256; do
     "${fm[@]}" --strategy none --batch-size "$batch" --metrics-json "$out/pairA_${batch}_$r.json" >/dev/null &
     "${fm[@]}" --strategy none --batch-size "$batch" --metrics-json "$out/pairB_${batch}_$r.json" >/dev/null
     wait
+    "${fm[@]}" --strategy none --batch-size "$batch" --lockstep "gradflow-lockstep-$$-$batch-$r:0" \
+      --metrics-json "$out/lockA_${batch}_$r.json" >/dev/null &
+    "${fm[@]}" --strategy none --batch-size "$batch" --lockstep "gradflow-lockstep-$$-$batch-$r:1" \
+      --metrics-json "$out/lockB_${batch}_$r.json" >/dev/null
+    wait
     build/bin/gfrun --backend mpi -np 2 -x OMP_WAIT_POLICY -x OMP_NUM_THREADS -x OMPI_MCA_btl "${fm[@]}" \
       --batch-size "$batch" --metrics-json "$out/dpmpi_${batch}_$r.json" >/dev/null
     build/bin/gfrun --backend mpi -np 2 -x OMP_WAIT_POLICY -x OMP_NUM_THREADS -x OMPI_MCA_btl "${fm[@]}" \
       --batch-size "$batch" --balance-load --metrics-json "$out/dpbal_${batch}_$r.json" >/dev/null
+    build/bin/gfrun --backend mpi -np 2 -x OMP_WAIT_POLICY -x OMP_NUM_THREADS -x OMPI_MCA_btl "${fm[@]}" \
+      --batch-size "$batch" --balance-load --shard-update --metrics-json "$out/dpbalsplit_${batch}_$r.json" >/dev/null
     GRADFLOW_SHARED_MEMORY=0 build/bin/gfrun --backend mpi -np 2 -x OMP_WAIT_POLICY -x OMP_NUM_THREADS \
       -x OMPI_MCA_btl -x GRADFLOW_SHARED_MEMORY "${fm[@]}" --batch-size "$batch" \
       --metrics-json "$out/dpmpinoshm_${batch}_$r.json" >/dev/null
@@ -57,6 +68,7 @@ def sps(name, batch, r, key):
         return d[key]
     return d.get("samples_per_second") or 60000 / d["seconds_per_epoch"]
 rows = [("gradflow 2 ranks, MPI", "dpmpi"), ("gradflow 2 ranks, MPI, balanced", "dpbal"),
+        ("gradflow 2 ranks, MPI, balanced, split update", "dpbalsplit"),
         ("gradflow 2 ranks, MPI, no shared memory", "dpmpinoshm"), ("gradflow 2 ranks, Gloo", "dpgloo"),
         ("gradflow 2 ranks, Gloo, no shared memory", "dpgloonoshm"),
         ("gradflow 2 ranks, Gloo, no shared memory, loop at the normal policy", "dpgloonormal")]
@@ -69,9 +81,12 @@ for key, what in (("samples_per_second", "the whole epoch"),
         print(f"per-replica batch {batch}: samples/s over {what}, medians of {reps}")
         print(f"  gradflow 1 rank            {single:9.0f}")
         print(f"  2 independent single runs  {ceiling:9.0f}  (the ceiling)")
+        lockstep = med(lambda r: sps("lockA", batch, r, key) + sps("lockB", batch, r, key))
+        print(f"  2 single runs in lockstep  {lockstep:9.0f}  = {lockstep / ceiling:.0%} of the ceiling (synchronous steps' own ceiling)")
         for label, name in rows:
             v = med(lambda r: sps(name, batch, r, key))
-            print(f"  {label:40s} {v:9.0f}  = {v / single:.2f}x one rank, {v / ceiling:.0%} of the ceiling")
+            print(f"  {label:40s} {v:9.0f}  = {v / single:.2f}x one rank, {v / ceiling:.0%} of the ceiling, "
+                  f"{v / lockstep:.0%} of lockstep")
         if torch:
             t1 = med(lambda r: sps("torch", batch, r, key))
             ddp = med(lambda r: sps("ddp", batch, r, key))

@@ -23,6 +23,12 @@
 // With --checkpoint-dir it saves every epoch (or every --save-freq batches) and resumes from the latest
 // checkpoint there, so a job under `gfrun --max-restarts N` continues where it died, to the exact batch.
 #include <CLI/CLI.hpp>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
 #include <iostream>
 #include <omp.h>
@@ -47,6 +53,46 @@ class KillAfterEpoch : public Callback {
   int epoch_;
 };
 
+// For benchmarks: two single-rank runs that wait for each other before every step, as a synchronous
+// job's ranks do, but exchange nothing else. Their samples per second are the ceiling of synchronous
+// training on these cores: two free-running single runs also gain from one core being faster than the
+// other, which a job in lockstep cannot (docs/benchmarks.md, "lockstep"). Each process counts its steps
+// in its own cache line of a small shared file and waits for the other's count.
+class Lockstep : public Callback {
+ public:
+  // name: a file in /dev/shm that only this pair uses; index: 0 or 1.
+  Lockstep(const std::string& name, int index) : index_(index), path_("/dev/shm/" + name) {
+    int fd = ::open(path_.c_str(), O_RDWR | O_CREAT, 0600);
+    if (fd < 0 || ::ftruncate(fd, 2 * kLine) != 0) throw Error(str_cat("--lockstep: cannot open ", path_));
+    void* p = ::mmap(nullptr, 2 * kLine, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) throw Error(str_cat("--lockstep: cannot map ", path_));
+    lines_ = static_cast<char*>(p);
+  }
+  ~Lockstep() override {
+    ::munmap(lines_, 2 * kLine);
+    ::unlink(path_.c_str());
+  }
+  void on_train_batch_begin(int64_t, const Logs&) override {
+    counter(index_).store(++steps_, std::memory_order_release);
+    for (int spins = 0; counter(1 - index_).load(std::memory_order_acquire) < steps_; ++spins) {
+      if (spins < 2048) {
+        __builtin_ia32_pause();
+      } else {
+        sched_yield();
+      }
+    }
+  }
+
+ private:
+  static constexpr size_t kLine = 64;
+  std::atomic<uint64_t>& counter(int i) { return *reinterpret_cast<std::atomic<uint64_t>*>(lines_ + i * kLine); }
+  int index_;
+  std::string path_;
+  char* lines_ = nullptr;
+  uint64_t steps_ = 0;
+};
+
 int main(int argc, char** argv) {
   CLI::App app{"Train the seed's Keras model on Fashion-MNIST"};
   examples::ExampleFlags flags;
@@ -57,6 +103,7 @@ int main(int argc, char** argv) {
   bool no_overlap = false;
   bool balance_load = false;
   bool shard_update = false;
+  std::string lockstep;
   std::string compression = "none";
   app.add_option("--kill-after-epoch", kill_after_epoch,
                  "testing: rank 0 kills itself (SIGKILL) after this epoch on a job's first try");
@@ -73,6 +120,9 @@ int main(int argc, char** argv) {
   app.add_flag("--shard-update", shard_update,
                "data-parallel: the ranks of a host share one copy of the variables and optimizer state, each "
                "updating its part (DataParallelOptions::shard_update)");
+  app.add_option("--lockstep", lockstep,
+                 "benchmarking, with --strategy none: NAME:INDEX, two single runs (INDEX 0 and 1, the same NAME, "
+                 "unique to the pair) that wait for each other before every step");
   app.add_option("--compression", compression, "data-parallel: send gradients as bf16 or f16 (DataParallelOptions::compression)")
       ->check(CLI::IsMember({"none", "bf16", "f16"}));
   CLI11_PARSE(app, argc, argv);
@@ -106,6 +156,13 @@ int main(int argc, char** argv) {
       size_t colon = trace_steps.find(':');
       if (colon == std::string::npos) throw ValueError(str_cat("--trace-steps: expected FIRST:LAST, got \"", trace_steps, "\""));
       callbacks.push_back(TraceSteps(trace_file, std::stoll(trace_steps.substr(0, colon)), std::stoll(trace_steps.substr(colon + 1))));
+    }
+    if (!lockstep.empty()) {
+      size_t colon = lockstep.rfind(':');
+      if (colon == std::string::npos || (lockstep.substr(colon + 1) != "0" && lockstep.substr(colon + 1) != "1")) {
+        throw ValueError(str_cat("--lockstep: expected NAME:0 or NAME:1, got \"", lockstep, "\""));
+      }
+      callbacks.push_back(std::make_shared<Lockstep>(lockstep.substr(0, colon), std::stoi(lockstep.substr(colon + 1))));
     }
     if (kill_after_epoch >= 0 && chief && first_try) {
       callbacks.push_back(std::make_shared<KillAfterEpoch>(kill_after_epoch));
