@@ -3,14 +3,16 @@
 # whose process is SIGKILLed after epoch 1 on its first try, restarted by gfrun and resumed from
 # --checkpoint-dir; the final test loss and accuracy must be identical (the weights are bitwise equal).
 # With NP > 1 the job is data-parallel (each replica's generator is in the checkpoint too).
-# Usage: resume_test.sh GFRUN FASHION_MNIST [NP [gfrun options...]]
+# Usage: resume_test.sh GFRUN FASHION_MNIST [NP [gfrun options...]]; PROGRAM_FLAGS (environment): more
+# flags for both runs (e.g. --shard-update: the checkpoint must then hold every rank's part of the
+# optimizer's state for the resumed run to end bitwise where the uninterrupted one did).
 set -uo pipefail
 gfrun=$1 program=$2 np=${3:-1}
 shift 3 2>/dev/null || shift $#
 launcher=("$gfrun" -np "$np" "$@")
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-common=(--epochs 3 --threads 1 --verbose 0 --seed 7 --batch-size 64)
+common=(--epochs 3 --threads 1 --verbose 0 --seed 7 --batch-size 64 ${PROGRAM_FLAGS:-})
 "${launcher[@]}" "$program" "${common[@]}" --metrics-json "$work/uninterrupted.json" || { echo "FAIL: first run"; exit 1; }
 out=$("${launcher[@]}" --max-restarts 1 "$program" "${common[@]}" --checkpoint-dir "$work/ckpt" \
   --kill-after-epoch 1 --metrics-json "$work/resumed.json" 2>&1)

@@ -5,7 +5,7 @@
 // Prints "rank R: ... ok" lines; exits 0 when everything matched, 1 otherwise.
 // With DP_RANK_DIES=R, rank R instead exits in the middle of a long fit, with status 0 so that the
 // launcher does not step in: the others must fail by themselves with the communicator's error (exit 4)
-// rather than hang.
+// rather than hang (DP_SHARD_UPDATE=1: with the update split between the ranks).
 #include <unistd.h>
 
 #include <cmath>
@@ -621,7 +621,9 @@ int main() {
     if (const char* dies = std::getenv("DP_RANK_DIES")) {
       Tensor x = random_uniform({4096, 8}, -1, 1, kF32, kCPU, 1), y = random_uniform({4096}, 0, 4, kF32, kCPU, 2).to(kI64);
       Sequential model = make_model();
-      model.compile("sgd", "sparse_categorical_crossentropy");
+      model.compile("adam", "sparse_categorical_crossentropy");
+      // DP_SHARD_UPDATE=1: the same with the update split between the ranks (its own collectives).
+      if (std::getenv("DP_SHARD_UPDATE")) strategy->set_options({.shard_update = true});
       auto scope = strategy->scope();
       std::vector<CallbackPtr> callbacks;
       if (std::atoi(dies) == strategy->replica_id()) callbacks.push_back(std::make_shared<DieAfter>(20));
