@@ -7,34 +7,21 @@
 
 #include "core/ops/ops.h"
 #include "core/optim/fused.h"
+#include "core/optim/fused_cuda.h"
 #include "core/optim/optimizers.h"
 
 namespace gradflow::optimizers {
 namespace {
 
-using internal::clip_gradient;
 using internal::GradientTransform;
 
-template <typename T>
-struct AdamConstants {
-  T alpha;     // lr * sqrt(1 - beta_2^t) / (1 - beta_1^t)
-  T one_minus_beta_1, one_minus_beta_2, epsilon;
-};
+using internal::AdamConstants;
 
 template <bool kAmsgrad, typename T>
 void adam_loop(int64_t begin, int64_t end, T* __restrict w, const T* __restrict grad, T* __restrict m,
                T* __restrict v, T* __restrict vhat, AdamConstants<T> c, GradientTransform<T> tr) {
   for (int64_t i = begin; i < end; ++i) {
-    T g = clip_gradient(grad[i], tr.scale, tr.limit);
-    T mi = m[i] + (g - m[i]) * c.one_minus_beta_1;
-    T vi = v[i] + (g * g - v[i]) * c.one_minus_beta_2;
-    m[i] = mi;
-    v[i] = vi;
-    if constexpr (kAmsgrad) {
-      vi = vi > vhat[i] ? vi : vhat[i];
-      vhat[i] = vi;
-    }
-    w[i] = w[i] - w[i] * tr.decay - c.alpha * mi / (std::sqrt(vi) + c.epsilon);
+    internal::adam_element<kAmsgrad>(w[i], grad[i], m[i], v[i], kAmsgrad ? vhat + i : nullptr, c, tr);
   }
 }
 
@@ -88,6 +75,10 @@ void Adam::update_step(const Tensor& grad, Variable var, const std::vector<Varia
     });
   });
   if (fused) return;
+  if (internal::adam_on_gpu(grad, var, slots, {alpha, 1 - options_.beta_1, 1 - options_.beta_2, options_.epsilon},
+                            {step.grad_scale, step.clipvalue, step.decay})) {
+    return;
+  }
 
   Tensor g = clipped_gradient(grad, step);
   apply_weight_decay(var, step);

@@ -16,6 +16,7 @@
 #include "core/autodiff/variable.h"
 #include "core/tensor/denormals.h"
 #include "core/tensor/tensor.h"
+#include "core/optim/update_rules.h"
 
 namespace gradflow::optimizers::internal {
 
@@ -59,22 +60,5 @@ void parallel_for(int64_t n, F&& body) {
 #pragma omp parallel for schedule(static)
   for (int64_t c = 0; c < chunks; ++c) body(c * kParallelGrain, std::min(n, (c + 1) * kParallelGrain));
 }
-
-// The gradient as the update sees it: scaled by the clip-norm factor, then limited to [-limit, limit]
-// (limit is +inf without clipvalue). Branch-free so that loops using it vectorize.
-template <typename T>
-inline T clip_gradient(T g, T scale, T limit) {
-  g *= scale;
-  g = g < -limit ? -limit : g;
-  return g > limit ? limit : g;
-}
-
-// The per-element constants every fused loop receives, in its dtype.
-template <typename T>
-struct GradientTransform {
-  T scale;  // clipnorm / global_clipnorm factor
-  T limit;  // clipvalue
-  T decay;  // weight_decay * learning_rate: w -= w * decay before the update
-};
 
 }  // namespace gradflow::optimizers::internal

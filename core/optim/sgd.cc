@@ -2,33 +2,24 @@
 //   m = momentum * m - lr * g;  var += nesterov ? momentum * m - lr * g : m;   without momentum var -= lr * g
 #include "core/ops/ops.h"
 #include "core/optim/fused.h"
+#include "core/optim/fused_cuda.h"
 #include "core/optim/optimizers.h"
 
 namespace gradflow::optimizers {
 namespace {
 
-using internal::clip_gradient;
 using internal::GradientTransform;
 
 template <typename T>
 void sgd_loop(int64_t begin, int64_t end, T* __restrict w, const T* __restrict grad, T lr,
               GradientTransform<T> tr) {
-  for (int64_t i = begin; i < end; ++i) {
-    T g = clip_gradient(grad[i], tr.scale, tr.limit);
-    w[i] = w[i] - w[i] * tr.decay - lr * g;
-  }
+  for (int64_t i = begin; i < end; ++i) internal::sgd_element(w[i], grad[i], lr, tr);
 }
 
 template <bool kNesterov, typename T>
 void momentum_loop(int64_t begin, int64_t end, T* __restrict w, const T* __restrict grad, T* __restrict m, T lr,
                    T momentum, GradientTransform<T> tr) {
-  for (int64_t i = begin; i < end; ++i) {
-    T g = clip_gradient(grad[i], tr.scale, tr.limit);
-    T wi = w[i] - w[i] * tr.decay;
-    T mi = momentum * m[i] - lr * g;
-    m[i] = mi;
-    w[i] = kNesterov ? wi + (momentum * mi - lr * g) : wi + mi;
-  }
+  for (int64_t i = begin; i < end; ++i) internal::momentum_element<kNesterov>(w[i], grad[i], m[i], lr, momentum, tr);
 }
 
 std::vector<SlotSpec> sgd_slots(const SGDOptions& o) {
@@ -69,6 +60,10 @@ void SGD::update_step(const Tensor& grad, Variable var, const std::vector<Variab
     });
   });
   if (fused) return;
+  if (internal::sgd_on_gpu(grad, var, slots, step.lr, options_.momentum, options_.nesterov,
+                           {step.grad_scale, step.clipvalue, step.decay})) {
+    return;
+  }
 
   Tensor g = clipped_gradient(grad, step);
   apply_weight_decay(var, step);

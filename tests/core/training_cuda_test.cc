@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,45 @@ class TrainingCuda : public ::testing::Test {
     if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
   }
 };
+
+// Adam and SGD update a GPU variable in one kernel (core/optim/fused_cuda.h) with the CPU loops' own
+// per-element rules: three steps with the same gradients give the CPU's weights and slots (to the last
+// bits that FMA contraction may move), for every variant of the rules.
+TEST_F(TrainingCuda, FusedOptimizerUpdatesMatchTheCpu) {
+  using namespace optimizers;
+  std::vector<std::pair<std::string, std::function<std::unique_ptr<Optimizer>()>>> makers = {
+      {"adam", [] { return std::make_unique<Adam>(AdamOptions{.learning_rate = 0.01}); }},
+      {"adam amsgrad clipvalue", [] { return std::make_unique<Adam>(AdamOptions{.amsgrad = true, .clipvalue = 0.5}); }},
+      {"adamw", [] { return std::make_unique<AdamW>(AdamWOptions{.learning_rate = 0.01}); }},
+      {"sgd", [] { return std::make_unique<SGD>(SGDOptions{.learning_rate = 0.1, .weight_decay = 0.01}); }},
+      {"sgd momentum", [] { return std::make_unique<SGD>(SGDOptions{.learning_rate = 0.1, .momentum = 0.9}); }},
+      {"sgd nesterov", [] { return std::make_unique<SGD>(SGDOptions{.learning_rate = 0.1, .momentum = 0.9, .nesterov = true}); }},
+  };
+  for (DType dtype : {kF32, kF64}) {
+    for (auto& [name, make] : makers) {
+      SCOPED_TRACE(name + (dtype == kF32 ? " f32" : " f64"));
+      Tensor start = random_uniform({1000, 3}, -1, 1, dtype, kCPU, 5);
+      Variable on_cpu(start, "w"), on_gpu(start.to(kGpu), "w");
+      std::unique_ptr<Optimizer> cpu = make(), gpu = make();
+      for (int step = 0; step < 3; ++step) {
+        Tensor g = random_uniform({1000, 3}, -1, 1, dtype, kCPU, 10 + step);
+        cpu->apply_gradients({g}, {on_cpu});
+        gpu->apply_gradients({g.to(kGpu)}, {on_gpu});
+      }
+      ASSERT_EQ(on_gpu.device(), kGpu);
+      const double tol = dtype == kF32 ? 1e-6 : 1e-14;
+      expect_close({on_gpu.value_unwatched().reshape({-1}).to_vector<double>()},
+                   {on_cpu.value_unwatched().reshape({-1}).to_vector<double>()}, tol);
+      std::vector<Variable> cpu_slots = cpu->slots(on_cpu), gpu_slots = gpu->slots(on_gpu);
+      ASSERT_EQ(cpu_slots.size(), gpu_slots.size());
+      for (size_t k = 0; k < cpu_slots.size(); ++k) {
+        EXPECT_EQ(gpu_slots[k].device(), kGpu);
+        expect_close({gpu_slots[k].value_unwatched().reshape({-1}).to_vector<double>()},
+                     {cpu_slots[k].value_unwatched().reshape({-1}).to_vector<double>()}, tol);
+      }
+    }
+  }
+}
 
 TEST_F(TrainingCuda, FitEvaluatePredictMatchTheCpu) {
   Trained cpu = fit_on(kCPU, /*dropout=*/false);
