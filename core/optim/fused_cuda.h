@@ -1,6 +1,7 @@
 // The fused optimizer updates on the GPU: one kernel per variable over the variable, its gradient and
 // its slots, in place, with the CPU loops' own per-element rules (update_rules.h), instead of a chain of
-// ops (about 15 launches per variable for Adam, each with its dispatch and a temporary).
+// ops (about 15 launches per variable for Adam, each with its dispatch and a temporary). Every built-in
+// optimizer has one.
 #pragma once
 
 #include <vector>
@@ -18,5 +19,11 @@ bool adam_on_gpu(const Tensor& grad, const Variable& var, const std::vector<Vari
                  const AdamConstants<double>& c, const GradientTransform<double>& tr);
 bool sgd_on_gpu(const Tensor& grad, const Variable& var, const std::vector<Variable>& slots, double lr, double momentum,
                 bool nesterov, const GradientTransform<double>& tr);
+
+// mom and avg undefined where the options leave them out (no momentum, not centered).
+bool rmsprop_on_gpu(const Tensor& grad, const Variable& var, const Variable& velocity, const Variable& mom,
+                    const Variable& avg, const RMSpropConstants<double>& c, const GradientTransform<double>& tr);
+bool adagrad_on_gpu(const Tensor& grad, const Variable& var, const std::vector<Variable>& slots, double lr,
+                    double epsilon, const GradientTransform<double>& tr);
 
 }  // namespace gradflow::optimizers::internal

@@ -7,52 +7,29 @@
 
 #include "core/ops/ops.h"
 #include "core/optim/fused.h"
+#include "core/optim/fused_cuda.h"
 #include "core/optim/optimizers.h"
 
 namespace gradflow::optimizers {
 namespace {
 
-using internal::clip_gradient;
 using internal::GradientTransform;
-
-template <typename T>
-struct RMSpropConstants {
-  T lr, rho, one_minus_rho, momentum, epsilon;
-};
+using internal::RMSpropConstants;
 
 // Slot pointers: velocity always; mom when kMomentum, avg when kCentered (unused ones are null).
 template <bool kMomentum, bool kCentered, typename T>
 void rmsprop_loop(int64_t begin, int64_t end, T* __restrict w, const T* __restrict grad, T* __restrict velocity,
                   T* __restrict mom, T* __restrict avg, RMSpropConstants<T> c, GradientTransform<T> tr) {
   for (int64_t i = begin; i < end; ++i) {
-    T g = clip_gradient(grad[i], tr.scale, tr.limit);
-    T vel = c.rho * velocity[i] + c.one_minus_rho * g * g;
-    velocity[i] = vel;
-    T denominator = vel + c.epsilon;
-    if constexpr (kCentered) {
-      T a = c.rho * avg[i] + c.one_minus_rho * g;
-      avg[i] = a;
-      denominator = vel - a * a + c.epsilon;
-    }
-    T increment = c.lr * g / std::sqrt(denominator);
-    T wi = w[i] - w[i] * tr.decay;
-    if constexpr (kMomentum) {
-      increment = c.momentum * mom[i] + increment;
-      mom[i] = increment;
-    }
-    w[i] = wi - increment;
+    internal::rmsprop_element<kMomentum, kCentered>(w[i], grad[i], velocity[i], kMomentum ? mom + i : nullptr,
+                                                    kCentered ? avg + i : nullptr, c, tr);
   }
 }
 
 template <typename T>
 void adagrad_loop(int64_t begin, int64_t end, T* __restrict w, const T* __restrict grad, T* __restrict acc, T lr,
                   T epsilon, GradientTransform<T> tr) {
-  for (int64_t i = begin; i < end; ++i) {
-    T g = clip_gradient(grad[i], tr.scale, tr.limit);
-    T a = acc[i] + g * g;
-    acc[i] = a;
-    w[i] = w[i] - w[i] * tr.decay - lr * g / std::sqrt(a + epsilon);
-  }
+  for (int64_t i = begin; i < end; ++i) internal::adagrad_element(w[i], grad[i], acc[i], lr, epsilon, tr);
 }
 
 std::vector<SlotSpec> rmsprop_slots(const RMSpropOptions& o) {
@@ -101,6 +78,11 @@ void RMSprop::update_step(const Tensor& grad, Variable var, const std::vector<Va
     });
   });
   if (fused) return;
+  if (internal::rmsprop_on_gpu(grad, var, slots[0], mom, avg,
+                               {step.lr, options_.rho, 1 - options_.rho, options_.momentum, options_.epsilon},
+                               {step.grad_scale, step.clipvalue, step.decay})) {
+    return;
+  }
 
   Tensor g = clipped_gradient(grad, step);
   apply_weight_decay(var, step);
@@ -145,6 +127,9 @@ void Adagrad::update_step(const Tensor& grad, Variable var, const std::vector<Va
     internal::parallel_for(grad.numel(), [&](int64_t b, int64_t e) { adagrad_loop<T>(b, e, w, g, acc, lr, epsilon, tr); });
   });
   if (fused) return;
+  if (internal::adagrad_on_gpu(grad, var, slots, step.lr, options_.epsilon, {step.grad_scale, step.clipvalue, step.decay})) {
+    return;
+  }
 
   Tensor g = clipped_gradient(grad, step);
   apply_weight_decay(var, step);

@@ -73,4 +73,43 @@ GF_HOST_DEVICE inline void momentum_element(T& w, T grad, T& m, T lr, T momentum
   w = kNesterov ? wi + (momentum * mi - lr * g) : wi + mi;
 }
 
+template <typename T>
+struct RMSpropConstants {
+  T lr, rho, one_minus_rho, momentum, epsilon;
+};
+
+// RMSprop (Keras 3, epsilon inside the square root): v = rho v + (1 - rho) g^2; centered: a = rho a +
+// (1 - rho) g and the denominator v - a^2 + epsilon, else v + epsilon; inc = lr g / sqrt(denominator);
+// with momentum mom = momentum mom + inc, w -= mom, else w -= inc. mom is read only with kMomentum, avg
+// only with kCentered.
+template <bool kMomentum, bool kCentered, typename T>
+GF_HOST_DEVICE inline void rmsprop_element(T& w, T grad, T& velocity, T* mom, T* avg, const RMSpropConstants<T>& c,
+                                           const GradientTransform<T>& tr) {
+  T g = clip_gradient(grad, tr.scale, tr.limit);
+  T vel = c.rho * velocity + c.one_minus_rho * g * g;
+  velocity = vel;
+  T denominator = vel + c.epsilon;
+  if constexpr (kCentered) {
+    T a = c.rho * *avg + c.one_minus_rho * g;
+    *avg = a;
+    denominator = vel - a * a + c.epsilon;
+  }
+  T increment = c.lr * g / square_root(denominator);
+  T wi = w - w * tr.decay;
+  if constexpr (kMomentum) {
+    increment = c.momentum * *mom + increment;
+    *mom = increment;
+  }
+  w = wi - increment;
+}
+
+// Adagrad (Keras 3): acc += g^2; w -= lr g / sqrt(acc + epsilon), after the decay.
+template <typename T>
+GF_HOST_DEVICE inline void adagrad_element(T& w, T grad, T& acc, T lr, T epsilon, const GradientTransform<T>& tr) {
+  T g = clip_gradient(grad, tr.scale, tr.limit);
+  T a = acc + g * g;
+  acc = a;
+  w = w - w * tr.decay - lr * g / square_root(a + epsilon);
+}
+
 }  // namespace gradflow::optimizers::internal

@@ -88,9 +88,9 @@ class TrainingCuda : public ::testing::Test {
   }
 };
 
-// Adam and SGD update a GPU variable in one kernel (core/optim/fused_cuda.h) with the CPU loops' own
-// per-element rules: three steps with the same gradients give the CPU's weights and slots (to the last
-// bits that FMA contraction may move), for every variant of the rules.
+// Every built-in optimizer updates a GPU variable in one kernel (core/optim/fused_cuda.h) with the CPU
+// loops' own per-element rules: three steps with the same gradients give the CPU's weights and slots (to
+// the last bits that FMA contraction may move), for every variant of the rules.
 TEST_F(TrainingCuda, FusedOptimizerUpdatesMatchTheCpu) {
   using namespace optimizers;
   std::vector<std::pair<std::string, std::function<std::unique_ptr<Optimizer>()>>> makers = {
@@ -100,6 +100,11 @@ TEST_F(TrainingCuda, FusedOptimizerUpdatesMatchTheCpu) {
       {"sgd", [] { return std::make_unique<SGD>(SGDOptions{.learning_rate = 0.1, .weight_decay = 0.01}); }},
       {"sgd momentum", [] { return std::make_unique<SGD>(SGDOptions{.learning_rate = 0.1, .momentum = 0.9}); }},
       {"sgd nesterov", [] { return std::make_unique<SGD>(SGDOptions{.learning_rate = 0.1, .momentum = 0.9, .nesterov = true}); }},
+      {"rmsprop", [] { return std::make_unique<RMSprop>(RMSpropOptions{.learning_rate = 0.01}); }},
+      {"rmsprop momentum centered", [] { return std::make_unique<RMSprop>(RMSpropOptions{.momentum = 0.5, .centered = true}); }},
+      {"rmsprop momentum", [] { return std::make_unique<RMSprop>(RMSpropOptions{.momentum = 0.5}); }},
+      {"rmsprop centered", [] { return std::make_unique<RMSprop>(RMSpropOptions{.centered = true}); }},
+      {"adagrad", [] { return std::make_unique<Adagrad>(AdagradOptions{.learning_rate = 0.1}); }},
   };
   for (DType dtype : {kF32, kF64}) {
     for (auto& [name, make] : makers) {

@@ -17,4 +17,13 @@ cudaError_t launch_adam(cudaStream_t stream, ScalarType type, void* w, const voi
 cudaError_t launch_sgd(cudaStream_t stream, ScalarType type, void* w, const void* grad, void* m, int64_t n, double lr,
                        double momentum, bool nesterov, const optimizers::internal::GradientTransform<double>& tr);
 
+// RMSprop; mom null without momentum, avg null unless centered.
+cudaError_t launch_rmsprop(cudaStream_t stream, ScalarType type, void* w, const void* grad, void* velocity, void* mom,
+                           void* avg, int64_t n, const optimizers::internal::RMSpropConstants<double>& c,
+                           const optimizers::internal::GradientTransform<double>& tr);
+
+// Adagrad.
+cudaError_t launch_adagrad(cudaStream_t stream, ScalarType type, void* w, const void* grad, void* acc, int64_t n,
+                           double lr, double epsilon, const optimizers::internal::GradientTransform<double>& tr);
+
 }  // namespace gradflow::cuda
