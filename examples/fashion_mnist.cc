@@ -77,7 +77,9 @@ class Lockstep : public Callback {
     counter(index_).store(++steps_, std::memory_order_release);
     for (int spins = 0; counter(1 - index_).load(std::memory_order_acquire) < steps_; ++spins) {
       if (spins < 2048) {
+#if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
+#endif
       } else {
         sched_yield();
       }
