@@ -4,6 +4,8 @@
 //   matmul 4096^3 f32:        gradflow matmul vs. cublasSgemm called directly on the same stream
 //   add of 16M floats:         gradflow add vs. cudaMemcpyAsync of the same 64 MiB, device to device
 //   dispatch of a tiny add:    two 1-element tensors on the GPU
+//   Adam step of the seed's model (its four variables, 101,770 parameters): one apply_gradients on the GPU
+//     (bench/pytorch_adam_step.py times PyTorch's Adam on the same shapes, fused and foreach)
 // Each reports SkipWithError without a CUDA device.
 //   build/bin/cuda_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
@@ -99,11 +101,30 @@ void BM_TinyAddDispatchCuda(benchmark::State& state) {
   cuda::synchronize(0);
 }
 
+void BM_AdamStepSeedModelCuda(benchmark::State& state) {
+  if (!have_gpu(state)) return;
+  const std::vector<Shape> shapes = {{784, 128}, {128}, {128, 10}, {10}};
+  std::vector<Variable> vars;
+  std::vector<Tensor> grads;
+  for (size_t k = 0; k < shapes.size(); ++k) {
+    vars.emplace_back(random_normal(shapes[k], 0, 0.1, kF32, kGpu, 10 + k), str_cat("v", k));
+    grads.push_back(random_normal(shapes[k], 0, 0.01, kF32, kGpu, 20 + k));
+  }
+  optimizers::Adam adam;
+  adam.apply_gradients(grads, vars);  // slots built outside the timing
+  cuda::synchronize(0);
+  for (auto _ : state) {
+    adam.apply_gradients(grads, vars);
+    cuda::synchronize(0);
+  }
+}
+
 BENCHMARK(BM_MatmulGradflowCuda)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_MatmulCublas)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AddGradflowCuda)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_MemcpyCuda)->Unit(benchmark::kMicrosecond)->UseRealTime();
 BENCHMARK(BM_TinyAddDispatchCuda)->Unit(benchmark::kNanosecond)->UseRealTime();
+BENCHMARK(BM_AdamStepSeedModelCuda)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace
 }  // namespace gradflow
