@@ -1,5 +1,7 @@
 #include "strategies/gradient_buckets.h"
 
+#include <algorithm>
+
 #include "core/trace/trace.h"
 
 namespace gradflow::strategies {
@@ -265,6 +267,10 @@ std::optional<bool> BucketedAverager::finish_and_update(optimizers::Optimizer& o
   }
   if (meta[0] <= 0) return false;  // no replica had rows: nothing to update, on every rank alike
   if (on_timings_ && layout_->ranks_ > 0) on_timings_(std::vector<double>(meta.end() - layout_->ranks_, meta.end()));
+  // As apply_gradients does on the plain path, on every rank alike: no variable had a gradient anywhere.
+  if (std::all_of(meta.begin() + 1, meta.begin() + 1 + static_cast<int64_t>(ready_.size()), [](double u) { return u == 0; })) {
+    throw ValueError(str_cat(optimizer.name(), ".apply_gradients: no gradients provided for any variable"));
+  }
   std::vector<Tensor> grads;
   for (const SplitUpdate::VariablePart& p : split->parts) {
     grads.push_back(meta[1 + p.var] == 0 ? Tensor() : scattered_[p.bucket]->result()[0].slice(0, p.at, p.at + p.size));
