@@ -172,12 +172,7 @@ void Optimizer::apply_once(const std::vector<Tensor>& grads, const std::vector<V
            " gradients for ", vars.size(), " variables");
   check_scale(scale);
   autodiff::SuspendRecording no_record;
-  std::vector<size_t> present;
-  for (size_t i = 0; i < grads.size(); ++i) {
-    if (!grads[i].defined()) continue;  // Keras skips a None gradient
-    check_gradient(grads[i], vars[i]);
-    present.push_back(i);
-  }
+  const std::vector<size_t> present = present_gradients(grads, [&](size_t i) -> const Variable& { return vars[i]; });
   GF_CHECK(!present.empty(), ValueError, base_.name, ".apply_gradients: no gradients provided for any variable");
 
   const Step step = make_step(grads, present, scale);
@@ -217,12 +212,8 @@ void Optimizer::apply_gradient_parts(const std::vector<Tensor>& grads, const std
   GF_CHECK(splits_elementwise(), StateError, base_.name, ".apply_gradient_parts: the update cannot be split in parts");
   check_scale(scale);
   autodiff::SuspendRecording no_record;
-  std::vector<size_t> present;
-  for (size_t i = 0; i < grads.size(); ++i) {
-    if (!grads[i].defined()) continue;
-    check_gradient(grads[i], parts[i].values);
-    present.push_back(i);
-  }
+  const std::vector<size_t> present =
+      present_gradients(grads, [&](size_t i) -> const Variable& { return parts[i].values; });
   const Step step = make_step(grads, present, scale);
   for (size_t i : present) update_step(grads[i], parts[i].values, parts[i].slots, step);
   *iterations_.value_unwatched().data<int64_t>() += 1;

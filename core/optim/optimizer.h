@@ -148,6 +148,17 @@ class Optimizer {
     std::vector<Variable> slots;
   };
   const Entry& entry_for(const Variable& var);
+  // The indices of the defined gradients, each checked against what it updates (variable_of(i)).
+  template <typename VariableOf>
+  std::vector<size_t> present_gradients(const std::vector<Tensor>& grads, VariableOf&& variable_of) const {
+    std::vector<size_t> present;
+    for (size_t i = 0; i < grads.size(); ++i) {
+      if (!grads[i].defined()) continue;  // Keras skips a None gradient
+      check_gradient(grads[i], variable_of(i));
+      present.push_back(i);
+    }
+    return present;
+  }
   // The step's constants for gradients multiplied by scale (global_clipnorm from `grads`' norms).
   Step make_step(const std::vector<Tensor>& grads, const std::vector<size_t>& present, double scale) const;
   void check_scale(double scale) const;

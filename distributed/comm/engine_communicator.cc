@@ -27,6 +27,15 @@ int64_t row_size(const Tensor& t) {
   return n;
 }
 
+// Elements of each of n ranks' part of t, its axis 0 split as numpy.array_split does (the first
+// rows % n ranks get a row more): reduce_scatter's parts, which all_gather_in_place gathers.
+std::vector<int64_t> part_counts(const Tensor& t, int64_t n) {
+  const int64_t d0 = rows(t);
+  std::vector<int64_t> counts(n);
+  for (int64_t r = 0; r < n; ++r) counts[r] = (d0 / n + (r < d0 % n ? 1 : 0)) * row_size(t);
+  return counts;
+}
+
 // t's shape with axis 0 replaced by n (a scalar becomes [n]).
 Shape with_rows(const Tensor& t, int64_t n) {
   Shape s = t.shape();
@@ -330,9 +339,7 @@ Tensor EngineCommunicator::allocate_for_all_reduce(Shape shape, DType dtype, Dev
 void EngineCommunicator::all_gather_in_place(const Tensor& t) {
   if (!t.defined() || t.rank() == 0) throw ValueError("all_gather_in_place: needs a tensor with an axis");
   if (engine_->supports_device(t.device()) && t.is_contiguous()) {
-    const int64_t n = size(), d0 = rows(t);
-    std::vector<int64_t> counts(n);
-    for (int64_t r = 0; r < n; ++r) counts[r] = (d0 / n + (r < d0 % n ? 1 : 0)) * row_size(t);
+    const std::vector<int64_t> counts = part_counts(t, size());
     bool done = false;
     runner_->run_now(
         "all_gather_in_place", op_timeout(std::nullopt),
@@ -469,8 +476,7 @@ WorkPtr EngineCommunicator::reduce_scatter(const Tensor& input, const ReduceScat
                 [this, input, plan, op = options.op](Timeout timeout) {
                   Tensor in = staged(input).to(plan.wire);
                   int64_t n = size(), d0 = rows(input);
-                  std::vector<int64_t> counts(n);
-                  for (int64_t r = 0; r < n; ++r) counts[r] = (d0 / n + (r < d0 % n ? 1 : 0)) * row_size(input);
+                  std::vector<int64_t> counts = part_counts(input, n);
                   Tensor out = empty_flat(counts[rank()], plan.wire, in.device());
                   engine_->reduce_scatter(in.raw_data(), out.raw_data(), counts, plan.wire, plan.op, timeout);
                   if (plan.divide && op == ReduceOp::kAvg) out = out / static_cast<double>(n);
