@@ -15,12 +15,18 @@ bool movable(const Tensor& t) {
   return t.device().is_cpu() && t.is_contiguous() && (t.dtype() == kF32 || t.dtype() == kF64);
 }
 
-// Points t's TensorImpl (and so every handle to it) at `storage`, from byte `at`, holding t's bytes.
-void repoint(const Tensor& t, const std::shared_ptr<Storage>& storage, int64_t at) {
-  std::memcpy(static_cast<char*>(storage->data()) + at, t.raw_data(), static_cast<size_t>(bytes_of(t)));
+// Points t's TensorImpl (and so every handle to it) at `storage` from byte `at`, which already holds t's
+// values.
+void point_at(const Tensor& t, const std::shared_ptr<Storage>& storage, int64_t at) {
   TensorImpl& impl = *t.impl_ptr();
   impl.storage = storage;
   impl.offset = at / static_cast<int64_t>(dtype_size(t.dtype()));
+}
+
+// The same after copying t's values there.
+void repoint(const Tensor& t, const std::shared_ptr<Storage>& storage, int64_t at) {
+  std::memcpy(static_cast<char*>(storage->data()) + at, t.raw_data(), static_cast<size_t>(bytes_of(t)));
+  point_at(t, storage, at);
 }
 
 }  // namespace
@@ -53,9 +59,7 @@ std::unique_ptr<SplitUpdateMemory> SplitUpdateMemory::make(distributed::Communic
     comm.barrier()->wait();
     at = 0;
     for (const Tensor& t : slots) {
-      TensorImpl& impl = *t.impl_ptr();
-      impl.storage = shared.storage();
-      impl.offset = at / static_cast<int64_t>(dtype_size(t.dtype()));
+      point_at(t, shared.storage(), at);
       at += aligned(bytes_of(t));
     }
     out->moved_ = slots;
