@@ -34,6 +34,8 @@
 #include <omp.h>
 #include <csignal>
 #include <cstdlib>
+#include <fstream>
+#include <tuple>
 
 #include "core/gradflow.h"
 #include "core/io/safetensors.h"
@@ -57,11 +59,14 @@ class KillAfterEpoch : public Callback {
 // job's ranks do, but exchange nothing else. Their samples per second are the ceiling of synchronous
 // training on these cores: two free-running single runs also gain from one core being faster than the
 // other, which a job in lockstep cannot (docs/benchmarks.md, "lockstep"). Each process counts its steps
-// in its own cache line of a small shared file and waits for the other's count.
+// in its own cache line of a small shared file and waits for the other's count. With every_step false
+// they wait for each other only before their first step (--start-together): two free runs whose steps
+// start at the same time, so that they run side by side for as long as the faster one lasts.
 class Lockstep : public Callback {
  public:
   // name: a file in /dev/shm that only this pair uses; index: 0 or 1.
-  Lockstep(const std::string& name, int index) : index_(index), path_("/dev/shm/" + name) {
+  Lockstep(const std::string& name, int index, bool every_step)
+      : index_(index), every_step_(every_step), path_("/dev/shm/" + name) {
     int fd = ::open(path_.c_str(), O_RDWR | O_CREAT, 0600);
     if (fd < 0 || ::ftruncate(fd, 2 * kLine) != 0) throw Error(str_cat("--lockstep: cannot open ", path_));
     void* p = ::mmap(nullptr, 2 * kLine, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -74,6 +79,7 @@ class Lockstep : public Callback {
     ::unlink(path_.c_str());
   }
   void on_train_batch_begin(int64_t, const Logs&) override {
+    if (!every_step_ && steps_ > 0) return;
     counter(index_).store(++steps_, std::memory_order_release);
     for (int spins = 0; counter(1 - index_).load(std::memory_order_acquire) < steps_; ++spins) {
       if (spins < 2048) {
@@ -90,9 +96,44 @@ class Lockstep : public Callback {
   static constexpr size_t kLine = 64;
   std::atomic<uint64_t>& counter(int i) { return *reinterpret_cast<std::atomic<uint64_t>*>(lines_ + i * kLine); }
   int index_;
+  bool every_step_;
   std::string path_;
   char* lines_ = nullptr;
   uint64_t steps_ = 0;
+};
+
+// For benchmarks: when each training step ended, on this host's steady clock (CLOCK_MONOTONIC, which
+// every process on the host shares), so that runs side by side can be measured over the time they
+// really ran together (bench/data_parallel_scaling.sh). One line per step: epoch, step, the step's global
+// rows, microseconds; written when training ends.
+class StepTimes : public Callback {
+ public:
+  StepTimes(std::string path, int64_t examples, int64_t global_batch)
+      : path_(std::move(path)), examples_(examples), global_batch_(global_batch) {}
+  void on_epoch_begin(int epoch, const Logs&) override { epoch_ = epoch; }
+  void on_train_batch_end(int64_t step, const Logs&) override {
+    const auto now = std::chrono::steady_clock::now().time_since_epoch();
+    lines_.push_back({epoch_, step, std::chrono::duration_cast<std::chrono::microseconds>(now).count()});
+  }
+  void on_train_end(const Logs&) override {
+    std::ofstream out(path_);
+    for (const auto& [epoch, step, micros] : lines_) {
+      const int64_t rows = std::min(global_batch_, examples_ - step * global_batch_);
+      out << epoch << " " << step << " " << rows << " " << micros << "\n";
+    }
+    out.close();
+    if (!out) throw Error(str_cat("--step-times: cannot write ", path_));
+  }
+
+ private:
+  struct Line {
+    int epoch;
+    int64_t step, micros;
+  };
+  std::string path_;
+  int64_t examples_, global_batch_;
+  int epoch_ = 0;
+  std::vector<Line> lines_;
 };
 
 int main(int argc, char** argv) {
@@ -105,7 +146,7 @@ int main(int argc, char** argv) {
   bool no_overlap = false;
   bool balance_load = false;
   bool shard_update = false;
-  std::string lockstep;
+  std::string lockstep, start_together, step_times;
   std::string compression = "none";
   app.add_option("--kill-after-epoch", kill_after_epoch,
                  "testing: rank 0 kills itself (SIGKILL) after this epoch on a job's first try");
@@ -125,6 +166,12 @@ int main(int argc, char** argv) {
   app.add_option("--lockstep", lockstep,
                  "benchmarking, with --strategy none: NAME:INDEX, two single runs (INDEX 0 and 1, the same NAME, "
                  "unique to the pair) that wait for each other before every step");
+  app.add_option("--start-together", start_together,
+                 "benchmarking, with --strategy none: NAME:INDEX as for --lockstep, but the two runs wait for each "
+                 "other only before their first step");
+  app.add_option("--step-times", step_times,
+                 "benchmarking: write when each step ended here (epoch, step, global rows, microseconds on the host's "
+                 "steady clock; one line per step)");
   app.add_option("--compression", compression, "data-parallel: send gradients as bf16 or f16 (DataParallelOptions::compression)")
       ->check(CLI::IsMember({"none", "bf16", "f16"}));
   CLI11_PARSE(app, argc, argv);
@@ -159,12 +206,18 @@ int main(int argc, char** argv) {
       if (colon == std::string::npos) throw ValueError(str_cat("--trace-steps: expected FIRST:LAST, got \"", trace_steps, "\""));
       callbacks.push_back(TraceSteps(trace_file, std::stoll(trace_steps.substr(0, colon)), std::stoll(trace_steps.substr(colon + 1))));
     }
-    if (!lockstep.empty()) {
-      size_t colon = lockstep.rfind(':');
-      if (colon == std::string::npos || (lockstep.substr(colon + 1) != "0" && lockstep.substr(colon + 1) != "1")) {
-        throw ValueError(str_cat("--lockstep: expected NAME:0 or NAME:1, got \"", lockstep, "\""));
+    for (const auto& [flag, pair, every_step] : {std::tuple{"--lockstep", lockstep, true},
+                                                  std::tuple{"--start-together", start_together, false}}) {
+      if (pair.empty()) continue;
+      size_t colon = pair.rfind(':');
+      if (colon == std::string::npos || (pair.substr(colon + 1) != "0" && pair.substr(colon + 1) != "1")) {
+        throw ValueError(str_cat(flag, ": expected NAME:0 or NAME:1, got \"", pair, "\""));
       }
-      callbacks.push_back(std::make_shared<Lockstep>(lockstep.substr(0, colon), std::stoi(lockstep.substr(colon + 1))));
+      callbacks.push_back(std::make_shared<Lockstep>(pair.substr(0, colon), std::stoi(pair.substr(colon + 1)), every_step));
+    }
+    if (!step_times.empty()) {
+      callbacks.push_back(std::make_shared<StepTimes>(step_times, data.x_train.dim(0),
+                                                      flags.batch_size * job.strategy().num_replicas_in_sync()));
     }
     if (kill_after_epoch >= 0 && chief && first_try) {
       callbacks.push_back(std::make_shared<KillAfterEpoch>(kill_after_epoch));
