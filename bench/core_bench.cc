@@ -6,6 +6,8 @@
 //                                   random mask), beside a mul of the same shape (one pass of the data)
 //   a gradient into its bucket:     copy_into of the seed's [784,128] kernel gradient into a bucket's slot,
 //                                   beside a memcpy of the same bytes
+//   a shuffled batch of the seed's: gather of 32 random rows of a [60000,784] f32 array, beside a memcpy
+//                                   per row of the same rows
 // Run: build/bin/core_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 #include <cblas.h>
@@ -147,6 +149,42 @@ void BM_Memcpy784x128(benchmark::State& state) {
   }
 }
 
+// A shuffled batch of the seed's input: 32 rows picked at random from a [60000, 784] f32 array (188 MB,
+// far larger than the caches, as Fashion-MNIST's training images are), as fit gathers them; beside the
+// plain loop of one memcpy per row over the same rows.
+struct RandomRows {
+  Tensor images = full({60000, 784}, 0.5);  // written: untouched pages would all read one zero page
+  std::vector<std::vector<int64_t>> batches;
+  RandomRows() {
+    std::vector<int64_t> order = random_uniform({60000}, 0, 60000, kF64).to(kI64).to_vector<int64_t>();
+    for (size_t at = 0; at + 32 <= order.size(); at += 32) batches.emplace_back(order.begin() + at, order.begin() + at + 32);
+  }
+};
+
+void BM_GatherRows32x784(benchmark::State& state) {
+  OneThread one;
+  static RandomRows data;
+  size_t b = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(gather(data.images, from_vector<int64_t>(data.batches[b])));
+    b = (b + 1) % data.batches.size();
+  }
+}
+
+void BM_MemcpyRows32x784(benchmark::State& state) {
+  static RandomRows data;
+  std::vector<float> out(32 * 784);
+  const char* src = static_cast<const char*>(data.images.raw_data());
+  size_t b = 0;
+  for (auto _ : state) {
+    for (size_t j = 0; j < 32; ++j) {
+      std::memcpy(out.data() + j * 784, src + data.batches[b][j] * 784 * sizeof(float), 784 * sizeof(float));
+    }
+    benchmark::ClobberMemory();
+    b = (b + 1) % data.batches.size();
+  }
+}
+
 BENCHMARK(BM_MatmulGradflow)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_MatmulOnednn)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AddGradflow)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -160,6 +198,8 @@ BENCHMARK(BM_BucketCopy784x128)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Memcpy784x128)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ToBFloat16_784x128)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_FromBFloat16_784x128)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GatherRows32x784)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MemcpyRows32x784)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace gradflow

@@ -159,6 +159,7 @@ Logs train_step(ModelImpl& model, const Tensor& x, const Tensor& y) {
     trace::Span span("optimizer");
     t.optimizer->apply_gradients(step.grads, step.vars);
   }
+  trace::Span span("metrics");
   update_metrics(t, step.y, step.y_pred);
   return {{"loss", step.loss.item()}};
 }
@@ -194,6 +195,7 @@ bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<
                                             {.on_ready = [&](size_t i, const Tensor& g) { averager->ready(i, g); },
                                              .destination = [&](size_t i) { return averager->destination(i); }});
     if (has_rows) {
+      trace::Span span("metrics");
       update_metrics(t, step.y, step.y_pred);
       loss.add(step.loss.item(), rows);
     }
@@ -469,7 +471,11 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch, int64_t 
     auto since = std::chrono::steady_clock::now();  // replicated_step's: this replica's work since its last sync
     Accumulation acc;
     while (true) {
-      std::optional<std::pair<Tensor, Tensor>> batch = next();
+      std::optional<std::pair<Tensor, Tensor>> batch;
+      {
+        trace::Span span("next batch");
+        batch = next();
+      }
       if (batch) check_pair("fit", batch->first, batch->second);
       const bool threads = ctx && ctx->in_process();
       if ((!ctx || threads) && !batch) {
@@ -508,6 +514,7 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch, int64_t 
         loss.add(train_step(m, batch->first, batch->second).at("loss"), static_cast<double>(batch->first.dim(0)));
       }
       if (!is_step) continue;
+      trace::Span span("callbacks");
       t.mid_accumulation_group = acc.batches > 0;
       Logs logs = metric_logs(t, loss);
       for (const auto& cb : callbacks) cb->on_train_batch_end(step, logs);

@@ -5,9 +5,9 @@
 //   { trace::Span span("backward"); ... }              // one bar on this thread's lane
 //   trace::stop_and_write("/tmp/step.trace.json");
 //
-// fit() marks forward, backward, gradient waits and the optimizer; the communicator marks each op on
-// the thread that runs it (the progress thread for async ops), so a data-parallel step shows whether
-// all-reduces overlap backward. When not started, a Span costs one relaxed atomic load.
+// fit() marks the batch's fetch, forward, backward, metrics, gradient waits, the optimizer and the
+// batch-end callbacks; the communicator marks each op on the thread that runs it (the progress thread
+// for async ops), so a data-parallel step shows whether all-reduces overlap backward. When not started, a Span costs one relaxed atomic load.
 #pragma once
 
 #include <atomic>

@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "core/gradflow.h"
 #include "core/nn/batch_prefetcher.h"
 
@@ -264,6 +266,34 @@ TEST_F(TrainingTest, CustomLoopWithTheSameLayersAndOptimizer) {
     (step == 0 ? first : last) = loss.item();
   }
   EXPECT_LT(last, first / 3);
+}
+
+TEST_F(TrainingTest, TraceStepsRecordsTheAskedStepsPartByPart) {
+  // 96 rows in batches of 16: steps 0-5; the timeline asks for [2, 4). "{rank}" becomes 0 alone.
+  auto [x, y] = blobs(96, 80);
+  Sequential model = small_model();
+  model.compile("adam", "sparse_categorical_crossentropy", {"accuracy"});
+  const std::string pattern = (std::filesystem::temp_directory_path() / "gradflow_trace_steps_{rank}.json").string();
+  const std::string path = (std::filesystem::temp_directory_path() / "gradflow_trace_steps_0.json").string();
+  model.fit(x, y, {.epochs = 2, .batch_size = 16, .callbacks = {TraceSteps(pattern, 2, 4)}, .verbose = 0});
+  std::ifstream in(path);
+  ASSERT_TRUE(in) << path;
+  nlohmann::json trace = nlohmann::json::parse(in);
+  in.close();
+  std::filesystem::remove(path);
+  // The training thread's bars in time order: step 2's parts, step 3's fetch, step 3's parts. The window
+  // opens as step 2 begins (its batch already fetched) and closes in step 3's batch-end callbacks.
+  std::vector<std::pair<double, std::string>> bars;
+  for (const auto& e : trace["traceEvents"]) {
+    if (e["ph"] == "X") bars.emplace_back(e["ts"].get<double>(), e["name"].get<std::string>());
+  }
+  std::sort(bars.begin(), bars.end());
+  std::vector<std::string> names;
+  for (const auto& [ts, name] : bars) names.push_back(name);
+  EXPECT_EQ(names, (std::vector<std::string>{"forward", "backward", "optimizer", "metrics", "callbacks", "next batch",
+                                             "forward", "backward", "optimizer", "metrics"}))
+      << trace.dump();
+  EXPECT_THROW(TraceSteps(pattern, 3, 3), ValueError);
 }
 
 }  // namespace
