@@ -1,6 +1,7 @@
 #include "core/autodiff/tape.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -55,6 +56,14 @@ void variable_read(const Variable& v) {
     if (!tape->recording || !tape->options.watch_accessed_variables) continue;
     if (tape->tracked.insert(v.id()).second) tape->watched_variables.push_back(v);
   }
+}
+
+SeparateRecording::SeparateRecording() : tapes_(std::exchange(active_tapes, {})), suspended_(recording_suspended) {
+  recording_suspended = false;
+}
+SeparateRecording::~SeparateRecording() {
+  active_tapes = std::move(tapes_);
+  recording_suspended = suspended_;
 }
 
 SuspendRecording::SuspendRecording() : previous_(recording_suspended) { recording_suspended = true; }

@@ -107,6 +107,20 @@ bool any_tape_recording();
 void record_op(const OpDef& op, const TensorList& inputs, const TensorList& outputs, const Attrs& attrs);
 void variable_read(const Variable& v);
 
+// While it lives, this thread records as a thread of its own would: on none of the tapes that were
+// active here, recording not suspended (MirroredStrategy runs a replica's step on the calling thread).
+class SeparateRecording {
+ public:
+  SeparateRecording();
+  ~SeparateRecording();
+  SeparateRecording(const SeparateRecording&) = delete;
+  SeparateRecording& operator=(const SeparateRecording&) = delete;
+
+ private:
+  std::vector<GradientTape::State*> tapes_;
+  bool suspended_;
+};
+
 // Stops every tape on this thread from recording while it lives (for optimizer updates, metrics).
 class SuspendRecording {
  public:

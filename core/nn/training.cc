@@ -284,13 +284,11 @@ std::pair<std::vector<Tensor>, double> replicas_forward_backward(ReplicaContext&
 // the shared variables.
 void mirrored_step(ReplicaContext& ctx, ModelImpl& model, const std::pair<Tensor, Tensor>& batch, double nominal_rows,
                    RunningMean& loss) {
-  auto [averaged, weight] = replicas_forward_backward(ctx, model, batch, nominal_rows, loss);
+  auto [summed, weight] = replicas_forward_backward(ctx, model, batch, nominal_rows, loss);
   if (weight == 0) return;
-  for (Tensor& g : averaged) {
-    if (g.defined()) g = g / weight;
-  }
   trace::Span span("optimizer");
-  config(model).optimizer->apply_gradients(averaged, model.trainable_variables());
+  // The average, divided inside the update (no pass of its own over the gradients).
+  config(model).optimizer->apply_gradients(summed, model.trainable_variables(), 1.0 / weight);
 }
 
 struct Accumulation {

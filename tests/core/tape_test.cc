@@ -23,6 +23,30 @@ TEST(Tape, WatchedTensorGradient) {
   EXPECT_EQ(values(tape.gradient(y, {x})[0]), (std::vector<double>{2, 4, 6}));
 }
 
+TEST(Tape, SeparateRecordingHidesTheThreadsTapesAndGivesThemBack) {
+  // As on a thread of its own: the outer tape sees nothing of what happens inside, a tape made inside
+  // records (also where recording was suspended outside), and afterwards all is as it was.
+  Variable w(from_vector<double>({1, -2}), "w");
+  GradientTape outer;
+  {
+    autodiff::SeparateRecording separate;
+    EXPECT_FALSE(autodiff::any_tape_recording());
+    GradientTape inner;
+    Tensor y = sum(square(w));
+    EXPECT_EQ(values(inner.gradient(y, {w})[0]), (std::vector<double>{2, -4}));
+  }
+  EXPECT_TRUE(outer.watched_variables().empty());
+  EXPECT_EQ(values(outer.gradient(sum(mul(w, w)), {w})[0]), (std::vector<double>{2, -4}));
+  GradientTape another;
+  autodiff::SuspendRecording suspended;
+  {
+    autodiff::SeparateRecording separate;
+    GradientTape inner;
+    EXPECT_TRUE(autodiff::any_tape_recording());
+  }
+  EXPECT_FALSE(autodiff::any_tape_recording());
+}
+
 TEST(Tape, UnwatchedTensorsAreNotRecorded) {
   Tensor x = from_vector<double>({1, 2});
   GradientTape tape;
