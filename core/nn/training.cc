@@ -10,6 +10,7 @@
 #include "core/autodiff/tape.h"
 #include "core/nn/batch_prefetcher.h"
 #include "core/nn/replica_context.h"
+#include "core/nn/threaded_update.h"
 #include "core/trace/trace.h"
 #include "core/ops/ops.h"
 
@@ -222,12 +223,12 @@ bool replicated_step(ReplicaContext& ctx, ModelImpl& model, const std::optional<
 
 // Forward and backward of one global batch on replicas on threads (MirroredStrategy): the batch split
 // as numpy.array_split does, each part's forward and backward on its replica's thread (own tape, own
-// random generator, its replica context current for cross_replica_sum). Returns, per variable, the sum
-// over replicas of (rows / nominal_rows) x its mean gradient (undefined where none had one), and the
+// random generator, its replica context current for cross_replica_sum). Returns, per replica and
+// variable, (rows / nominal_rows) x its mean gradient (no gradients for a replica without rows), and the
 // total rows / nominal_rows (0: no rows); updates the metrics and the loss on the whole batch.
-std::pair<std::vector<Tensor>, double> replicas_forward_backward(ReplicaContext& ctx, ModelImpl& model,
-                                                                 const std::pair<Tensor, Tensor>& batch,
-                                                                 double nominal_rows, RunningMean& loss) {
+std::pair<std::vector<std::vector<Tensor>>, double> replicas_forward_backward(ReplicaContext& ctx, ModelImpl& model,
+                                                                              const std::pair<Tensor, Tensor>& batch,
+                                                                              double nominal_rows, RunningMean& loss) {
   TrainingConfig& t = config(model);
   const std::vector<Variable> vars = model.trainable_variables();
   const int n = ctx.num_replicas();
@@ -266,8 +267,6 @@ std::pair<std::vector<Tensor>, double> replicas_forward_backward(ReplicaContext&
   for (int r = 0; r < n; ++r) {
     if (begin[r + 1] == begin[r]) grads[r].clear();
   }
-  // Replicas over devices (MirroredStrategy's copies): summed on the variables' own device.
-  std::vector<Tensor> summed = ctx.sum_replica_gradients(grads, vars);
   std::vector<Tensor> parts;
   double loss_sum = 0;
   for (int r = 0; r < n; ++r) {
@@ -277,18 +276,25 @@ std::pair<std::vector<Tensor>, double> replicas_forward_backward(ReplicaContext&
   }
   update_metrics(t, batch.second, parts.size() == 1 ? parts[0] : concat(parts, 0));
   loss.add(loss_sum / static_cast<double>(total), static_cast<double>(total));
-  return {std::move(summed), static_cast<double>(total) / nominal_rows};
+  return {std::move(grads), static_cast<double>(total) / nominal_rows};
 }
 
 // One step of replicas on threads: their gradients averaged weighted by rows, one optimizer update of
-// the shared variables.
+// the shared variables: split among the replica threads where it can be (`threaded`, made on the first
+// step and kept while it matches), else on this thread.
 void mirrored_step(ReplicaContext& ctx, ModelImpl& model, const std::pair<Tensor, Tensor>& batch, double nominal_rows,
-                   RunningMean& loss) {
-  auto [summed, weight] = replicas_forward_backward(ctx, model, batch, nominal_rows, loss);
+                   RunningMean& loss, std::unique_ptr<ThreadedUpdate>& threaded) {
+  auto [grads, weight] = replicas_forward_backward(ctx, model, batch, nominal_rows, loss);
   if (weight == 0) return;
-  trace::Span span("optimizer");
+  const std::vector<Variable> vars = model.trainable_variables();
+  optimizers::Optimizer& optimizer = *config(model).optimizer;
+  if (!threaded || !threaded->matches(vars, optimizer)) threaded = ThreadedUpdate::make(ctx, vars, optimizer);
   // The average, divided inside the update (no pass of its own over the gradients).
-  config(model).optimizer->apply_gradients(summed, model.trainable_variables(), 1.0 / weight);
+  if (threaded && threaded->apply(ctx, grads, 1.0 / weight)) return;
+  // Replicas over devices (MirroredStrategy's copies): summed on the variables' own device.
+  std::vector<Tensor> summed = ctx.sum_replica_gradients(grads, vars);
+  trace::Span span("optimizer");
+  optimizer.apply_gradients(summed, vars, 1.0 / weight);
 }
 
 struct Accumulation {
@@ -301,8 +307,9 @@ struct Accumulation {
                        RunningMean& loss) {
     // Losses weighted by rows / nominal before backward (kept near 1, as in a plain step); times nominal
     // after: each replica's mean gradient times its rows, as add() sums them.
-    auto [summed, weight] = replicas_forward_backward(ctx, model, batch, nominal_rows, loss);
+    auto [grads, weight] = replicas_forward_backward(ctx, model, batch, nominal_rows, loss);
     if (weight == 0) return;
+    const std::vector<Tensor> summed = ctx.sum_replica_gradients(grads, model.trainable_variables());
     sums.resize(summed.size());
     for (size_t i = 0; i < summed.size(); ++i) {
       if (!summed[i].defined()) continue;
@@ -458,6 +465,7 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch, int64_t 
   // (after on_train_begin, which may restore them), each updating its part; given back before on_train_end.
   std::shared_ptr<void> shared;
   if (ctx && !ctx->in_process() && accumulate == 1) shared = ctx->share_for_update(m.trainable_variables(), *t.optimizer);
+  std::unique_ptr<ThreadedUpdate> threaded;  // replicas on threads: their update, split among them
   int first_epoch = std::max(options.initial_epoch, t.resume_epoch);
   for (int epoch = first_epoch; epoch < options.epochs && !t.stop_training; ++epoch) {
     for (const auto& cb : callbacks) cb->on_epoch_begin(epoch, {});
@@ -504,7 +512,7 @@ History fit_loop(Model& model, const std::function<NextBatch(int epoch, int64_t 
           }
         }
       } else if (threads) {
-        mirrored_step(*ctx, m, *batch, nominal_rows, loss);
+        mirrored_step(*ctx, m, *batch, nominal_rows, loss, threaded);
       } else if (ctx) {
         // Every replica steps until none has data left: the last steps may be short or empty here.
         if (!replicated_step(*ctx, m, batch, nominal_rows, loss, no_rows, since)) break;

@@ -206,7 +206,7 @@ Optimizer::UpdatePart Optimizer::update_part(const Variable& var, int64_t begin,
 }
 
 void Optimizer::apply_gradient_parts(const std::vector<Tensor>& grads, const std::vector<UpdatePart>& parts,
-                                     double scale) {
+                                     double scale, bool advance) {
   GF_CHECK(grads.size() == parts.size(), ValueError, base_.name, ".apply_gradient_parts: ", grads.size(),
            " gradients for ", parts.size(), " parts");
   GF_CHECK(splits_elementwise(), StateError, base_.name, ".apply_gradient_parts: the update cannot be split in parts");
@@ -216,8 +216,10 @@ void Optimizer::apply_gradient_parts(const std::vector<Tensor>& grads, const std
       present_gradients(grads, [&](size_t i) -> const Variable& { return parts[i].values; });
   const Step step = make_step(grads, present, scale);
   for (size_t i : present) update_step(grads[i], parts[i].values, parts[i].slots, step);
-  *iterations_.value_unwatched().data<int64_t>() += 1;
+  if (advance) advance_iterations();
 }
+
+void Optimizer::advance_iterations() { *iterations_.value_unwatched().data<int64_t>() += 1; }
 
 Tensor Optimizer::clipped_gradient(const Tensor& grad, const Step& step) {
   Tensor g = step.grad_scale == 1 ? grad : grad * step.grad_scale;

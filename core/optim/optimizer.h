@@ -86,13 +86,18 @@ class Optimizer {
   // if need be); apply_gradient_parts is apply_gradients on such parts: grads[i] is the gradient of
   // parts[i]'s elements (flat and contiguous; undefined skips it), and the iteration counter advances once,
   // also when this replica's parts are empty. Every replica calls it at the same step, so the learning
-  // rate and t are the same for all. Only where splits_elementwise().
+  // rate and t are the same for all. Only where splits_elementwise(). Replicas on threads that share
+  // this optimizer (MirroredStrategy's) may call it at once on parts that do not overlap, each with
+  // advance = false: the calling thread then advances the counter once, after all of them
+  // (advance_iterations), so that every part sees the same step.
   struct UpdatePart {
     Variable values;
     std::vector<Variable> slots;
   };
   UpdatePart update_part(const Variable& var, int64_t begin, int64_t end);
-  void apply_gradient_parts(const std::vector<Tensor>& grads, const std::vector<UpdatePart>& parts, double scale = 1.0);
+  void apply_gradient_parts(const std::vector<Tensor>& grads, const std::vector<UpdatePart>& parts, double scale = 1.0,
+                            bool advance = true);
+  void advance_iterations();
   // Whether each element's update depends on that element alone (no clipnorm or global_clipnorm, which
   // need whole gradients' norms), so that parts of a variable can be updated apart.
   bool splits_elementwise() const { return elementwise() && !base_.clipnorm && !base_.global_clipnorm; }

@@ -7,9 +7,11 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 
 #include "core/checkpoint/checkpoint.h"
+#include "core/nn/threaded_update.h"
 #include "core/trace/trace.h"
 
 #include "strategies/mirrored.h"
@@ -48,6 +50,64 @@ std::string key_of(const Tensor& t) {
 
 std::pair<Tensor, Tensor> data(int64_t n) {
   return {random_uniform({n, 8}, -1, 1, kF32, kCPU, 71), random_uniform({n}, 0, 4, kF32, kCPU, 72).to(kI64)};
+}
+
+// The update split among the replica threads (ThreadedUpdate, what fit uses for replicas sharing the
+// variables) is bitwise one apply_gradients of the replicas' summed gradients: Adam, SGD with momentum
+// and RMSprop, f32 and f64, variables whose parts end mid cache line, a replica without one gradient
+// and one without any, over three steps. An optimizer that cannot split (clipnorm) gets none.
+TEST(Mirrored, TheUpdateSplitAmongTheThreadsIsOneUpdateOfTheSum) {
+  using Make = std::function<std::shared_ptr<optimizers::Optimizer>()>;
+  const std::vector<Make> optimizers_to_try = {
+      [] { return std::make_shared<optimizers::Adam>(optimizers::AdamOptions{.learning_rate = 0.01, .amsgrad = true}); },
+      [] { return std::make_shared<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.1, .momentum = 0.9}); },
+      [] { return std::make_shared<optimizers::RMSprop>(optimizers::RMSpropOptions{.learning_rate = 0.01, .centered = true}); },
+  };
+  for (DType dtype : {kF32, kF64}) {
+    for (const Make& make : optimizers_to_try) {
+      MirroredStrategy strategy(3);
+      auto scope = strategy.scope();
+      ReplicaContext& ctx = *current_replica_context();  // what fit steps with
+      std::vector<Variable> split_vars, plain_vars;
+      for (int64_t n : {37, 1000, 5}) {
+        Tensor init = random_uniform({n}, -1, 1, dtype, kCPU, 40 + n);
+        split_vars.emplace_back(init.clone(), str_cat("v", n));
+        plain_vars.emplace_back(init.clone(), str_cat("v", n));
+      }
+      std::shared_ptr<optimizers::Optimizer> split_opt = make(), plain_opt = make();
+      std::unique_ptr<ThreadedUpdate> threaded = ThreadedUpdate::make(ctx, split_vars, *split_opt);
+      ASSERT_TRUE(threaded);
+      for (int step = 0; step < 3; ++step) {
+        std::vector<std::vector<Tensor>> grads(3);
+        for (int r = 0; r < 3; ++r) {
+          if (r == 2 && step == 1) continue;  // a replica without rows: no gradients at all
+          for (size_t i = 0; i < split_vars.size(); ++i) {
+            const bool missing = r == 1 && i == 2;  // replica 1 never has the last variable's gradient
+            grads[r].push_back(missing ? Tensor()
+                                       : random_uniform({split_vars[i].value_unwatched().numel()}, -1, 1, dtype, kCPU,
+                                                        100 * step + 10 * r + i));
+          }
+        }
+        ASSERT_TRUE(threaded->apply(ctx, grads, 0.5));
+        plain_opt->apply_gradients(ctx.sum_replica_gradients(grads, plain_vars), plain_vars, 0.5);
+      }
+      EXPECT_EQ(split_opt->iterations(), 3);
+      for (size_t i = 0; i < split_vars.size(); ++i) {
+        EXPECT_EQ(split_vars[i].value_unwatched().to_vector<double>(), plain_vars[i].value_unwatched().to_vector<double>())
+            << split_opt->name() << " " << dtype_name(dtype) << " " << split_vars[i].name();
+      }
+      for (size_t k = 1; k < split_opt->variables().size(); ++k) {
+        EXPECT_EQ(split_opt->variables()[k].value_unwatched().to_vector<double>(),
+                  plain_opt->variables()[k].value_unwatched().to_vector<double>())
+            << split_opt->variables()[k].name();
+      }
+    }
+  }
+  MirroredStrategy strategy(2);
+  auto scope = strategy.scope();
+  Variable v(zeros({8}), "v");
+  optimizers::SGD clipped({.learning_rate = 0.1, .clipnorm = 1.0});
+  EXPECT_EQ(ThreadedUpdate::make(*current_replica_context(), {v}, clipped), nullptr);
 }
 
 TEST(Mirrored, FitAndEvaluateMatchOneReplicaWithTheGlobalBatch) {
