@@ -81,19 +81,26 @@ class Lockstep : public Callback {
   void on_train_batch_begin(int64_t, const Logs&) override {
     if (!every_step_ && steps_ > 0) return;
     counter(index_).store(++steps_, std::memory_order_release);
+    const auto deadline = std::chrono::steady_clock::now() + kPatience;
     for (int spins = 0; counter(1 - index_).load(std::memory_order_acquire) < steps_; ++spins) {
       if (spins < 2048) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
-      } else {
-        sched_yield();
+        continue;
+      }
+      sched_yield();
+      // The other run died or was never started: end this one rather than wait for ever.
+      if (spins % 4096 == 0 && std::chrono::steady_clock::now() > deadline) {
+        throw Error(str_cat("--lockstep/--start-together: run ", 1 - index_, " of the pair ", path_,
+                            " did not reach step ", steps_, " within ", kPatience.count(), " s"));
       }
     }
   }
 
  private:
   static constexpr size_t kLine = 64;
+  static constexpr std::chrono::seconds kPatience{60};  // the other's data load included
   std::atomic<uint64_t>& counter(int i) { return *reinterpret_cast<std::atomic<uint64_t>*>(lines_ + i * kLine); }
   int index_;
   bool every_step_;
@@ -165,7 +172,7 @@ int main(int argc, char** argv) {
                "updating its part (DataParallelOptions::shard_update)");
   app.add_option("--lockstep", lockstep,
                  "benchmarking, with --strategy none: NAME:INDEX, two single runs (INDEX 0 and 1, the same NAME, "
-                 "unique to the pair) that wait for each other before every step");
+                 "unique to the pair) that wait for each other before every step (an error after 60 s without the other)");
   app.add_option("--start-together", start_together,
                  "benchmarking, with --strategy none: NAME:INDEX as for --lockstep, but the two runs wait for each "
                  "other only before their first step");
