@@ -1,7 +1,5 @@
 #include "strategies/mirrored.h"
 
-#include <sched.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -14,6 +12,7 @@
 #include "core/trace/trace.h"
 #include "distributed/comm/communicator.h"
 #include "distributed/comm/local_device_group.h"
+#include "strategies/spin_wait.h"
 
 namespace gradflow::strategies {
 
@@ -40,7 +39,8 @@ bool nccl_can_sum(const std::vector<Tensor>& per_replica, const std::vector<int>
 struct MirroredStrategy::Rendezvous {
   enum class Kind { kNone, kSum, kMerge };
 
-  explicit Rendezvous(int n) : n(n), slots(n), pointers(n), returned(n, false) {}
+  // spin: whether waiting replicas spin a while before they sleep (each has a core of its own).
+  Rendezvous(int n, bool spin) : n(n), spin(spin), slots(n), pointers(n), returned(n, false) {}
 
   std::unique_ptr<distributed::LocalDeviceGroup> group;  // set when NCCL sums across the GPUs
 
@@ -182,8 +182,16 @@ struct MirroredStrategy::Rendezvous {
                          name(kind), ": every replica must make the same cross-replica calls (strategy.gradient, ",
                          "apply_gradients, SyncBatchNormalization), also with no rows"));
   }
+  // The round's last replica usually arrives within microseconds (SyncBatchNormalization's sums, a custom
+  // loop's gradients one by one): waiting without the lock first, spinning, spares most rounds a sleep.
   void wait_for_round(std::unique_lock<std::mutex>& lock, uint64_t round) {
-    cv.wait(lock, [&] { return generation != round || aborted; });
+    const auto over = [&] {
+      return generation.load(std::memory_order_acquire) != round || aborted.load(std::memory_order_acquire);
+    };
+    lock.unlock();
+    const bool ended = spin_until(spin, over);
+    lock.lock();
+    if (!ended) cv.wait(lock, over);
     if (generation == round) throw StateError(reason);
   }
   void abort_locked(const std::string& why) {
@@ -193,6 +201,7 @@ struct MirroredStrategy::Rendezvous {
   }
 
   const int n;
+  const bool spin;
   std::mutex mu;
   std::condition_variable cv;
   std::vector<Tensor> slots;
@@ -204,8 +213,9 @@ struct MirroredStrategy::Rendezvous {
   int arrived = 0;
   int finished = 0;
   Kind kind = Kind::kNone;
-  uint64_t generation = 0;
-  bool aborted = false;
+  // Written under mu; read without it by spinning waiters.
+  std::atomic<uint64_t> generation{0};
+  std::atomic<bool> aborted{false};
   std::string reason;  // what every replica throws once aborted
 };
 
@@ -332,7 +342,7 @@ std::optional<Device> MirroredStrategy::scope_device() const {
 
 MirroredStrategy::MirroredStrategy(int num_replicas) : num_replicas_(num_replicas) {
   if (num_replicas < 1) throw ValueError(str_cat("MirroredStrategy: num_replicas must be at least 1, got ", num_replicas));
-  rendezvous_ = std::make_unique<Rendezvous>(num_replicas);
+  rendezvous_ = std::make_unique<Rendezvous>(num_replicas, static_cast<size_t>(num_replicas) <= usable_cores());
   for (int r = 0; r < num_replicas; ++r) replicas_.push_back(std::make_unique<ThreadReplica>(r, num_replicas, *rendezvous_));
 }
 
@@ -344,9 +354,8 @@ MirroredStrategy::~MirroredStrategy() { threads_.reset(); }  // before the conte
 // calling thread, which would only wait otherwise: one wake-up less per step.
 //
 // Waiting threads (a replica thread for the next round, the caller for the round's end) spin for a while
-// before they sleep, where every replica has a core of its own: waking a sleeping thread on another
-// core took 50-100 us on these VMs (the idle vCPU is halted), against a step of a few hundred for the
-// seed's model, whose replica thread then started that much after the caller.
+// before they sleep, where every replica has a core of its own (spin_wait.h): the seed's model's replica
+// thread otherwise started its step 50-90 us after the caller.
 class MirroredStrategy::ReplicaThreads {
  public:
   // devices: each replica's (its thread reads its copies of the variables there), or empty (shared).
@@ -399,7 +408,7 @@ class MirroredStrategy::ReplicaThreads {
       run_replica(fn, 0);
     }
     const auto done = [&] { return pending_.load(std::memory_order_acquire) == 0; };
-    if (!spin_until(done)) {
+    if (!spin_until(spin_, done)) {
       std::unique_lock<std::mutex> lock(mu_);
       done_cv_.wait(lock, done);
     }
@@ -408,32 +417,12 @@ class MirroredStrategy::ReplicaThreads {
   }
 
  private:
-  static constexpr std::chrono::microseconds kSpin{2000};
-
-  static size_t usable_cores() {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) != 0) return std::max(1u, std::thread::hardware_concurrency());
-    return static_cast<size_t>(CPU_COUNT(&set));
-  }
-  // Spins until ready() or kSpin has passed (at once when spinning is off); whether ready(). Without the
-  // PAUSE instruction: under KVM a vCPU that keeps executing it is taken for one spinning on a lock whose
-  // holder was preempted and is descheduled (pause-loop exiting), and the replica thread then started
-  // 45 us after the caller instead of 3 (seed model, batch 32, two replicas on two vCPUs).
-  template <typename Ready>
-  bool spin_until(const Ready& ready) const {
-    if (!spin_) return ready();
-    const auto until = std::chrono::steady_clock::now() + kSpin;
-    for (int k = 0;; ++k) {
-      if (ready()) return true;
-      if (k % 64 == 63 && std::chrono::steady_clock::now() >= until) return ready();
-    }
-  }
   // A replica thread: waits until a round after `seen` starts (true) or the threads stop (false).
   bool wait_for_round(uint64_t seen) {
     const auto changed = [&] {
       return stop_.load(std::memory_order_acquire) || round_.load(std::memory_order_acquire) != seen;
     };
-    if (!spin_until(changed)) {
+    if (!spin_until(spin_, changed)) {
       std::unique_lock<std::mutex> lock(mu_);
       work_cv_.wait(lock, changed);
     }
