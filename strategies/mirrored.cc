@@ -9,6 +9,7 @@
 #include <optional>
 #include <thread>
 
+#include "core/nn/threaded_update.h"
 #include "core/trace/trace.h"
 #include "distributed/comm/communicator.h"
 #include "distributed/comm/local_device_group.h"
@@ -37,7 +38,7 @@ bool nccl_can_sum(const std::vector<Tensor>& per_replica, const std::vector<int>
 }  // namespace
 
 struct MirroredStrategy::Rendezvous {
-  enum class Kind { kNone, kSum, kMerge };
+  enum class Kind { kNone, kSum, kMerge, kGradients };
 
   // spin: whether waiting replicas spin a while before they sleep (each has a core of its own).
   Rendezvous(int n, bool spin) : n(n), spin(spin), slots(n), pointers(n), returned(n, false) {}
@@ -104,9 +105,10 @@ struct MirroredStrategy::Rendezvous {
 
   // merge_call: the last replica to arrive runs fn with everyone's pointer (the others wait: what they
   // point to stays alive); its error is thrown on every replica.
-  void merge(int replica, const void* mine, const std::function<void(const std::vector<const void*>&)>& fn) {
+  void merge(int replica, const void* mine, const std::function<void(const std::vector<const void*>&)>& fn,
+             Kind k = Kind::kMerge) {
     std::unique_lock<std::mutex> lock(mu);
-    const uint64_t round = enter(replica, Kind::kMerge);
+    const uint64_t round = enter(replica, k);
     pointers[replica] = mine;
     if (++arrived < n) {
       check_stranded();
@@ -151,7 +153,13 @@ struct MirroredStrategy::Rendezvous {
   }
 
  private:
-  static const char* name(Kind k) { return k == Kind::kMerge ? "a merge_call (apply_gradients)" : "a cross-replica sum"; }
+  static const char* name(Kind k) {
+    switch (k) {
+      case Kind::kMerge: return "a merge_call (apply_gradients)";
+      case Kind::kGradients: return "a gradient average (strategy.gradient)";
+      default: return "a cross-replica sum";
+    }
+  }
 
   // Joins the round in progress (or opens one); its generation.
   uint64_t enter(int replica, Kind k) {
@@ -219,6 +227,94 @@ struct MirroredStrategy::Rendezvous {
   std::string reason;  // what every replica throws once aborted
 };
 
+namespace {
+
+// The gradients of replicas that share host memory, averaged in one round: the last replica to arrive
+// plans (checks the shapes, allocates each average), then every replica adds its part of every average
+// (thread_part): the replicas' gradients times their weights' shares, in replica order.
+struct SplitAverage {
+  struct Source {
+    const Tensor* grad;
+    double factor;
+  };
+  struct Plan {
+    std::vector<Tensor> averages;             // undefined where no replica has the gradient
+    std::vector<std::vector<Source>> sources;  // per gradient, empty where plan() computed it whole
+
+    void add_part(int r, int n) {
+      for (size_t i = 0; i < averages.size(); ++i) {
+        if (sources[i].empty()) continue;
+        const auto [begin, end] = thread_part(averages[i].numel(), averages[i].dtype(), r, n);
+        if (averages[i].dtype() == kF32) {
+          weighted_sum(averages[i].data<float>(), sources[i], begin, end);
+        } else {
+          weighted_sum(averages[i].data<double>(), sources[i], begin, end);
+        }
+      }
+    }
+    template <typename T>
+    static void weighted_sum(T* dst, const std::vector<Source>& sources, int64_t begin, int64_t end) {
+      const T* first = sources[0].grad->data<T>();
+      const T f0 = static_cast<T>(sources[0].factor);
+      for (int64_t k = begin; k < end; ++k) dst[k] = first[k] * f0;
+      for (size_t s = 1; s < sources.size(); ++s) {
+        const T* src = sources[s].grad->data<T>();
+        const T f = static_cast<T>(sources[s].factor);
+        for (int64_t k = begin; k < end; ++k) dst[k] += src[k] * f;
+      }
+    }
+  };
+  // One replica's part of the round: its gradients and the share of the total weight its rows have
+  // (0: it adds nothing); plan() hands every replica the same plan.
+  struct Contribution {
+    const std::vector<Tensor>* grads;
+    double factor;
+    mutable std::shared_ptr<Plan> plan;
+  };
+
+  // seen: per gradient, how many replicas have it; then the total weight (the round before).
+  static void plan(const std::vector<const void*>& all, const std::vector<double>& seen) {
+    auto plan = std::make_shared<Plan>();
+    const size_t n = seen.size() - 1;
+    plan->averages.resize(n);
+    plan->sources.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      if (seen[i] == 0) continue;
+      std::vector<Source> sources;
+      for (size_t r = 0; r < all.size(); ++r) {
+        const auto& c = *static_cast<const Contribution*>(all[r]);
+        if (c.factor <= 0 || c.grads->size() <= i || !(*c.grads)[i].defined()) continue;
+        const Tensor& g = (*c.grads)[i];
+        const Tensor& first = sources.empty() ? g : *sources[0].grad;
+        if (g.shape() != first.shape() || g.dtype() != first.dtype()) {
+          throw StateError(str_cat("MirroredStrategy: replica ", r, " passed a ", shape_str(g.shape()), " ",
+                                   dtype_name(g.dtype()), " gradient for variable ", i, " where another passed ",
+                                   shape_str(first.shape()), " ", dtype_name(first.dtype())));
+        }
+        sources.push_back({&g, c.factor});
+      }
+      const bool host = std::all_of(sources.begin(), sources.end(), [](const Source& s) {
+        return s.grad->device().is_cpu() && s.grad->is_contiguous() &&
+               (s.grad->dtype() == kF32 || s.grad->dtype() == kF64);
+      });
+      if (host) {
+        plan->averages[i] = empty(sources[0].grad->shape(), sources[0].grad->dtype());
+        plan->sources[i] = std::move(sources);
+        continue;
+      }
+      Tensor total;  // elsewhere (a gradient on a device), whole, here
+      for (const Source& s : sources) {
+        Tensor part = *s.grad * s.factor;
+        total = total.defined() ? total + part.to(total.device()) : part;
+      }
+      plan->averages[i] = total;
+    }
+    for (const void* c : all) static_cast<const Contribution*>(c)->plan = plan;
+  }
+};
+
+}  // namespace
+
 // The context current on replica r's thread.
 class MirroredStrategy::ThreadReplica : public ReplicaContext {
  public:
@@ -250,7 +346,10 @@ class MirroredStrategy::ThreadReplica : public ReplicaContext {
 
   // grads averaged across the replicas, each weighted by its rows (a replica without rows, or without a
   // variable's gradient, adds nothing to it): the identical tensors on every replica. Collective.
-  std::vector<Tensor> average(const std::vector<Tensor>& grads, double weight) {
+  // shared: the replicas share the variables in host memory (no devices): then one round averages all
+  // the gradients, each replica adding its part of each (SplitAverage), instead of one round per
+  // gradient added up by the last replica to arrive.
+  std::vector<Tensor> average(const std::vector<Tensor>& grads, double weight, bool shared) {
     autodiff::SuspendRecording no_record;
     const size_t n = grads.size();
     std::vector<double> head(n + 1, 0.0);
@@ -260,6 +359,15 @@ class MirroredStrategy::ThreadReplica : public ReplicaContext {
     std::vector<Tensor> out(n);
     const double total = seen[n];
     if (total <= 0) return out;
+    if (shared) {
+      SplitAverage::Contribution mine{&grads, weight > 0 ? weight / total : 0.0};
+      rendezvous_.merge(id_, &mine, [&](const std::vector<const void*>& all) { SplitAverage::plan(all, seen); },
+                        Rendezvous::Kind::kGradients);
+      mine.plan->add_part(id_, n_);
+      // Every part is written before any replica uses the averages, or lets its gradients go.
+      rendezvous_.merge(id_, nullptr, [](const std::vector<const void*>&) {}, Rendezvous::Kind::kGradients);
+      return mine.plan->averages;
+    }
     for (size_t i = 0; i < n; ++i) {
       if (seen[i] == 0) continue;  // no replica has this gradient: undefined on all (the optimizer skips it)
       out[i] = rendezvous_.sum(id_, weight > 0 && grads[i].defined() ? grads[i] * (weight / total) : Tensor());
@@ -530,12 +638,12 @@ void MirroredStrategy::run_local_replicas(const std::vector<double>& weights, co
 std::vector<Tensor> MirroredStrategy::gradient(GradientTape& tape, const Tensor& target, const std::vector<Variable>& vars) {
   std::vector<Tensor> grads = tape.gradient(target, std::vector<GradSource>(vars.begin(), vars.end()));
   const int r = replica_on_this_thread();
-  return r < 0 ? grads : replicas_[r]->average(grads, weights_.at(r));
+  return r < 0 ? grads : replicas_[r]->average(grads, weights_.at(r), devices_.empty());
 }
 
 std::vector<Tensor> MirroredStrategy::reduce_gradients(const std::vector<Tensor>& grads) {
   const int r = replica_on_this_thread();
-  return r < 0 ? grads : replicas_[r]->average(grads, weights_.at(r));
+  return r < 0 ? grads : replicas_[r]->average(grads, weights_.at(r), devices_.empty());
 }
 
 }  // namespace gradflow::strategies

@@ -25,6 +25,12 @@ Tensor flat_part(const Tensor& t, int64_t begin, int64_t end) { return t.reshape
 
 }  // namespace
 
+std::pair<int64_t, int64_t> thread_part(int64_t numel, DType dtype, int r, int n) {
+  const int64_t per_line = std::max<int64_t>(1, kLineBytes / static_cast<int64_t>(dtype_size(dtype)));
+  const int64_t lines = (numel + per_line - 1) / per_line;
+  return {std::min(numel, lines * r / n * per_line), std::min(numel, lines * (r + 1) / n * per_line)};
+}
+
 std::unique_ptr<ThreadedUpdate> ThreadedUpdate::make(ReplicaContext& ctx, const std::vector<Variable>& vars,
                                                      optimizers::Optimizer& optimizer) {
   if (ctx.num_replicas() < 2 || !optimizer.splits_elementwise() || vars.empty()) return nullptr;
@@ -44,11 +50,7 @@ ThreadedUpdate::ThreadedUpdate(std::vector<Variable> vars, optimizers::Optimizer
   for (int r = 0; r < replicas; ++r) {
     for (const Variable& v : vars_) {
       const Tensor& value = v.value_unwatched();
-      const int64_t n = value.numel();
-      const int64_t per_line = std::max<int64_t>(1, kLineBytes / static_cast<int64_t>(dtype_size(value.dtype())));
-      const int64_t lines = (n + per_line - 1) / per_line;
-      const int64_t begin = std::min(n, lines * r / replicas * per_line);
-      const int64_t end = std::min(n, lines * (r + 1) / replicas * per_line);
+      const auto [begin, end] = thread_part(value.numel(), value.dtype(), r, replicas);
       parts_[r].push_back({begin, end});
       updates_[r].push_back(optimizer_.update_part(v, begin, end));
     }
@@ -113,6 +115,31 @@ bool ThreadedUpdate::apply(ReplicaContext& ctx, const std::vector<std::vector<Te
   });
   optimizer_.advance_iterations();
   return true;
+}
+
+bool ThreadedUpdate::accepts(const std::vector<Tensor>& grads) const {
+  if (grads.size() != vars_.size()) return false;
+  bool any = false;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    if (!grads[i].defined()) continue;
+    const Tensor& value = vars_[i].value_unwatched();
+    if (!grads[i].device().is_cpu() || !grads[i].is_contiguous() || grads[i].dtype() != value.dtype() ||
+        grads[i].shape() != value.shape()) {
+      return false;
+    }
+    any = true;
+  }
+  return any;
+}
+
+void ThreadedUpdate::apply_part(int r, const std::vector<Tensor>& grads, double scale) {
+  trace::Span span("optimizer");
+  std::vector<Tensor> lane(vars_.size());
+  for (size_t i = 0; i < vars_.size(); ++i) {
+    const Part& p = parts_[r][i];
+    if (grads[i].defined() && p.begin < p.end) lane[i] = flat_part(grads[i], p.begin, p.end);
+  }
+  optimizer_.apply_gradient_parts(lane, updates_[r], scale, /*advance=*/false);
 }
 
 }  // namespace gradflow

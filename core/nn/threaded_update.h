@@ -5,13 +5,19 @@
 // thread while the others wait, and each core writes only its own part of variables both cores read.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/nn/replica_context.h"
 #include "core/optim/optimizer.h"
 
 namespace gradflow {
+
+// The flat elements [begin, end) of a tensor of `numel` elements of `dtype` that replica r of n sums or
+// updates when threads split the work: whole cache lines, so that no two threads write one line.
+std::pair<int64_t, int64_t> thread_part(int64_t numel, DType dtype, int r, int n);
 
 class ThreadedUpdate {
  public:
@@ -30,6 +36,14 @@ class ThreadedUpdate {
   // gradient is not a contiguous CPU tensor like its variable, or no variable has one: the caller then
   // updates as usual.
   bool apply(ReplicaContext& ctx, const std::vector<std::vector<Tensor>>& grads, double scale);
+
+  // Inside MirroredStrategy's run(), where every replica holds the same whole gradients (strategy.gradient's
+  // averages) and calls apply_gradients: replica r updates its part of every variable and its slots, all at
+  // once, the iteration counter left for one of them to advance after all (Optimizer::advance_iterations).
+  // accepts: whether grads fit (one per variable, each undefined or a contiguous CPU tensor of its
+  // variable's shape and dtype, at least one defined); otherwise apply_gradients updates as usual.
+  bool accepts(const std::vector<Tensor>& grads) const;
+  void apply_part(int r, const std::vector<Tensor>& grads, double scale);
 
  private:
   ThreadedUpdate(std::vector<Variable> vars, optimizers::Optimizer& optimizer, int replicas);

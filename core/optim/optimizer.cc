@@ -8,6 +8,7 @@
 
 #include "core/autodiff/tape.h"
 #include "core/nn/replica_context.h"
+#include "core/nn/threaded_update.h"
 #include "core/ops/ops.h"
 #include "core/optim/fused.h"
 #include "core/optim/optimizers.h"
@@ -91,6 +92,7 @@ struct UpdateArgs {
   const std::vector<Tensor>* grads;
   const std::vector<Variable>* vars;
   double scale;
+  bool* split;  // set by the merge: every replica updates its part (ThreadedUpdate::apply_part)
 };
 
 bool same_values(const Tensor& a, const Tensor& b) {
@@ -134,15 +136,30 @@ void Optimizer::apply_gradients(const std::vector<Tensor>& grads, const std::vec
     apply_once(grads, vars, scale);
     return;
   }
-  UpdateArgs mine{&grads, &vars, scale};
+  bool split = false;
+  UpdateArgs mine{&grads, &vars, scale, &split};
   ctx->merge_call(&mine, [&](const std::vector<const void*>& all) {
     const UpdateArgs& first = *static_cast<const UpdateArgs*>(all[0]);
     const bool first_update = iterations() == 0;
     for (size_t r = 1; r < all.size(); ++r) {
       check_same_update(base_.name, first, *static_cast<const UpdateArgs*>(all[r]), r, first_update);
     }
+    // Replicas sharing host variables: each updates its part at once, rather than one for all while
+    // the others wait.
+    if (all.size() > 1 && ctx->in_process()) {
+      if (!split_update_ || !split_update_->matches(*first.vars, *this)) {
+        split_update_ = ThreadedUpdate::make(*ctx, *first.vars, *this);
+      }
+      if (split_update_ && split_update_->accepts(*first.grads)) {
+        for (const void* args : all) *static_cast<const UpdateArgs*>(args)->split = true;
+        return;
+      }
+    }
     apply_once(*first.grads, *first.vars, first.scale);
   });
+  if (!split) return;
+  split_update_->apply_part(ctx->replica_id(), grads, scale);
+  ctx->merge_call(nullptr, [&](const std::vector<const void*>&) { advance_iterations(); });  // after every part
 }
 
 void Optimizer::check_scale(double scale) const {

@@ -33,6 +33,10 @@
 #include "core/optim/schedules.h"
 #include "core/tensor/tensor.h"
 
+namespace gradflow {
+class ThreadedUpdate;
+}
+
 namespace gradflow::optimizers {
 
 // The options every optimizer takes (Keras 3's base Optimizer arguments). Each optimizer's own options
@@ -148,6 +152,10 @@ class Optimizer {
   static void apply_weight_decay(Variable var, const Step& step);
 
  private:
+  // Replicas on threads that share the variables each update a part of them (apply_gradients inside
+  // MirroredStrategy's run): the parts, kept while the variables stay the same.
+  std::shared_ptr<ThreadedUpdate> split_update_;
+
   struct Entry {
     Variable var;
     std::vector<Variable> slots;

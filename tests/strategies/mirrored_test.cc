@@ -110,6 +110,80 @@ TEST(Mirrored, TheUpdateSplitAmongTheThreadsIsOneUpdateOfTheSum) {
   EXPECT_EQ(ThreadedUpdate::make(*current_replica_context(), {v}, clipped), nullptr);
 }
 
+// Inside run(), where every replica calls apply_gradients with strategy.gradient's averages, replicas
+// sharing the variables each update their own part of them (ThreadedUpdate::apply_part): bitwise the
+// update apply_gradients makes alone with those averages, the iteration counter advanced once per step;
+// Adam, SGD with momentum and RMSprop, f32 and f64, parts ending mid cache line, a variable no replica
+// has a gradient for (left as it is), a replica without rows. The averages are one sum for all replicas.
+TEST(Mirrored, CustomLoopReplicasEachUpdateTheirPartBitwiseAsOneUpdate) {
+  using Make = std::function<std::shared_ptr<optimizers::Optimizer>()>;
+  const std::vector<Make> optimizers_to_try = {
+      [] { return std::make_shared<optimizers::Adam>(optimizers::AdamOptions{.learning_rate = 0.01, .amsgrad = true}); },
+      [] { return std::make_shared<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.1, .momentum = 0.9}); },
+      [] { return std::make_shared<optimizers::RMSprop>(optimizers::RMSpropOptions{.learning_rate = 0.01, .centered = true}); },
+  };
+  const std::string trace_file = temp_path("split_update.json");
+  for (DType dtype : {kF32, kF64}) {
+    for (const Make& make : optimizers_to_try) {
+      const bool traced = dtype == kF32 && &make == &optimizers_to_try[0];
+      if (traced) trace::start();
+      MirroredStrategy mirrored(3);
+      std::vector<Variable> vars, plain_vars;
+      for (int64_t n : {37, 1000, 5}) {
+        Tensor init = random_uniform({n}, -1, 1, dtype, kCPU, 40 + n);
+        vars.emplace_back(init.clone(), str_cat("v", n));
+        plain_vars.emplace_back(init.clone(), str_cat("v", n));
+      }
+      std::shared_ptr<optimizers::Optimizer> opt = make(), plain_opt = make();
+      plain_opt->build(plain_vars);  // the split builds every variable's slots, as fit does
+      for (int step = 0; step < 3; ++step) {
+        // 7 rows split 3 + 2 + 2; at step 1, 2 rows: replica 2 has none.
+        Tensor rows = zeros({step == 1 ? 2 : 7, 1}, dtype);
+        std::vector<std::vector<Tensor>> averages(3);
+        mirrored.run(
+            [&](const Tensor&) {
+              const int r = current_replica_context()->replica_id();
+              std::vector<Tensor> grads;
+              for (size_t i = 0; i < vars.size(); ++i) {
+                grads.push_back(i == 2 ? Tensor()  // nobody's
+                                       : random_uniform({vars[i].value_unwatched().numel()}, -1, 1, dtype, kCPU,
+                                                        100 * step + 10 * r + i));
+              }
+              averages[r] = mirrored.reduce_gradients(grads);
+              opt->apply_gradients(averages[r], vars);
+            },
+            rows);
+        for (int r = 1; r < 3; ++r) {
+          for (size_t i = 0; i < 2; ++i) {
+            EXPECT_EQ(averages[r][i].raw_data(), averages[0][i].raw_data()) << "one sum for all replicas";
+          }
+          EXPECT_FALSE(averages[r][2].defined());
+        }
+        plain_opt->apply_gradients(averages[0], plain_vars);  // outside any strategy: the update alone
+      }
+      if (traced) {
+        trace::stop_and_write(trace_file);
+        std::ifstream in(trace_file);
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        std::filesystem::remove(trace_file);
+        size_t parts = 0;
+        for (size_t at = text.find("\"optimizer\""); at != std::string::npos; at = text.find("\"optimizer\"", at + 1)) ++parts;
+        EXPECT_EQ(parts, 9u) << "each of the 3 replicas updated its part at each of the 3 steps";
+      }
+      EXPECT_EQ(opt->iterations(), 3);
+      for (size_t i = 0; i < vars.size(); ++i) {
+        EXPECT_EQ(vars[i].value_unwatched().to_vector<double>(), plain_vars[i].value_unwatched().to_vector<double>())
+            << opt->name() << " " << dtype_name(dtype) << " " << vars[i].name();
+      }
+      for (size_t k = 1; k < opt->variables().size(); ++k) {
+        EXPECT_EQ(opt->variables()[k].value_unwatched().to_vector<double>(),
+                  plain_opt->variables()[k].value_unwatched().to_vector<double>())
+            << opt->variables()[k].name();
+      }
+    }
+  }
+}
+
 TEST(Mirrored, FitAndEvaluateMatchOneReplicaWithTheGlobalBatch) {
   for (int replicas : {2, 3}) {
     auto [x, y] = data(8 * replicas * 3 + 5);  // a short last step, some replicas without rows
