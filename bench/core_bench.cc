@@ -185,6 +185,17 @@ void BM_MemcpyRows32x784(benchmark::State& state) {
   }
 }
 
+// The same kind of batch through the tf.data-style pipeline a custom loop uses:
+// from_tensor_slices({images, labels}).shuffle(60000).batch(32), one batch per iteration.
+void BM_SlicesShuffleBatch32x784(benchmark::State& state) {
+  OneThread one;
+  static RandomRows data;
+  static Tensor labels = zeros({60000}, kI64);
+  Dataset pipeline = Dataset::from_tensor_slices({data.images, labels}).shuffle(60000, 1).batch(32).repeat();
+  Iterator it = pipeline.make_iterator();
+  for (auto _ : state) benchmark::DoNotOptimize(it.next());
+}
+
 BENCHMARK(BM_MatmulGradflow)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_MatmulOnednn)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AddGradflow)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -200,6 +211,7 @@ BENCHMARK(BM_ToBFloat16_784x128)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_FromBFloat16_784x128)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GatherRows32x784)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MemcpyRows32x784)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_SlicesShuffleBatch32x784)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace gradflow

@@ -58,6 +58,14 @@ class RangeNode : public DatasetNode {
   int64_t start_, step_, count_;
 };
 
+// Row i of c as a view: what c.slice(0, i, i + 1).squeeze(0) gives, without two trips through the op
+// registry per component of every element (an epoch of Fashion-MNIST has 60,000).
+Tensor row_view(const Tensor& c, int64_t i) {
+  Shape shape(c.shape().begin() + 1, c.shape().end());
+  Strides strides(c.strides().begin() + 1, c.strides().end());
+  return make_view(c, std::move(shape), std::move(strides), c.offset() + i * c.strides()[0]);
+}
+
 class TensorSlicesNode : public DatasetNode {
  public:
   explicit TensorSlicesNode(std::vector<Tensor> components) : components_(std::move(components)) {}
@@ -68,7 +76,7 @@ class TensorSlicesNode : public DatasetNode {
         [&components](int64_t i) {
           Element e;
           e.reserve(components.size());
-          for (const Tensor& c : components) e.push_back(c.slice(0, i, i + 1).squeeze(0));
+          for (const Tensor& c : components) e.push_back(row_view(c, i));
           return e;
         },
         state);
