@@ -52,6 +52,22 @@ std::pair<Tensor, Tensor> data(int64_t n) {
   return {random_uniform({n, 8}, -1, 1, kF32, kCPU, 71), random_uniform({n}, 0, 4, kF32, kCPU, 72).to(kI64)};
 }
 
+// The variables and the optimizers' slots (after their iteration counters) hold the same bits.
+void expect_bitwise_equal(const std::vector<Variable>& vars, const optimizers::Optimizer& opt,
+                          const std::vector<Variable>& plain_vars, const optimizers::Optimizer& plain_opt,
+                          std::string_view what) {
+  for (size_t i = 0; i < vars.size(); ++i) {
+    EXPECT_EQ(vars[i].value_unwatched().to_vector<double>(), plain_vars[i].value_unwatched().to_vector<double>())
+        << opt.name() << " " << what << " " << vars[i].name();
+  }
+  ASSERT_EQ(opt.variables().size(), plain_opt.variables().size()) << opt.name() << " " << what;
+  for (size_t k = 1; k < opt.variables().size(); ++k) {
+    EXPECT_EQ(opt.variables()[k].value_unwatched().to_vector<double>(),
+              plain_opt.variables()[k].value_unwatched().to_vector<double>())
+        << opt.name() << " " << what << " " << opt.variables()[k].name();
+  }
+}
+
 // The update split among the replica threads (ThreadedUpdate, what fit uses for replicas sharing the
 // variables) is bitwise one apply_gradients of the replicas' summed gradients: Adam, SGD with momentum
 // and RMSprop, f32 and f64, variables whose parts end mid cache line, a replica without one gradient
@@ -92,15 +108,7 @@ TEST(Mirrored, TheUpdateSplitAmongTheThreadsIsOneUpdateOfTheSum) {
         plain_opt->apply_gradients(ctx.sum_replica_gradients(grads, plain_vars), plain_vars, 0.5);
       }
       EXPECT_EQ(split_opt->iterations(), 3);
-      for (size_t i = 0; i < split_vars.size(); ++i) {
-        EXPECT_EQ(split_vars[i].value_unwatched().to_vector<double>(), plain_vars[i].value_unwatched().to_vector<double>())
-            << split_opt->name() << " " << dtype_name(dtype) << " " << split_vars[i].name();
-      }
-      for (size_t k = 1; k < split_opt->variables().size(); ++k) {
-        EXPECT_EQ(split_opt->variables()[k].value_unwatched().to_vector<double>(),
-                  plain_opt->variables()[k].value_unwatched().to_vector<double>())
-            << split_opt->variables()[k].name();
-      }
+      expect_bitwise_equal(split_vars, *split_opt, plain_vars, *plain_opt, dtype_name(dtype));
     }
   }
   MirroredStrategy strategy(2);
@@ -171,15 +179,7 @@ TEST(Mirrored, CustomLoopReplicasEachUpdateTheirPartBitwiseAsOneUpdate) {
         EXPECT_EQ(parts, 9u) << "each of the 3 replicas updated its part at each of the 3 steps";
       }
       EXPECT_EQ(opt->iterations(), 3);
-      for (size_t i = 0; i < vars.size(); ++i) {
-        EXPECT_EQ(vars[i].value_unwatched().to_vector<double>(), plain_vars[i].value_unwatched().to_vector<double>())
-            << opt->name() << " " << dtype_name(dtype) << " " << vars[i].name();
-      }
-      for (size_t k = 1; k < opt->variables().size(); ++k) {
-        EXPECT_EQ(opt->variables()[k].value_unwatched().to_vector<double>(),
-                  plain_opt->variables()[k].value_unwatched().to_vector<double>())
-            << opt->variables()[k].name();
-      }
+      expect_bitwise_equal(vars, *opt, plain_vars, *plain_opt, dtype_name(dtype));
     }
   }
 }
