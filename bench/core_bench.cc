@@ -196,6 +196,17 @@ void BM_SlicesShuffleBatch32x784(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(it.next());
 }
 
+// One worker's batch of the same pipeline sharded by element between two workers (AutoShardPolicy::DATA,
+// as distribute_dataset shards it): each worker passes over the other's batches.
+void BM_SlicesShuffleBatch32x784Shard2(benchmark::State& state) {
+  OneThread one;
+  static RandomRows data;
+  static Tensor labels = zeros({60000}, kI64);
+  Dataset pipeline = Dataset::from_tensor_slices({data.images, labels}).shuffle(60000, 1).batch(32).shard(2, 0).repeat();
+  Iterator it = pipeline.make_iterator();
+  for (auto _ : state) benchmark::DoNotOptimize(it.next());
+}
+
 BENCHMARK(BM_MatmulGradflow)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_MatmulOnednn)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_AddGradflow)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -212,6 +223,7 @@ BENCHMARK(BM_FromBFloat16_784x128)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GatherRows32x784)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_MemcpyRows32x784)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_SlicesShuffleBatch32x784)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_SlicesShuffleBatch32x784Shard2)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace gradflow

@@ -195,6 +195,18 @@ class BatchIterator : public IteratorImpl {
     if (spec_.concat) return concat_batch(elements);
     return spec_.padded ? pad_batch(spec_, elements) : stack_batch(elements);
   }
+  // The batch's elements skipped in turn, nothing stacked (nor checked: whoever takes that batch does).
+  bool skip() override {
+    int64_t taken = 0;
+    while (!input_done_ && taken < spec_.batch_size) {
+      if (input_->skip()) {
+        ++taken;
+      } else {
+        input_done_ = true;
+      }
+    }
+    return taken > 0 && !(taken < spec_.batch_size && spec_.drop_remainder);
+  }
   State save() override {
     State s = new_state(op_);
     s["input_done"] = input_done_;

@@ -31,6 +31,10 @@ class IteratorImpl {
  public:
   virtual ~IteratorImpl() = default;
   virtual std::optional<Element> next() = 0;
+  // Moves past one element exactly as next() would, for a caller that discards it (shard, skip): false
+  // at the end. An iterator that can do it for less (batch without stacking its elements, a source
+  // without making one) overrides it, as tf.data's iterators override SkipInternal.
+  virtual bool skip() { return next().has_value(); }
   // The position after the last element next() returned (not callable concurrently with next()).
   virtual State save() = 0;
 };

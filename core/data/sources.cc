@@ -25,6 +25,11 @@ class IndexedIterator : public IteratorImpl {
     if (index_ >= count_) return std::nullopt;
     return element_(index_++);
   }
+  bool skip() override {  // an element is a function of its index alone
+    if (index_ >= count_) return false;
+    ++index_;
+    return true;
+  }
   State save() override {
     State s = new_state(op_);
     s["index"] = index_;

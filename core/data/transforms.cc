@@ -126,18 +126,27 @@ class CountIterator : public IteratorImpl {
     switch (kind_) {
       case CountKind::kTake:
         if (n_ >= 0 && seen_ >= n_) return std::nullopt;
-        ++seen_;
-        return input_->next();
+        if (std::optional<Element> e = input_->next()) {
+          ++seen_;
+          return e;
+        }
+        return std::nullopt;
       case CountKind::kSkip:
         // skip(-1) skips everything, as in TF.
         while (n_ < 0 || seen_ < n_) {
-          if (!input_->next()) return std::nullopt;
+          if (!input_->skip()) return std::nullopt;
           ++seen_;
         }
         return input_->next();
       case CountKind::kShard:
-        while (std::optional<Element> e = input_->next()) {
-          if (seen_++ % n_ == index_) return e;
+        // Another worker's elements are only skipped.
+        while (seen_ % n_ != index_) {
+          if (!input_->skip()) return std::nullopt;
+          ++seen_;
+        }
+        if (std::optional<Element> e = input_->next()) {
+          ++seen_;
+          return e;
         }
         return std::nullopt;
     }

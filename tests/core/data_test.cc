@@ -85,6 +85,29 @@ TEST(DataTransforms, TakeSkipRepeatShard) {
   EXPECT_EQ(ints(Dataset::range(10).shard(3, 0)), (std::vector<int64_t>{0, 3, 6, 9}));
 }
 
+// shard and skip move past the elements they drop without making them: a batch only another worker
+// takes is never stacked (a shape error in it is that worker's), and what passes is what next() gives.
+TEST(DataTransforms, ShardAndSkipPassOverBatchesWithoutStackingThem) {
+  using Keys = std::vector<std::string>;
+  EXPECT_EQ(keys(Dataset::range(10).batch(4).shard(2, 1)), (Keys{"i64[4]{4,5,6,7}"}));
+  EXPECT_EQ(keys(Dataset::range(10).batch(4).shard(2, 0)), (Keys{"i64[4]{0,1,2,3}", "i64[2]{8,9}"}));
+  EXPECT_EQ(keys(Dataset::range(10).batch(4, /*drop_remainder=*/true).shard(2, 0)), (Keys{"i64[4]{0,1,2,3}"}));
+  EXPECT_EQ(keys(Dataset::range(10).batch(3).skip(2)), (Keys{"i64[3]{6,7,8}", "i64[1]{9}"}));
+  EXPECT_TRUE(keys(Dataset::range(10).batch(3, /*drop_remainder=*/true).skip(3)).empty());
+  EXPECT_EQ(keys(Dataset::from_tensor_slices({arange(0, 6, 1, kI64)}).skip(4)), (Keys{"i64[]{4}", "i64[]{5}"}));
+  EXPECT_EQ(keys(Dataset::from_tensor_slices({arange(0, 5, 1, kI64)}).shard(2, 1)), (Keys{"i64[]{1}", "i64[]{3}"}));
+  // Elements of shapes [1] and [2] (no batch of them stacks), then [3] and [3].
+  Dataset ragged = Dataset::from_generator([] {
+    return [i = int64_t{0}]() mutable -> std::optional<Element> {
+      if (i == 4) return std::nullopt;
+      ++i;
+      return Element{zeros({i < 3 ? i : 3}, kI64)};
+    };
+  });
+  EXPECT_EQ(keys(ragged.batch(2).shard(2, 1)), (Keys{"i64[2,3]{0,0,0,0,0,0}"}));
+  expect_error<ShapeError>([&] { keys(ragged.batch(2).shard(2, 0)); }, {"batch", "[2]"});
+}
+
 TEST(DataTransforms, ShardErrorNamesIndexAndCount) {
   expect_error<ValueError>([] { Dataset::range(10).shard(3, 3); }, {"shard", "index 3", "num_shards 3"});
   expect_error<ValueError>([] { Dataset::range(10).shard(0, 0); }, {"num_shards"});
