@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "core/nn/threaded_update.h"
+#include "core/tensor/denormals.h"
 #include "core/trace/trace.h"
 #include "distributed/comm/communicator.h"
 #include "distributed/comm/local_device_group.h"
@@ -242,6 +243,7 @@ struct SplitAverage {
     std::vector<std::vector<Source>> sources;  // per gradient, empty where plan() computed it whole
 
     void add_part(int r, int n) {
+      internal::DenormalFlushScope flush_denormals;  // as the ops that averaged before
       for (size_t i = 0; i < averages.size(); ++i) {
         if (sources[i].empty()) continue;
         const auto [begin, end] = thread_part(averages[i].numel(), averages[i].dtype(), r, n);

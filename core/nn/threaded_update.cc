@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/gradflow.h"
+#include "core/tensor/denormals.h"
 #include "core/trace/trace.h"
 
 namespace gradflow {
@@ -96,6 +97,7 @@ bool ThreadedUpdate::apply(ReplicaContext& ctx, const std::vector<std::vector<Te
   }
   ctx.run_replicas([&](int r) {
     trace::Span span("optimizer");
+    internal::DenormalFlushScope flush_denormals;  // as the ops that summed before
     std::vector<Tensor> lane(vars_.size());
     for (size_t i = 0; i < vars_.size(); ++i) {
       const Part& p = parts_[r][i];
@@ -117,12 +119,12 @@ bool ThreadedUpdate::apply(ReplicaContext& ctx, const std::vector<std::vector<Te
   return true;
 }
 
-bool ThreadedUpdate::accepts(const std::vector<Tensor>& grads) const {
-  if (grads.size() != vars_.size()) return false;
+bool ThreadedUpdate::fits(const std::vector<Variable>& vars, const std::vector<Tensor>& grads) {
+  if (grads.size() != vars.size()) return false;
   bool any = false;
   for (size_t i = 0; i < grads.size(); ++i) {
     if (!grads[i].defined()) continue;
-    const Tensor& value = vars_[i].value_unwatched();
+    const Tensor& value = vars[i].value_unwatched();
     if (!grads[i].device().is_cpu() || !grads[i].is_contiguous() || grads[i].dtype() != value.dtype() ||
         grads[i].shape() != value.shape()) {
       return false;

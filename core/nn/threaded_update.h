@@ -40,9 +40,10 @@ class ThreadedUpdate {
   // Inside MirroredStrategy's run(), where every replica holds the same whole gradients (strategy.gradient's
   // averages) and calls apply_gradients: replica r updates its part of every variable and its slots, all at
   // once, the iteration counter left for one of them to advance after all (Optimizer::advance_iterations).
-  // accepts: whether grads fit (one per variable, each undefined or a contiguous CPU tensor of its
-  // variable's shape and dtype, at least one defined); otherwise apply_gradients updates as usual.
-  bool accepts(const std::vector<Tensor>& grads) const;
+  // fits: whether grads suit such an update of vars (one per variable, each undefined or a contiguous CPU
+  // tensor of its variable's shape and dtype, at least one defined); otherwise apply_gradients updates
+  // as usual.
+  static bool fits(const std::vector<Variable>& vars, const std::vector<Tensor>& grads);
   void apply_part(int r, const std::vector<Tensor>& grads, double scale);
 
  private:

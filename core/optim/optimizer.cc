@@ -144,13 +144,18 @@ void Optimizer::apply_gradients(const std::vector<Tensor>& grads, const std::vec
     for (size_t r = 1; r < all.size(); ++r) {
       check_same_update(base_.name, first, *static_cast<const UpdateArgs*>(all[r]), r, first_update);
     }
+    check_scale(first.scale);
     // Replicas sharing host variables: each updates its part at once, rather than one for all while
-    // the others wait.
-    if (all.size() > 1 && ctx->in_process()) {
+    // the others wait. Every replica's gradients are checked here: once split, a replica that failed in
+    // its part would leave the others' parts updated.
+    const auto fits = [&](const void* args) {
+      return ThreadedUpdate::fits(*first.vars, *static_cast<const UpdateArgs*>(args)->grads);
+    };
+    if (all.size() > 1 && ctx->in_process() && std::all_of(all.begin(), all.end(), fits)) {
       if (!split_update_ || !split_update_->matches(*first.vars, *this)) {
         split_update_ = ThreadedUpdate::make(*ctx, *first.vars, *this);
       }
-      if (split_update_ && split_update_->accepts(*first.grads)) {
+      if (split_update_) {
         for (const void* args : all) *static_cast<const UpdateArgs*>(args)->split = true;
         return;
       }

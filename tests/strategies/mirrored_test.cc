@@ -184,6 +184,26 @@ TEST(Mirrored, CustomLoopReplicasEachUpdateTheirPartBitwiseAsOneUpdate) {
   }
 }
 
+// The cross-replica average of a custom loop adds in plain loops on the replica threads, not through ops:
+// it still flushes denormal results to zero as the ops do (and as the average over devices does).
+TEST(Mirrored, CustomLoopAveragesFlushDenormalsAsOpsDo) {
+  ASSERT_TRUE(flush_denormal_enabled());
+  MirroredStrategy mirrored(2);
+  Variable v(zeros({40}), "v");
+  const Tensor tiny = full({40}, 1e-38);  // a normal f32; half of it is denormal
+  std::vector<std::vector<float>> averages(2);
+  mirrored.run(
+      [&](const Tensor&) {
+        const int r = current_replica_context()->replica_id();
+        averages[r] = mirrored.reduce_gradients({tiny}).at(0).to_vector<float>();
+      },
+      zeros({4, 1}));
+  const std::vector<float> by_ops = (tiny * 0.5 + tiny * 0.5).to_vector<float>();
+  EXPECT_EQ(averages[0], by_ops);
+  EXPECT_EQ(averages[1], by_ops);
+  EXPECT_EQ(by_ops[0], 0.0f) << "ops flush the denormal halves";
+}
+
 TEST(Mirrored, FitAndEvaluateMatchOneReplicaWithTheGlobalBatch) {
   for (int replicas : {2, 3}) {
     auto [x, y] = data(8 * replicas * 3 + 5);  // a short last step, some replicas without rows
