@@ -184,6 +184,29 @@ TEST(Mirrored, CustomLoopReplicasEachUpdateTheirPartBitwiseAsOneUpdate) {
   }
 }
 
+// A replica passing the same gradients as a strided view (which the split update does not take: the
+// update then runs once for all) still gets bitwise the plain update, at every step.
+TEST(Mirrored, CustomLoopUpdateIsExactWhenAReplicaPassesAStridedViewOfTheGradients) {
+  MirroredStrategy mirrored(2);
+  Tensor init = random_uniform({37}, -1, 1, kF32, kCPU, 5);
+  Variable v(init.clone(), "v"), plain(init.clone(), "v");
+  optimizers::Adam adam({.learning_rate = 0.01}), plain_adam({.learning_rate = 0.01});
+  const Tensor g = random_uniform({37}, -1, 1, kF32, kCPU, 6);
+  const Tensor spread = zeros({74});
+  copy_into(spread.slice(0, 0, 74, 2), g);  // g's values at every other element
+  for (int step = 0; step < 2; ++step) {
+    mirrored.run(
+        [&](const Tensor&) {
+          const bool strided = current_replica_context()->replica_id() == 1;
+          adam.apply_gradients({strided ? spread.slice(0, 0, 74, 2) : g}, {v});
+        },
+        zeros({4, 1}));
+    plain_adam.apply_gradients({g}, {plain});
+  }
+  EXPECT_EQ(adam.iterations(), 2);
+  EXPECT_EQ(v.value_unwatched().to_vector<double>(), plain.value_unwatched().to_vector<double>());
+}
+
 // The cross-replica average of a custom loop adds in plain loops on the replica threads, not through ops:
 // it still flushes denormal results to zero as the ops do (and as the average over devices does).
 TEST(Mirrored, CustomLoopAveragesFlushDenormalsAsOpsDo) {
