@@ -52,6 +52,29 @@ std::pair<Tensor, Tensor> data(int64_t n) {
   return {random_uniform({n, 8}, -1, 1, kF32, kCPU, 71), random_uniform({n}, 0, 4, kF32, kCPU, 72).to(kI64)};
 }
 
+// Optimizers whose update splits elementwise, each in a configuration with slots: Adam with amsgrad,
+// SGD with momentum, centered RMSprop.
+using MakeOptimizer = std::function<std::shared_ptr<optimizers::Optimizer>()>;
+std::vector<MakeOptimizer> splittable_optimizers() {
+  return {
+      [] { return std::make_shared<optimizers::Adam>(optimizers::AdamOptions{.learning_rate = 0.01, .amsgrad = true}); },
+      [] { return std::make_shared<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.1, .momentum = 0.9}); },
+      [] { return std::make_shared<optimizers::RMSprop>(optimizers::RMSpropOptions{.learning_rate = 0.01, .centered = true}); },
+  };
+}
+
+// Two lists of variables with the same names and values, of 37, 1000 and 5 elements (parts that end mid
+// cache line among 2 or 3 threads).
+std::pair<std::vector<Variable>, std::vector<Variable>> twin_variables(DType dtype) {
+  std::vector<Variable> a, b;
+  for (int64_t n : {37, 1000, 5}) {
+    Tensor init = random_uniform({n}, -1, 1, dtype, kCPU, 40 + n);
+    a.emplace_back(init.clone(), str_cat("v", n));
+    b.emplace_back(init.clone(), str_cat("v", n));
+  }
+  return {a, b};
+}
+
 // The variables and the optimizers' slots (after their iteration counters) hold the same bits.
 void expect_bitwise_equal(const std::vector<Variable>& vars, const optimizers::Optimizer& opt,
                           const std::vector<Variable>& plain_vars, const optimizers::Optimizer& plain_opt,
@@ -73,23 +96,13 @@ void expect_bitwise_equal(const std::vector<Variable>& vars, const optimizers::O
 // and RMSprop, f32 and f64, variables whose parts end mid cache line, a replica without one gradient
 // and one without any, over three steps. An optimizer that cannot split (clipnorm) gets none.
 TEST(Mirrored, TheUpdateSplitAmongTheThreadsIsOneUpdateOfTheSum) {
-  using Make = std::function<std::shared_ptr<optimizers::Optimizer>()>;
-  const std::vector<Make> optimizers_to_try = {
-      [] { return std::make_shared<optimizers::Adam>(optimizers::AdamOptions{.learning_rate = 0.01, .amsgrad = true}); },
-      [] { return std::make_shared<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.1, .momentum = 0.9}); },
-      [] { return std::make_shared<optimizers::RMSprop>(optimizers::RMSpropOptions{.learning_rate = 0.01, .centered = true}); },
-  };
+  const std::vector<MakeOptimizer> optimizers_to_try = splittable_optimizers();
   for (DType dtype : {kF32, kF64}) {
-    for (const Make& make : optimizers_to_try) {
+    for (const MakeOptimizer& make : optimizers_to_try) {
       MirroredStrategy strategy(3);
       auto scope = strategy.scope();
       ReplicaContext& ctx = *current_replica_context();  // what fit steps with
-      std::vector<Variable> split_vars, plain_vars;
-      for (int64_t n : {37, 1000, 5}) {
-        Tensor init = random_uniform({n}, -1, 1, dtype, kCPU, 40 + n);
-        split_vars.emplace_back(init.clone(), str_cat("v", n));
-        plain_vars.emplace_back(init.clone(), str_cat("v", n));
-      }
+      auto [split_vars, plain_vars] = twin_variables(dtype);
       std::shared_ptr<optimizers::Optimizer> split_opt = make(), plain_opt = make();
       std::unique_ptr<ThreadedUpdate> threaded = ThreadedUpdate::make(ctx, split_vars, *split_opt);
       ASSERT_TRUE(threaded);
@@ -124,24 +137,14 @@ TEST(Mirrored, TheUpdateSplitAmongTheThreadsIsOneUpdateOfTheSum) {
 // Adam, SGD with momentum and RMSprop, f32 and f64, parts ending mid cache line, a variable no replica
 // has a gradient for (left as it is), a replica without rows. The averages are one sum for all replicas.
 TEST(Mirrored, CustomLoopReplicasEachUpdateTheirPartBitwiseAsOneUpdate) {
-  using Make = std::function<std::shared_ptr<optimizers::Optimizer>()>;
-  const std::vector<Make> optimizers_to_try = {
-      [] { return std::make_shared<optimizers::Adam>(optimizers::AdamOptions{.learning_rate = 0.01, .amsgrad = true}); },
-      [] { return std::make_shared<optimizers::SGD>(optimizers::SGDOptions{.learning_rate = 0.1, .momentum = 0.9}); },
-      [] { return std::make_shared<optimizers::RMSprop>(optimizers::RMSpropOptions{.learning_rate = 0.01, .centered = true}); },
-  };
+  const std::vector<MakeOptimizer> optimizers_to_try = splittable_optimizers();
   const std::string trace_file = temp_path("split_update.json");
   for (DType dtype : {kF32, kF64}) {
-    for (const Make& make : optimizers_to_try) {
+    for (const MakeOptimizer& make : optimizers_to_try) {
       const bool traced = dtype == kF32 && &make == &optimizers_to_try[0];
       if (traced) trace::start();
       MirroredStrategy mirrored(3);
-      std::vector<Variable> vars, plain_vars;
-      for (int64_t n : {37, 1000, 5}) {
-        Tensor init = random_uniform({n}, -1, 1, dtype, kCPU, 40 + n);
-        vars.emplace_back(init.clone(), str_cat("v", n));
-        plain_vars.emplace_back(init.clone(), str_cat("v", n));
-      }
+      auto [vars, plain_vars] = twin_variables(dtype);
       std::shared_ptr<optimizers::Optimizer> opt = make(), plain_opt = make();
       plain_opt->build(plain_vars);  // the split builds every variable's slots, as fit does
       for (int step = 0; step < 3; ++step) {
