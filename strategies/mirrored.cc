@@ -43,6 +43,7 @@ struct MirroredStrategy::Rendezvous {
 
   // spin: whether waiting replicas spin a while before they sleep (each has a core of its own).
   Rendezvous(int n, bool spin) : n(n), spin(spin), slots(n), pointers(n), returned(n, false) {}
+  bool spins() const { return spin; }
 
   std::unique_ptr<distributed::LocalDeviceGroup> group;  // set when NCCL sums across the GPUs
 
@@ -471,7 +472,7 @@ class MirroredStrategy::ReplicaThreads {
   // devices: each replica's (its thread reads its copies of the variables there), or empty (shared).
   ReplicaThreads(std::vector<std::unique_ptr<ThreadReplica>>& replicas, Rendezvous& rendezvous,
                  const std::vector<Device>& devices)
-      : errors_(replicas.size()), rendezvous_(rendezvous), spin_(replicas.size() <= usable_cores()) {
+      : errors_(replicas.size()), rendezvous_(rendezvous), spin_(rendezvous.spins()) {
     if (devices.empty()) caller_runs_ = replicas[0].get();
     for (size_t r = caller_runs_ ? 1 : 0; r < replicas.size(); ++r) {
       std::optional<Device> device = devices.empty() ? std::nullopt : std::optional<Device>(devices[r]);

@@ -90,30 +90,26 @@ bool ThreadedUpdate::apply(ReplicaContext& ctx, const std::vector<std::vector<Te
     any = any || !sources[i].empty();
   }
   if (!any) return false;  // apply_gradients raises its error for that
-  // Where several replicas have a gradient, their sum goes here (one buffer, each thread its part).
-  std::vector<Tensor> sums(vars_.size());
+  // Per variable, the gradient to apply: the one replica's, or the sum of several (one buffer, each thread
+  // adding its part).
+  std::vector<Tensor> totals(vars_.size());
   for (size_t i = 0; i < vars_.size(); ++i) {
-    if (sources[i].size() > 1) sums[i] = empty(vars_[i].value_unwatched().shape(), vars_[i].value_unwatched().dtype());
+    if (sources[i].size() == 1) totals[i] = *sources[i][0];
+    if (sources[i].size() > 1) totals[i] = empty(vars_[i].value_unwatched().shape(), vars_[i].value_unwatched().dtype());
   }
   ctx.run_replicas([&](int r) {
     trace::Span span("optimizer");
     internal::DenormalFlushScope flush_denormals;  // as the ops that summed before
-    std::vector<Tensor> lane(vars_.size());
     for (size_t i = 0; i < vars_.size(); ++i) {
       const Part& p = parts_[r][i];
-      if (sources[i].empty() || p.begin == p.end) continue;
-      if (sources[i].size() == 1) {
-        lane[i] = flat_part(*sources[i][0], p.begin, p.end);
-        continue;
-      }
-      if (sums[i].dtype() == kF32) {
-        sum_in_order(sums[i].data<float>(), sources[i], p.begin, p.end);
+      if (sources[i].size() < 2 || p.begin == p.end) continue;
+      if (totals[i].dtype() == kF32) {
+        sum_in_order(totals[i].data<float>(), sources[i], p.begin, p.end);
       } else {
-        sum_in_order(sums[i].data<double>(), sources[i], p.begin, p.end);
+        sum_in_order(totals[i].data<double>(), sources[i], p.begin, p.end);
       }
-      lane[i] = flat_part(sums[i], p.begin, p.end);
     }
-    optimizer_.apply_gradient_parts(lane, updates_[r], scale, /*advance=*/false);
+    update_part(r, totals, scale);
   });
   optimizer_.advance_iterations();
   return true;
@@ -136,6 +132,10 @@ bool ThreadedUpdate::fits(const std::vector<Variable>& vars, const std::vector<T
 
 void ThreadedUpdate::apply_part(int r, const std::vector<Tensor>& grads, double scale) {
   trace::Span span("optimizer");
+  update_part(r, grads, scale);
+}
+
+void ThreadedUpdate::update_part(int r, const std::vector<Tensor>& grads, double scale) {
   std::vector<Tensor> lane(vars_.size());
   for (size_t i = 0; i < vars_.size(); ++i) {
     const Part& p = parts_[r][i];

@@ -48,6 +48,8 @@ class ThreadedUpdate {
 
  private:
   ThreadedUpdate(std::vector<Variable> vars, optimizers::Optimizer& optimizer, int replicas);
+  // Replica r's part of the update with whole gradients grads (undefined: skipped).
+  void update_part(int r, const std::vector<Tensor>& grads, double scale);
 
   std::vector<Variable> vars_;
   optimizers::Optimizer& optimizer_;
